@@ -1,0 +1,1 @@
+"""Importers and exporters: arrays (.npz), networks (ONNX, PyTorch state_dict)."""

@@ -1,0 +1,52 @@
+"""Reading and writing named arrays as ``.npz`` archives, never through pickle."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["load_arrays", "save_arrays"]
+
+
+def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` archive, by name, loaded with ``allow_pickle=False``.
+
+    Raises
+    ------
+    InputError
+        The file is missing, is not an ``.npz`` archive, holds a pickled (object) array, or
+        holds no arrays; the message names the file and the entry.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: not an .npz archive (expected a zip of .npy arrays)")
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            for name in archive.files:
+                try:
+                    arrays[name] = archive[name]
+                except ValueError as exc:
+                    if "pickle" in str(exc).lower():
+                        raise InputError(f"{path}: entry {name!r} is a pickled object array; "
+                                         "only plain numeric arrays are loaded") from None
+                    raise InputError(f"{path}: entry {name!r} cannot be read ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InputError(f"{path}: corrupt .npz archive ({exc})") from None
+    if not arrays:
+        raise InputError(f"{path}: the archive holds no arrays")
+    return arrays
+
+
+def save_arrays(path: str | Path, arrays: dict[str, np.ndarray], compress: bool = True) -> None:
+    """Write named arrays to ``path`` as ``.npz`` (compressed by default), refusing objects."""
+    for name, arr in arrays.items():
+        if np.asarray(arr).dtype == object:
+            raise InputError(f"{path}: array {name!r} has dtype object; refusing to pickle it")
+    (np.savez_compressed if compress else np.savez)(path, **arrays)
