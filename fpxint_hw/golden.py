@@ -1,7 +1,10 @@
 """The golden integer model: slow, obviously correct, written straight from docs/numerics.md.
 
-Everything here computes on Python integers (numpy ``object`` arrays), so no width can wrap;
-the fast simulator and the generated hardware are checked against these functions.
+Tiles, requantization and residual adds compute on Python integers (numpy ``object``
+arrays), so no width can wrap; convolutions and matrix products compute on int64 one kernel
+tap / one reduction index at a time after an explicit bound check (OverflowError instead of
+wrapping). The fast simulator and the generated hardware are checked against these functions,
+and these functions against external integer oracles (tests/test_golden_oracles.py).
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from .intops import round_shift
 from .series import split_integer
 from .tile import GemmTile, TileResult
 
-__all__ = ["reference_tile", "requantize"]
+__all__ = ["reference_tile", "requantize", "requantize_channels", "conv2d", "matmul",
+           "lane_products", "add_requant", "maxpool2d", "sumpool2d", "global_sum",
+           "run_layer", "run_program"]
 
 
 def _as_pyint(a) -> np.ndarray:
@@ -51,3 +56,288 @@ def reference_tile(tile: GemmTile) -> TileResult:
         raise OverflowError("reference_tile: accumulator leaves int64; the tile's formats are "
                             "too wide for any int64 simulator")
     return TileResult(acc.astype(np.int64), out, digits)
+
+
+# -- network operators ------------------------------------------------------------------------
+#
+# Layout: NCHW activations ``(N, C, H, W)`` and OIHW weights ``(C_out, C_in / groups, kh, kw)``,
+# as in ONNX. Every operator works on int64 after an explicit bound check: the largest possible
+# magnitude of every partial sum is computed from the operands first, and an operator whose
+# sums could leave int64 raises OverflowError instead of wrapping.
+
+_INT64_LIMIT = 1 << 63
+
+
+def _int64(a, what: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype == object:
+        if any(abs(int(v)) >= _INT64_LIMIT for v in arr.ravel()):
+            raise OverflowError(f"{what}: values leave int64")
+        return arr.astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{what}: expected integers, got dtype {arr.dtype}")
+    if arr.dtype == np.uint64 and arr.size and int(arr.max()) >= _INT64_LIMIT:
+        raise OverflowError(f"{what}: values leave int64")
+    return arr.astype(np.int64)
+
+
+def _maxabs(a: np.ndarray) -> int:
+    return max(abs(int(a.min())), abs(int(a.max()))) if a.size else 0
+
+
+def _check_sum_bound(terms: int, a: np.ndarray, b: np.ndarray, what: str) -> None:
+    """Raise unless ``terms`` products of elements of ``a`` and ``b`` always fit int64."""
+    bound = terms * _maxabs(a) * _maxabs(b)
+    if bound >= _INT64_LIMIT:
+        raise OverflowError(f"{what}: a sum of {terms} products may reach {bound}, beyond int64")
+
+
+def _pair(v, name: str) -> tuple[int, int]:
+    t = (v, v) if np.isscalar(v) else tuple(v)
+    if len(t) != 2 or any(int(x) != x for x in t):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return int(t[0]), int(t[1])
+
+
+def _pads(p) -> tuple[int, int, int, int]:
+    """Padding as (top, left, bottom, right) from an int, a (h, w) pair or an ONNX 4-tuple."""
+    if np.isscalar(p):
+        return (int(p),) * 4
+    p = tuple(int(x) for x in p)
+    if len(p) == 2:
+        return p[0], p[1], p[0], p[1]
+    if len(p) == 4:
+        return p
+    raise ValueError(f"padding must be an int, (h, w) or (top, left, bottom, right), got {p!r}")
+
+
+def conv2d(x, w, stride=1, padding=0, dilation=1, groups: int = 1) -> np.ndarray:
+    """Exact integer 2-D convolution (cross-correlation, as ONNX Conv), zero padding.
+
+    Parameters
+    ----------
+    x : integer array ``(N, C, H, W)``
+    w : integer array ``(O, C / groups, kh, kw)``
+    stride, dilation : int or (h, w), each >= 1
+    padding : int, (h, w) or (top, left, bottom, right), each >= 0; padded values are 0
+    groups : int >= 1 dividing C and O
+
+    Returns
+    -------
+    int64 array ``(N, O, Ho, Wo)``, ``Ho = (H + top + bottom - dh*(kh-1) - 1) // sh + 1``.
+    Each output is the plain sum over ``c, i, j`` of ``x[n, g*Cg + c, ho*sh + i*dh - top,
+    wo*sw + j*dw - left] * w[o, c, i, j]``, computed as one int64 multiply-add per kernel tap.
+    """
+    x = _int64(x, "conv2d x")
+    w = _int64(w, "conv2d w")
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv2d: need x (N,C,H,W) and w (O,C/g,kh,kw), got {x.shape}, {w.shape}")
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    if groups < 1 or c % groups or o % groups or c // groups != cg:
+        raise ValueError(f"conv2d: groups={groups} does not fit C={c}, O={o}, w C/g={cg}")
+    sh, sw = _pair(stride, "stride")
+    dh, dw = _pair(dilation, "dilation")
+    top, left, bottom, right = _pads(padding)
+    if min(sh, sw, dh, dw) < 1 or min(top, left, bottom, right) < 0:
+        raise ValueError("conv2d: strides and dilations must be >= 1, padding >= 0")
+    ho = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + left + right - dw * (kw - 1) - 1) // sw + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"conv2d: kernel {kh}x{kw} (dilation {dh},{dw}) larger than padded "
+                         f"input {h}x{wd}")
+    _check_sum_bound(cg * kh * kw, x, w, "conv2d")
+    xp = np.zeros((n, c, h + top + bottom, wd + left + right), dtype=np.int64)
+    xp[:, :, top:top + h, left:left + wd] = x
+    og = o // groups
+    out = np.zeros((n, o, ho, wo), dtype=np.int64)
+    for g in range(groups):
+        xg = xp[:, g * cg:(g + 1) * cg]
+        wg = w[g * og:(g + 1) * og]
+        for i in range(kh):
+            for j in range(kw):
+                tap = xg[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh,
+                         j * dw:j * dw + (wo - 1) * sw + 1:sw]          # (N, Cg, Ho, Wo)
+                out[:, g * og:(g + 1) * og] += np.einsum("nchw,oc->nohw", tap, wg[:, :, i, j])
+    return out
+
+
+def matmul(a, b) -> np.ndarray:
+    """Exact integer ``a @ b`` for ``a (M, K)`` and ``b (K, N)``: int64 ``(M, N)``.
+
+    Computed as K rank-one int64 updates (no BLAS, no float), after a bound check.
+    """
+    a = _int64(a, "matmul a")
+    b = _int64(b, "matmul b")
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"matmul: need (M, K) @ (K, N), got {a.shape} @ {b.shape}")
+    _check_sum_bound(max(1, a.shape[1]), a, b, "matmul")
+    out = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
+    for k in range(a.shape[1]):
+        out += a[:, k:k + 1] * b[k:k + 1, :]
+    return out
+
+
+def lane_products(op, x_digits, x_fmt, w_digits, w_fmt, **kwargs) -> np.ndarray:
+    """The weighted lane sum ``sum_{k, j} m_k n_j op(p_j, q_k)`` of a layer, lane by lane.
+
+    ``x_digits`` ``(T_a, ...)`` are the activation terms ``p_j`` (lane weights ``n_j`` from
+    ``x_fmt``), ``w_digits`` ``(T_w, ...)`` the weight terms ``q_k`` (weights ``m_k`` from
+    ``w_fmt``); ``op`` is :func:`conv2d` or :func:`matmul` (``kwargs`` go to it). Returns the
+    exact int64 sum (checked against int64 on Python integers).
+    """
+    total = None
+    for k, m in enumerate(w_fmt.lane_weights):
+        for j, nj in enumerate(x_fmt.lane_weights):
+            part = _as_pyint(op(x_digits[j], w_digits[k], **kwargs)) * (m * nj)
+            total = part if total is None else total + part
+    return _int64(total, "lane sum")
+
+
+def requantize_channels(acc, multiplier, shift: int, lo: int, hi: int, zero_point: int = 0,
+                        mode: str = "rne", axis: int = 1) -> np.ndarray:
+    """:func:`requantize` with the per-channel multiplier along ``axis`` of any-rank ``acc``."""
+    acc = np.moveaxis(np.asarray(acc), axis, -1)
+    flat = acc.reshape(-1, acc.shape[-1])
+    out = requantize(flat, multiplier, shift, lo, hi, zero_point, mode).reshape(acc.shape)
+    return np.moveaxis(out, -1, axis)
+
+
+def add_requant(a, b, ma: int, mb: int, shift: int, lo: int, hi: int, zero_point: int = 0,
+                mode: str = "rne") -> np.ndarray:
+    """Residual add of two integer tensors on different grids, one rounding:
+    ``clamp(round_shift(a * ma + b * mb, shift, mode) + zero_point, lo, hi)`` (int64 out)."""
+    a = _as_pyint(a)
+    b = _as_pyint(b)
+    s = a * int(ma) + b * int(mb)
+    out = np.empty(s.shape, dtype=object)
+    for idx, v in np.ndenumerate(s):
+        out[idx] = min(max(round_shift(int(v), shift, mode) + zero_point, lo), hi)
+    return out.astype(np.int64)
+
+
+def _windows(x: np.ndarray, kernel, stride, padding, fill) -> np.ndarray:
+    """``(N, C, Ho, Wo, kh, kw)`` windows of ``x`` padded with ``fill``."""
+    kh, kw = _pair(kernel, "kernel")
+    sh, sw = _pair(stride, "stride")
+    top, left, bottom, right = _pads(padding)
+    n, c, h, w = x.shape
+    xp = np.full((n, c, h + top + bottom, w + left + right), fill, dtype=object)
+    xp[:, :, top:top + h, left:left + w] = x
+    ho = (h + top + bottom - kh) // sh + 1
+    wo = (w + left + right - kw) // sw + 1
+    out = np.empty((n, c, ho, wo, kh, kw), dtype=object)
+    for i in range(ho):
+        for j in range(wo):
+            out[:, :, i, j] = xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+    return out
+
+
+def maxpool2d(x, kernel, stride=None, padding=0) -> np.ndarray:
+    """Integer max pooling ``(N, C, H, W) -> (N, C, Ho, Wo)``; padded positions never win
+    (as ONNX MaxPool). Exact: no arithmetic, only comparisons. Returns int64."""
+    x = _as_pyint(_int64(x, "maxpool2d x"))
+    stride = kernel if stride is None else stride
+    win = _windows(x, kernel, stride, padding, None)
+    out = np.empty(win.shape[:4], dtype=object)
+    for idx in np.ndindex(*win.shape[:4]):
+        vals = [v for v in win[idx].ravel() if v is not None]
+        out[idx] = max(vals)
+    return out.astype(np.int64)
+
+
+def sumpool2d(x, kernel, stride=None, padding=0) -> np.ndarray:
+    """Integer window sums ``(N, C, H, W) -> (N, C, Ho, Wo)`` with zero padding (int64):
+    the numerator of an average pool that counts padded positions (divide by kh*kw)."""
+    x = _as_pyint(_int64(x, "sumpool2d x"))
+    stride = kernel if stride is None else stride
+    win = _windows(x, kernel, stride, padding, 0)
+    out = np.empty(win.shape[:4], dtype=object)
+    for idx in np.ndindex(*win.shape[:4]):
+        out[idx] = sum(int(v) for v in win[idx].ravel())
+    return _int64(out, "sumpool2d")
+
+
+def global_sum(x) -> np.ndarray:
+    """Sum over the spatial axes ``(N, C, H, W) -> (N, C)`` on Python integers (int64 out)."""
+    x = _as_pyint(_int64(x, "global_sum x"))
+    return _int64(x.sum(axis=(2, 3)), "global_sum")
+
+
+# -- whole integer programs --------------------------------------------------------------------
+
+def run_layer(q, args: list[np.ndarray], tensors: dict, lanes: str = "layer") -> np.ndarray:
+    """One layer of a :class:`~fpxint_hw.expansion.QProgram` on NCHW / (N, F) integer inputs.
+
+    ``tensors`` maps tensor names to their :class:`~fpxint_hw.expansion.QTensor`. With
+    ``lanes="layer"`` a conv/linear computes all ``T_w x T_a`` lane products of the split
+    activation terms and weight terms (:func:`lane_products`); with ``"model"`` the T_w basis
+    models each multiply the whole activation by one weight term, and their outputs are
+    summed (``sum_k m_k op(x, q_k)``). Returns int64.
+    """
+    if q.op in ("conv", "linear"):
+        x = args[0]
+        fin = tensors[q.inputs[0]].fmt
+        if q.op == "conv":
+            op = conv2d
+            kw = dict(stride=q.attrs["stride"], padding=q.attrs["padding"],
+                      dilation=q.attrs["dilation"], groups=q.attrs["groups"])
+            wd = q.w_digits
+        else:
+            op = matmul
+            kw = {}
+            wd = np.transpose(q.w_digits, (0, 2, 1))            # (T_w, F, O)
+        if lanes == "model":
+            total = None
+            for k, m in enumerate(q.w_fmt.lane_weights):
+                part = _as_pyint(op(x, wd[k], **kw)) * m
+                total = part if total is None else total + part
+            acc = _int64(total, f"layer {q.name!r} basis-model sum")
+        else:
+            acc = lane_products(op, split_integer(x, fin), fin, wd, q.w_fmt, **kw)
+        bshape = (1, -1) + (1,) * (acc.ndim - 2)
+        acc = _int64(_as_pyint(acc) + _as_pyint(q.bias).reshape(bshape), f"layer {q.name!r}")
+        if q.requant is None:
+            return acc
+        rq = q.requant
+        return requantize_channels(acc, rq.multiplier, rq.shift, rq.lo, rq.hi, rq.zero_point,
+                                   rq.mode, axis=1)
+    rq = q.requant
+    if q.op == "add":
+        ma, mb = (int(v) for v in rq.multiplier)
+        return add_requant(args[0], args[1], ma, mb, rq.shift, rq.lo, rq.hi, rq.zero_point,
+                           rq.mode)
+    if q.op == "maxpool":
+        return maxpool2d(args[0], q.attrs["kernel"], q.attrs["stride"], q.attrs["padding"])
+    if q.op in ("avgpool", "global_avgpool"):
+        x = args[0]
+        if q.op == "avgpool":
+            s = sumpool2d(x, q.attrs["kernel"], q.attrs["stride"], q.attrs["padding"])
+        else:
+            s = global_sum(x)[:, :, None, None]
+        mult = np.full(x.shape[1], int(rq.multiplier[0]), dtype=np.int64)
+        return requantize_channels(s, mult, rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode,
+                                   axis=1)
+    if q.op == "clamp":
+        return np.clip(_int64(args[0], "clamp"), q.out.lo, q.out.hi)
+    if q.op == "flatten":
+        return _int64(args[0], "flatten").reshape(args[0].shape[0], -1)
+    raise ValueError(f"golden.run_layer: layer {q.name!r} has unknown op {q.op!r}")
+
+
+def run_program(program, x: np.ndarray, capture: bool = False):
+    """Run a whole QProgram on the float batch ``x`` with the golden operators.
+
+    The input is quantized by :meth:`QProgram.quantize_input`; a ``model``-level program is
+    evaluated basis model by basis model, a ``layer``-level one lane by lane. Returns
+    ``(output, captured)`` like the fast simulator: int64 NCHW / (N, F) arrays.
+    """
+    tensors = {q.name: q.out for q in program.layers}
+    env: dict[str, np.ndarray] = {}
+    for q in program.layers:
+        if q.op == "quantize":
+            env[q.name] = program.quantize_input(x).astype(np.int64)
+        else:
+            env[q.name] = run_layer(q, [env[i] for i in q.inputs], tensors, program.level)
+    out = env[program.output]
+    return out, (env if capture else {})

@@ -1,0 +1,193 @@
+"""``fpxint run``: float inference of a zoo model or an ONNX file on images or built-in samples.
+
+Prints the top-5 classes (with ImageNet names for 1000-class models) of every input, or the
+held-out accuracy for the MNIST model on its built-in digits. ``--json`` writes the same as
+JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..float_exec import FloatExecutor
+from ..graph import Graph
+from ..report import format_table, write_json
+
+__all__ = ["register", "load_network", "prepare_inputs", "classify"]
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def register(subparsers) -> None:
+    """Add the ``run`` subcommand."""
+    p = subparsers.add_parser(
+        "run", help="float inference of a model on images or its built-in samples",
+        description="Run a network in float32 with fpxint's executor. Prints the top-5 "
+                    "classes per input (ImageNet names for 1000-class models), or the "
+                    "held-out accuracy for mnist-resnet on its built-in digits.")
+    p.add_argument("--model", required=True, metavar="NAME|FILE",
+                   help="zoo model (resnet18, resnet50, efficientnet-lite0, mnist-resnet), an "
+                        ".onnx file, or a graph .npz written by fpxint")
+    p.add_argument("--weights", metavar="FILE",
+                   help="weights for a zoo model: .npz or PyTorch .pth state_dict")
+    p.add_argument("--input", nargs="+", metavar="IMG",
+                   help="image files (default: the model's built-in sample inputs)")
+    p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="use only the first N built-in samples")
+    p.add_argument("--keep-bn", action="store_true",
+                   help="keep BatchNorm nodes instead of folding them into the convolutions")
+    p.set_defaults(func=_run)
+
+
+def load_network(model: str, weights: str | None = None, fold_bn: bool = True):
+    """``(graph, ModelInfo or None)`` for a zoo name, an ``.onnx`` file or a graph ``.npz``."""
+    from ..models import build_model, get_model_info
+
+    path = Path(model)
+    if path.suffix.lower() in (".onnx", ".npz") or path.is_file():
+        if weights is not None:
+            raise InputError(f"--weights {weights}: only zoo models take separate weights; "
+                             f"{model} carries its own")
+        if path.suffix.lower() == ".npz":
+            from ..graph import fold_batchnorm
+            from ..io.native import load_graph_npz
+            g = load_graph_npz(path)
+            return (fold_batchnorm(g) if fold_bn else g), None
+        from ..io.onnx_import import load_onnx
+        return load_onnx(path, fold_bn=fold_bn), None
+    info = get_model_info(model)
+    return build_model(model, weights, fold_bn=fold_bn), info
+
+
+def _task(graph: Graph, info) -> str:
+    if info is not None:
+        return info.task
+    if graph.output_shape == (1000,) and graph.input_shape[:1] == (3,):
+        return "imagenet"
+    if graph.input_shape == (1, 28, 28) and graph.output_shape == (10,):
+        return "mnist"
+    return "generic"
+
+
+def prepare_inputs(graph: Graph, info, files=None, limit=None):
+    """The input batch for ``graph``: preprocessed ``files``, or the built-in samples.
+
+    Returns a :class:`~fpxint_hw.models.Samples`.
+    """
+    from ..io.images import load_image, preprocess_gray, preprocess_rgb
+    from ..models import Samples, sample_inputs
+
+    shape = graph.input_shape
+    mean = (info.mean if info is not None and info.mean else _IMAGENET_MEAN)
+    std = (info.std if info is not None and info.std else _IMAGENET_STD)
+    if not files:
+        return sample_inputs(shape, mean=mean, std=std, limit=limit)
+    if len(shape) != 3 or shape[0] not in (1, 3) or shape[1] != shape[2]:
+        raise InputError(f"--input: model {graph.name!r} takes inputs of shape {shape}, not "
+                         f"square images (1 or 3 channels)")
+    xs = []
+    for f in files:
+        if shape[0] == 3:
+            xs.append(preprocess_rgb(load_image(f, "RGB"), size=shape[1],
+                                     resize=int(round(shape[1] * 256 / 224)), mean=mean, std=std))
+        else:
+            xs.append(preprocess_gray(load_image(f, "L"), size=shape[1]))
+    return Samples(np.stack(xs), tuple(str(f) for f in files), None, None, "files")
+
+
+def classify(graph: Graph, x: np.ndarray, batch: int | None = None) -> np.ndarray:
+    """Float logits of ``graph`` for ``x`` (N, *input_shape), run in batches; (N, classes)."""
+    ex = FloatExecutor(graph)
+    if batch is None:
+        batch = max(1, min(256, int(2e10 // max(1, graph.macs()))))
+    return np.concatenate([ex(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _recorded_accuracy(info) -> float | None:
+    from ..models import models_dir
+
+    if info is None or info.weights_file is None:
+        return None
+    meta = models_dir() / Path(info.weights_file).with_suffix(".json")
+    try:
+        return float(json.loads(meta.read_text())["heldout_accuracy_fpxint_float"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..data import imagenet_classes
+
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be >= 1, got {args.limit}")
+    graph, info = load_network(args.model, args.weights, fold_bn=not args.keep_bn)
+    task = _task(graph, info)
+    samples = prepare_inputs(graph, info, args.input, args.limit)
+    t0 = time.perf_counter()
+    logits = classify(graph, samples.x)
+    dt = time.perf_counter() - t0
+    if logits.ndim != 2:
+        raise InputError(f"model {graph.name!r}: output shape {graph.output_shape} is not a "
+                         f"vector of class scores")
+    probs = _softmax(logits)
+    names = imagenet_classes() if logits.shape[1] == 1000 else None
+    k = min(5, logits.shape[1])
+    top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    if info is not None and args.weights is None and "synthetic" in info.weights:
+        print(f"note: {info.name} runs on {info.weights}; its classes mean nothing "
+              f"(give --weights for real ones)")
+    print(f"model {graph.name} ({args.model}): input {graph.input_shape}, output "
+          f"{graph.output_shape}, {graph.num_params():,} parameters; {len(samples.x)} "
+          f"{samples.kind} in {dt:.2f} s ({len(samples.x) / dt:.1f} per s)")
+    report = {"model": args.model, "graph": graph.name, "task": task,
+              "input_shape": list(graph.input_shape), "inputs": samples.kind,
+              "seconds": dt, "results": []}
+    for i, name in enumerate(samples.names):
+        entry = {"input": name, "top": [
+            {"class": int(c), "name": names[c] if names else str(int(c)),
+             "prob": float(probs[i, c])} for c in top[i]]}
+        if samples.labels is not None:
+            entry["label"] = int(samples.labels[i])
+        if samples.classes is not None:
+            entry["expected_classes"] = list(samples.classes[i])
+            entry["top1_ok"] = bool(top[i, 0] in samples.classes[i])
+            ranks = [r + 1 for r, c in enumerate(top[i]) if c in samples.classes[i]]
+            entry["expected_rank"] = ranks[0] if ranks else None
+        report["results"].append(entry)
+    if samples.labels is not None:
+        pred = logits.argmax(axis=1)
+        correct = int((pred == samples.labels).sum())
+        acc = correct / len(pred)
+        report["accuracy"] = acc
+        rec = _recorded_accuracy(info) if samples.kind == "digits" else None
+        report["recorded_accuracy"] = rec
+        print(f"held-out accuracy: {100 * acc:.2f} % ({correct}/{len(pred)})"
+              + (f"; recorded when trained: {100 * rec:.2f} %" if rec is not None else ""))
+    else:
+        for e in report["results"]:
+            mark = ""
+            if "expected_rank" in e:
+                r = e["expected_rank"]
+                mark = (f"  (a class naming what the photo shows is at rank {r})" if r else
+                        "  (no class naming what the photo shows is in the top 5)")
+            print(f"\n{e['input']}{mark}")
+            rows = [(t["name"], t["class"], f"{t['prob'] * 100:.1f} %") for t in e["top"]]
+            print(format_table(("class name", "class", "prob"), rows))
+    if args.json:
+        write_json(args.json, report)
+    return 0

@@ -1,0 +1,646 @@
+"""Network graph IR: typed nodes in topological order, float32 parameters by name, shape inference.
+
+A :class:`Graph` is a tuple of frozen node dataclasses, the first an :class:`Input`, each later
+node naming the earlier nodes it reads (a node's name is also the name of its one output
+tensor), plus a read-only mapping ``parameter name -> float32 array``. Shapes are per sample,
+without the batch axis: ``(C, H, W)`` for feature maps, ``(F,)`` for vectors. The graph infers
+and checks every shape when it is built, so a node of a built graph always has ``shape``.
+
+Walking a graph::
+
+    for node in graph.nodes:
+        node.op          # "conv", "relu", ... (see OPS)
+        node.inputs      # names of the nodes it reads
+        node.shape       # its output shape per sample
+        node.attrs       # dict of attributes (stride, padding, ...)
+        node.params      # names of its parameters, keys of graph.params
+
+Parameter names are those of the model's own checkpoints (``layer1.0.conv1.weight`` for the
+ResNets, as in torchvision's state_dict). :func:`fold_batchnorm` folds each BatchNorm into the
+convolution or linear layer before it; a folded layer's weight keeps its name and gains a bias
+named after it (``layer1.0.conv1.bias``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import ClassVar, Iterable, Mapping
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "OPS", "Node", "Input", "Conv2d", "BatchNorm", "Relu", "Clip", "MaxPool", "AvgPool",
+    "GlobalAvgPool", "Add", "Linear", "Flatten", "Graph", "fold_batchnorm", "graphs_equal",
+]
+
+
+def _float32_value(owner: str, field_name: str, value) -> float:
+    """``value`` rounded to the nearest float32, as a Python float (so ONNX round-trips it)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise InputError(f"{owner}.{field_name} must be a finite number, got {value!r}")
+    return float(np.float32(value))
+
+
+def _int_tuple(owner: str, field_name: str, value, n: int, lo: int) -> tuple[int, ...]:
+    """``value`` as a tuple of ``n`` ints, each ``>= lo`` (an int is repeated ``n`` times)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (int(value),) * n
+    try:
+        out = tuple(value)
+    except TypeError:
+        out = None
+    if (out is None or len(out) != n
+            or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo
+                   for v in out)):
+        raise InputError(f"{owner}.{field_name} must be {n} integers >= {lo}, got {value!r}")
+    return tuple(int(v) for v in out)
+
+
+def _pair(owner: str, field_name: str, value, lo: int = 1) -> tuple[int, int]:
+    return _int_tuple(owner, field_name, value, 2, lo)
+
+
+def _pads(owner: str, field_name: str, value) -> tuple[int, int, int, int]:
+    """Padding as ``(top, left, bottom, right)``; an int or a ``(h, w)`` pair is symmetric."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        value = (value[0], value[1], value[0], value[1])
+    return _int_tuple(owner, field_name, value, 4, 0)
+
+
+def _window_out(size: int, k: int, s: int, d: int, p0: int, p1: int) -> int:
+    """Output length of a sliding window (floor mode); may be <= 0 for a too-small input."""
+    return (size + p0 + p1 - (d * (k - 1) + 1)) // s + 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Node:
+    """Base of every node: one output tensor named ``name``, computed from ``inputs``.
+
+    Members
+    -------
+    name : str
+        Unique name of the node and of its output tensor.
+    inputs : tuple of str
+        Names of the earlier nodes it reads, in operand order.
+    shape : tuple of int or None
+        Output shape per sample (no batch axis); filled in by :class:`Graph`.
+    """
+
+    name: str
+    inputs: tuple[str, ...] = ()
+    shape: tuple[int, ...] | None = None
+
+    #: Op kind, one of :data:`OPS`.
+    op: ClassVar[str] = ""
+    #: Number of inputs the op takes.
+    arity: ClassVar[int] = 1
+    #: Fields that hold parameter names (a value of None means "no such parameter").
+    param_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self):
+        owner = f"{type(self).__name__}({self.name!r})"
+        if not isinstance(self.name, str) or not self.name:
+            raise InputError(f"{type(self).__name__}.name must be a non-empty string, "
+                             f"got {self.name!r}")
+        ins = (self.inputs,) if isinstance(self.inputs, str) else tuple(self.inputs)
+        if len(ins) != self.arity or not all(isinstance(i, str) and i for i in ins):
+            raise InputError(f"{owner}.inputs must be {self.arity} node name(s), "
+                             f"got {self.inputs!r}")
+        object.__setattr__(self, "inputs", ins)
+        if self.shape is not None:
+            object.__setattr__(self, "shape", _int_tuple(owner, "shape", self.shape,
+                                                         len(tuple(self.shape)), 1))
+        for f in self.param_fields:
+            v = getattr(self, f)
+            if v is not None and (not isinstance(v, str) or not v):
+                raise InputError(f"{owner}.{f} must be a parameter name, got {v!r}")
+        self._check(owner)
+
+    def _check(self, owner: str) -> None:
+        """Normalise and validate the op's own fields (overridden per op)."""
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """Names of this node's parameters (keys of ``Graph.params``), weight first."""
+        return tuple(getattr(self, f) for f in self.param_fields if getattr(self, f) is not None)
+
+    @property
+    def attrs(self) -> dict:
+        """The op's attributes (everything but name, inputs, shape and parameter names)."""
+        skip = {"name", "inputs", "shape", *self.param_fields}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in skip}
+
+    def infer_shape(self, in_shapes: list[tuple[int, ...]],
+                    params: Mapping[str, np.ndarray]) -> tuple[int, ...]:
+        """Output shape per sample from the input shapes; raises InputError when they don't fit."""
+        raise NotImplementedError
+
+    def _fail(self, what: str) -> InputError:
+        return InputError(f"node {self.name!r} ({self.op}): {what}")
+
+    def _need_rank(self, shp: tuple[int, ...], rank: int) -> None:
+        if len(shp) != rank:
+            kind = "(C, H, W)" if rank == 3 else "(F,)"
+            raise self._fail(f"input {self.inputs[0]!r} has shape {shp}, expected {kind}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Input(Node):
+    """The graph input; ``shape`` is required, e.g. ``(3, 224, 224)`` (batch axis implied)."""
+
+    op: ClassVar[str] = "input"
+    arity: ClassVar[int] = 0
+
+    def _check(self, owner):
+        if self.shape is None or len(self.shape) not in (1, 3):
+            raise InputError(f"{owner}.shape must be (C, H, W) or (F,), got {self.shape!r}")
+
+    def infer_shape(self, in_shapes, params):
+        return self.shape
+
+
+def _check_window(node, owner, kernel_required: bool = True) -> None:
+    if kernel_required:
+        object.__setattr__(node, "kernel", _pair(owner, "kernel", node.kernel))
+    object.__setattr__(node, "stride", _pair(owner, "stride", node.stride))
+    object.__setattr__(node, "padding", _pads(owner, "padding", node.padding))
+
+
+def _window_shape(node, shp, k, d) -> tuple[int, int]:
+    (kh, kw), (sh, sw) = k, node.stride
+    pt, pl, pb, pr = node.padding
+    ho = _window_out(shp[1], kh, sh, d[0], pt, pb)
+    wo = _window_out(shp[2], kw, sw, d[1], pl, pr)
+    if ho < 1 or wo < 1:
+        raise node._fail(f"input {node.inputs[0]!r} of shape {shp} is too small for kernel "
+                         f"{k}, dilation {d}, padding {node.padding}")
+    return ho, wo
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conv2d(Node):
+    """2-D convolution (cross-correlation), grouped when ``groups > 1``.
+
+    Members
+    -------
+    weight : str
+        Parameter of shape ``(C_out, C_in / groups, kh, kw)``.
+    bias : str or None
+        Parameter of shape ``(C_out,)``.
+    stride, dilation : (int, int)
+        Along (H, W), each >= 1.
+    padding : (top, left, bottom, right)
+        Zero padding in pixels, each >= 0 (an int or an (h, w) pair is symmetric).
+    groups : int
+        ``C_in`` and ``C_out`` must be multiples of it; ``groups == C_in`` is depthwise.
+    """
+
+    weight: str
+    bias: str | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    op: ClassVar[str] = "conv"
+    param_fields: ClassVar[tuple[str, ...]] = ("weight", "bias")
+
+    def _check(self, owner):
+        _check_window(self, owner, kernel_required=False)
+        object.__setattr__(self, "dilation", _pair(owner, "dilation", self.dilation))
+        object.__setattr__(self, "groups", _int_tuple(owner, "groups", self.groups, 1, 1)[0])
+
+    def infer_shape(self, in_shapes, params):
+        shp = in_shapes[0]
+        self._need_rank(shp, 3)
+        w = params[self.weight]
+        if w.ndim != 4:
+            raise self._fail(f"parameter {self.weight!r} has shape {w.shape}, "
+                             f"expected (C_out, C_in/groups, kh, kw)")
+        cout, cin_g, kh, kw = w.shape
+        g = self.groups
+        if shp[0] % g or cout % g or cin_g != shp[0] // g:
+            raise self._fail(f"parameter {self.weight!r} has shape {w.shape}, expected "
+                             f"(C_out, {shp[0] // g if shp[0] % g == 0 else '?'}, kh, kw) with "
+                             f"C_out a multiple of groups={g} for input channels {shp[0]}")
+        if self.bias is not None and params[self.bias].shape != (cout,):
+            raise self._fail(f"parameter {self.bias!r} has shape {params[self.bias].shape}, "
+                             f"expected ({cout},)")
+        return (cout, *_window_shape(self, shp, (kh, kw), self.dilation))
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchNorm(Node):
+    """Per-channel ``(x - mean) / sqrt(var + eps) * weight + bias`` over axis C (or F).
+
+    Members
+    -------
+    weight, bias, mean, var : str
+        Parameters of shape ``(C,)`` (torch names: weight, bias, running_mean, running_var).
+    eps : float
+        > 0, stored as the nearest float32.
+    """
+
+    weight: str
+    bias: str
+    mean: str
+    var: str
+    eps: float = 1e-5
+
+    op: ClassVar[str] = "batchnorm"
+    param_fields: ClassVar[tuple[str, ...]] = ("weight", "bias", "mean", "var")
+
+    def _check(self, owner):
+        eps = _float32_value(owner, "eps", self.eps)
+        if eps <= 0:
+            raise InputError(f"{owner}.eps must be > 0, got {self.eps!r}")
+        object.__setattr__(self, "eps", eps)
+
+    def infer_shape(self, in_shapes, params):
+        shp = in_shapes[0]
+        for p in self.params:
+            if params[p].shape != (shp[0],):
+                raise self._fail(f"parameter {p!r} has shape {params[p].shape}, "
+                                 f"expected ({shp[0]},)")
+        return shp
+
+
+@dataclass(frozen=True, kw_only=True)
+class Relu(Node):
+    """``max(x, 0)``."""
+
+    op: ClassVar[str] = "relu"
+
+    def infer_shape(self, in_shapes, params):
+        return in_shapes[0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Clip(Node):
+    """``min(max(x, lo), hi)``; ReLU6 is ``Clip(lo=0, hi=6)``. Bounds stored as float32 values."""
+
+    lo: float
+    hi: float
+
+    op: ClassVar[str] = "clip"
+
+    def _check(self, owner):
+        lo, hi = _float32_value(owner, "lo", self.lo), _float32_value(owner, "hi", self.hi)
+        if lo > hi:
+            raise InputError(f"{owner}: lo={lo} must be <= hi={hi}")
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
+
+    def infer_shape(self, in_shapes, params):
+        return in_shapes[0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaxPool(Node):
+    """Max over ``kernel`` windows; padded positions never win (floor output size)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    op: ClassVar[str] = "maxpool"
+
+    def _check(self, owner):
+        _check_window(self, owner)
+        pt, pl, pb, pr = self.padding
+        kh, kw = self.kernel
+        if max(pt, pb) >= kh or max(pl, pr) >= kw:
+            raise InputError(f"{owner}.padding {self.padding} must be smaller than the kernel "
+                             f"{self.kernel}")
+
+    def infer_shape(self, in_shapes, params):
+        shp = in_shapes[0]
+        self._need_rank(shp, 3)
+        return (shp[0], *_window_shape(self, shp, self.kernel, (1, 1)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AvgPool(Node):
+    """Mean over ``kernel`` windows; with ``count_include_pad`` the zeros of the padding count."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    count_include_pad: bool = True
+
+    op: ClassVar[str] = "avgpool"
+
+    def _check(self, owner):
+        _check_window(self, owner)
+        if not isinstance(self.count_include_pad, bool):
+            raise InputError(f"{owner}.count_include_pad must be true or false, "
+                             f"got {self.count_include_pad!r}")
+
+    def infer_shape(self, in_shapes, params):
+        shp = in_shapes[0]
+        self._need_rank(shp, 3)
+        return (shp[0], *_window_shape(self, shp, self.kernel, (1, 1)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlobalAvgPool(Node):
+    """Mean over H and W: ``(C, H, W) -> (C, 1, 1)`` (as ONNX GlobalAveragePool)."""
+
+    op: ClassVar[str] = "global_avgpool"
+
+    def infer_shape(self, in_shapes, params):
+        shp = in_shapes[0]
+        self._need_rank(shp, 3)
+        return (shp[0], 1, 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Add(Node):
+    """Elementwise sum of two tensors of the same shape (residual connections)."""
+
+    op: ClassVar[str] = "add"
+    arity: ClassVar[int] = 2
+
+    def infer_shape(self, in_shapes, params):
+        a, b = in_shapes
+        if a != b:
+            raise self._fail(f"inputs {self.inputs[0]!r} {a} and {self.inputs[1]!r} {b} "
+                             f"differ in shape")
+        return a
+
+
+@dataclass(frozen=True, kw_only=True)
+class Linear(Node):
+    """``y = x @ weight.T + bias`` on a vector input.
+
+    Members
+    -------
+    weight : str
+        Parameter of shape ``(F_out, F_in)`` (torch nn.Linear layout).
+    bias : str or None
+        Parameter of shape ``(F_out,)``.
+    """
+
+    weight: str
+    bias: str | None = None
+
+    op: ClassVar[str] = "linear"
+    param_fields: ClassVar[tuple[str, ...]] = ("weight", "bias")
+
+    def infer_shape(self, in_shapes, params):
+        shp = in_shapes[0]
+        self._need_rank(shp, 1)
+        w = params[self.weight]
+        if w.ndim != 2 or w.shape[1] != shp[0]:
+            raise self._fail(f"parameter {self.weight!r} has shape {w.shape}, "
+                             f"expected (F_out, {shp[0]})")
+        if self.bias is not None and params[self.bias].shape != (w.shape[0],):
+            raise self._fail(f"parameter {self.bias!r} has shape {params[self.bias].shape}, "
+                             f"expected ({w.shape[0]},)")
+        return (w.shape[0],)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Flatten(Node):
+    """``(C, H, W) -> (C*H*W,)`` in C-major order (as torch.flatten(x, 1))."""
+
+    op: ClassVar[str] = "flatten"
+
+    def infer_shape(self, in_shapes, params):
+        return (int(np.prod(in_shapes[0])),)
+
+
+#: Op kind -> node class.
+OPS: dict[str, type[Node]] = {c.op: c for c in (
+    Input, Conv2d, BatchNorm, Relu, Clip, MaxPool, AvgPool, GlobalAvgPool, Add, Linear,
+    Flatten)}
+
+
+def _as_param(graph_name: str, name: str, value) -> np.ndarray:
+    """A read-only float32 array from ``value``; raises InputError naming the parameter."""
+    arr = np.asarray(value)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise InputError(f"graph {graph_name!r}: parameter {name!r} has dtype {arr.dtype}, "
+                         f"expected a float array")
+    arr = np.array(arr, dtype=np.float32, copy=arr.dtype != np.float32 or arr.flags.writeable)
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"graph {graph_name!r}: parameter {name!r} holds non-finite values")
+    arr.flags.writeable = False
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """A validated network: nodes in topological order, parameters, one output.
+
+    Members
+    -------
+    nodes : tuple of Node
+        ``nodes[0]`` is the :class:`Input`; every other node reads only earlier nodes.
+        After construction each node's ``shape`` is filled in.
+    params : mapping str -> float32 ndarray
+        Every parameter some node names, and no other; arrays are read-only.
+    output : str
+        Name of the output node (default: the last node).
+    name : str
+        Name of the network (used in messages and exports).
+    """
+
+    nodes: tuple[Node, ...]
+    params: Mapping[str, np.ndarray]
+    output: str | None = None
+    name: str = "graph"
+
+    def __post_init__(self):
+        nodes = tuple(self.nodes)
+        if not nodes or not isinstance(nodes[0], Input):
+            raise InputError(f"graph {self.name!r}: the first node must be an Input node")
+        params = {}
+        for k, v in dict(self.params).items():
+            params[k] = _as_param(self.name, k, v)
+        shapes: dict[str, tuple[int, ...]] = {}
+        used: set[str] = set()
+        out_nodes = []
+        for node in nodes:
+            if not isinstance(node, Node) or type(node) not in OPS.values():
+                raise InputError(f"graph {self.name!r}: {node!r} is not a graph node")
+            if node.name in shapes:
+                raise InputError(f"graph {self.name!r}: node name {node.name!r} is used twice")
+            if isinstance(node, Input) and node is not nodes[0]:
+                raise InputError(f"graph {self.name!r}: a second Input node {node.name!r}")
+            for i in node.inputs:
+                if i not in shapes:
+                    raise InputError(f"graph {self.name!r}: node {node.name!r} reads {i!r}, "
+                                     f"which is not an earlier node")
+            for p in node.params:
+                if p not in params:
+                    raise InputError(f"graph {self.name!r}: node {node.name!r} needs parameter "
+                                     f"{p!r}, which is missing")
+                used.add(p)
+            shp = node.infer_shape([shapes[i] for i in node.inputs], params)
+            if node.shape is not None and node.shape != tuple(shp):
+                raise InputError(f"graph {self.name!r}: node {node.name!r} declares shape "
+                                 f"{node.shape}, inferred {tuple(shp)}")
+            shapes[node.name] = tuple(shp)
+            out_nodes.append(node if node.shape is not None
+                             else dataclasses.replace(node, shape=tuple(shp)))
+        unused = sorted(set(params) - used)
+        if unused:
+            raise InputError(f"graph {self.name!r}: parameters no node uses: "
+                             f"{', '.join(map(repr, unused[:5]))}{' ...' if len(unused) > 5 else ''}")
+        output = self.output if self.output is not None else nodes[-1].name
+        if output not in shapes:
+            raise InputError(f"graph {self.name!r}: output {output!r} is not a node")
+        object.__setattr__(self, "nodes", tuple(out_nodes))
+        object.__setattr__(self, "params", MappingProxyType(params))
+        object.__setattr__(self, "output", output)
+        object.__setattr__(self, "_by_name", {n.name: n for n in out_nodes})
+
+    # -- looking things up ----------------------------------------------------------------
+
+    @property
+    def input(self) -> Input:
+        """The Input node."""
+        return self.nodes[0]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Input shape per sample, e.g. ``(3, 224, 224)``."""
+        return self.nodes[0].shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Output shape per sample, e.g. ``(1000,)``."""
+        return self._by_name[self.output].shape
+
+    def node(self, name: str) -> Node:
+        """The node called ``name``; raises InputError naming it when there is none."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise InputError(f"graph {self.name!r} has no node {name!r}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    def __iter__(self):
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def consumers(self, name: str) -> tuple[Node, ...]:
+        """Nodes that read node ``name``, in graph order."""
+        self.node(name)
+        return tuple(n for n in self.nodes if name in n.inputs)
+
+    def num_params(self) -> int:
+        """Total number of parameter values (elements)."""
+        return int(sum(a.size for a in self.params.values()))
+
+    def macs(self, name: str | None = None) -> int:
+        """Multiply-accumulates per sample of one conv/linear node, or of the whole graph."""
+        if name is None:
+            return sum(self.macs(n.name) for n in self.nodes)
+        n = self.node(name)
+        if isinstance(n, Conv2d):
+            w = self.params[n.weight]
+            return int(np.prod(n.shape) * np.prod(w.shape[1:]))
+        if isinstance(n, Linear):
+            return int(self.params[n.weight].size)
+        return 0
+
+    def replace(self, **changes) -> "Graph":
+        """A new graph with some of ``nodes``, ``params``, ``output``, ``name`` replaced.
+
+        Node shapes are inferred again, so edited nodes may leave ``shape=None``.
+        """
+        kw = {"nodes": self.nodes, "params": self.params, "output": self.output,
+              "name": self.name}
+        kw.update(changes)
+        if "nodes" in changes:
+            kw["nodes"] = tuple(dataclasses.replace(n, shape=None) if not isinstance(n, Input)
+                                else n for n in kw["nodes"])
+        return Graph(**kw)
+
+    def summary(self) -> str:
+        """A table: one line per node with op, inputs, output shape and MACs."""
+        lines = [f"graph {self.name!r}: {len(self.nodes)} nodes, {self.num_params():,} "
+                 f"parameters, {self.macs() / 1e6:,.1f} M MAC per sample"]
+        for n in self.nodes:
+            macs = self.macs(n.name)
+            lines.append(f"  {n.name:40s} {n.op:15s} {str(n.shape):18s} "
+                         f"{'<- ' + ', '.join(n.inputs) if n.inputs else ''}"
+                         f"{f'  {macs / 1e6:.1f} M MAC' if macs else ''}")
+        return "\n".join(lines)
+
+
+def _bias_name(weight: str, taken: Iterable[str]) -> str:
+    base = weight[:-len(".weight")] + ".bias" if weight.endswith(".weight") else weight + ".bias"
+    name, k, taken = base, 1, set(taken)
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    return name
+
+
+def fold_batchnorm(graph: Graph) -> Graph:
+    """Fold every BatchNorm that directly follows a Conv2d or Linear into that layer.
+
+    A BatchNorm is folded when its input is a conv/linear node that nothing else reads:
+    ``w' = w * s`` per output channel and ``b' = (b - mean) * s + beta`` with
+    ``s = gamma / sqrt(var + eps)`` (computed in float64, stored as float32). The layer keeps
+    its name and weight name; a layer without bias gets one named after its weight
+    (``x.weight`` -> ``x.bias``). Readers of the BatchNorm then read the layer. Other
+    BatchNorms stay as they are.
+    """
+    params = dict(graph.params)
+    by_name = {n.name: n for n in graph.nodes}
+    rename: dict[str, str] = {}
+    dropped: set[str] = set()
+    for bn in graph.nodes:
+        if not isinstance(bn, BatchNorm):
+            continue
+        src = by_name[bn.inputs[0]]
+        if not isinstance(src, (Conv2d, Linear)) or len(graph.consumers(src.name)) != 1:
+            continue
+        s = (params[bn.weight].astype(np.float64)
+             / np.sqrt(params[bn.var].astype(np.float64) + bn.eps))
+        w = params[src.weight].astype(np.float64)
+        w = w * s.reshape((-1,) + (1,) * (w.ndim - 1))
+        b = params[src.bias].astype(np.float64) if src.bias is not None else 0.0
+        b = (b - params[bn.mean]) * s + params[bn.bias]
+        bias = src.bias or _bias_name(src.weight, params)
+        params[src.weight] = w.astype(np.float32)
+        params[bias] = b.astype(np.float32)
+        params[src.weight].flags.writeable = False      # fresh arrays: no copy in Graph
+        params[bias].flags.writeable = False
+        for p in bn.params:
+            params.pop(p)
+        by_name[src.name] = dataclasses.replace(src, bias=bias)
+        rename[bn.name] = src.name
+        dropped.add(bn.name)
+    if not dropped:
+        return graph
+    nodes = []
+    for n in graph.nodes:
+        if n.name in dropped:
+            continue
+        n = by_name[n.name]
+        if any(i in rename for i in n.inputs):
+            n = dataclasses.replace(n, inputs=tuple(rename.get(i, i) for i in n.inputs))
+        nodes.append(n)
+    return Graph(tuple(nodes), params, rename.get(graph.output, graph.output), graph.name)
+
+
+def graphs_equal(a: Graph, b: Graph) -> bool:
+    """True when two graphs have equal nodes, output and bit-identical parameters by name."""
+    return (a.nodes == b.nodes and a.output == b.output and set(a.params) == set(b.params)
+            and all(a.params[k].shape == b.params[k].shape
+                    and a.params[k].tobytes() == b.params[k].tobytes() for k in a.params))

@@ -1,0 +1,128 @@
+"""Fast tile execution and tile extraction from real layers (for RTL replay).
+
+:func:`run_tile` has the call shape of :func:`fpxint_hw.golden.reference_tile` and returns the
+identical :class:`~fpxint_hw.tile.TileResult`. :func:`extract_tiles` cuts a conv/linear layer
+of an integer program, on a given input, into ``K x N`` GEMM tiles whose expected results are
+what the layer computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError, WidthError
+from ..series import split_integer
+from ..tile import GemmTile, Requant, TileResult
+from . import kernels
+from .executor import Simulator, to_nhwc
+
+__all__ = ["run_tile", "extract_tiles"]
+
+
+def run_tile(tile: GemmTile) -> TileResult:
+    """Compute a tile exactly (same semantics and result as ``golden.reference_tile``).
+
+    Each active lane ``(k, j)`` is one int64 Numba GEMM of the digit matrices, scaled by
+    ``m_k n_j`` and added in int64; the bound ``sum_lanes m_k n_j K max|q_k| max|p_j| +
+    max|bias|`` and its product with ``max M0`` (plus the rounding constant) are checked
+    against int64 first.
+
+    Raises
+    ------
+    WidthError
+        When the tile's accumulator or requantization product could leave int64.
+    """
+    w = tile.weights.astype(np.int64)
+    a = tile.acts.astype(np.int32)
+    mw, na = tile.w_fmt.lane_weights, tile.a_fmt.lane_weights
+    mask = tile.mask
+    bound = int(np.abs(tile.bias).max()) if tile.bias.size else 0
+    for k in range(len(mw)):
+        for j in range(len(na)):
+            if mask[k, j]:
+                wk = int(np.abs(w[k]).sum(axis=0).max()) if w[k].size else 0
+                aj = int(np.abs(a[j]).max()) if a[j].size else 0
+                bound += mw[k] * na[j] * wk * aj
+    m0 = int(tile.requant.multiplier.max()) if tile.requant.multiplier.size else 0
+    half = (1 << (tile.requant.shift - 1)) if tile.requant.shift else 0
+    if bound >= 1 << 63 or bound * m0 + half >= 1 << 63:
+        raise WidthError(f"tile: accumulator bound {bound} (times M0 {m0}, plus the rounding "
+                         f"constant) leaves int64")
+    acc = np.zeros((tile.m, tile.n), dtype=np.int64)
+    part = np.empty((tile.m, tile.n), dtype=np.int64)
+    for k in range(len(mw)):
+        wk = np.ascontiguousarray(w[k])
+        for j in range(len(na)):
+            if mask[k, j]:
+                kernels.gemm_i64(np.ascontiguousarray(a[j]), wk, part)
+                acc += np.int64(mw[k] * na[j]) * part
+    acc += tile.bias[None, :]
+    rq = tile.requant
+    out = np.empty((tile.m, tile.n), dtype=np.int32)
+    kernels.requant_rows(acc, np.zeros(tile.n, dtype=np.int64), rq.multiplier, rq.shift, rq.lo,
+                         rq.hi, rq.zero_point, rq.mode == "half_up", out)
+    out = out.astype(np.int64)
+    digits = None if tile.out_fmt is None else split_integer(out, tile.out_fmt)
+    return TileResult(acc, out, digits)
+
+
+def extract_tiles(program, layer: str, x: np.ndarray, tile_k: int, tile_n: int,
+                  rows: int = 16, sim: Simulator | None = None):
+    """Cut conv/linear ``layer`` of ``program``, run on float batch ``x``, into GEMM tiles.
+
+    The layer's input integers (from the fast simulator) are split into their activation
+    terms and laid out as im2col rows ``(T_a, M, K)`` (first ``rows`` output positions of the
+    batch); the weight terms as ``(T_w, K, N)`` in the same (kh, kw, C) order. Tiles cover
+    ``K`` in steps of ``tile_k`` and the output channels in steps of ``tile_n``.
+
+    When ``tile_k`` covers the whole reduction, each tile carries the layer's bias and
+    requantization, so its expected ``acc`` and ``out`` equal the layer's own values for those
+    outputs. When K is cut, the first K-slice carries the bias and the others none: only the
+    accumulators are meaningful (they add up to the layer's), not the requantized outputs.
+
+    Returns a list of ``(GemmTile, info)`` with info ``{"layer", "k0", "n0", "rows",
+    "full_k"}``. Grouped convolutions are not supported (InputError).
+    """
+    q = program.layer(layer)
+    if q.op not in ("conv", "linear"):
+        raise InputError(f"extract_tiles: layer {layer!r} is a {q.op}, not a conv or linear")
+    if q.op == "conv" and q.attrs["groups"] != 1:
+        raise InputError(f"extract_tiles: layer {layer!r} is grouped (groups="
+                         f"{q.attrs['groups']}); only groups=1 layers cut into GEMM tiles")
+    if tile_k < 1 or tile_n < 1 or rows < 1:
+        raise InputError(f"extract_tiles: tile shape {tile_k}x{tile_n} and rows {rows} must be "
+                         f">= 1")
+    sim = sim or Simulator(program)
+    _, env = sim.run(x, capture=True)
+    xin = program.layer(q.inputs[0]).out
+    xi = env[q.inputs[0]]
+    plan = sim.plans[q.name]
+    if q.op == "conv":
+        cols = plan._cols(to_nhwc(xi).astype(np.int32), np.int32, 0, 0)
+        wd = q.w_digits.transpose(0, 3, 4, 2, 1).reshape(q.w_fmt.terms, -1, q.w_digits.shape[1])
+    else:
+        cols = xi.astype(np.int32)
+        wd = q.w_digits.transpose(0, 2, 1)
+    cols = cols[:rows]
+    acts = split_integer(cols, xin.fmt)                     # (T_a, M, K)
+    k_full, n_full = wd.shape[1], wd.shape[2]
+    tiles = []
+    rq = q.requant
+    for n0 in range(0, n_full, tile_n):
+        n1 = min(n_full, n0 + tile_n)
+        for k0 in range(0, k_full, tile_k):
+            k1 = min(k_full, k0 + tile_k)
+            full = k0 == 0 and k1 == k_full
+            bias = q.bias[n0:n1] if k0 == 0 else np.zeros(n1 - n0, dtype=np.int64)
+            if rq is not None:
+                req = Requant(rq.multiplier[n0:n1], rq.shift, rq.lo, rq.hi, rq.zero_point,
+                              rq.mode)
+                out_fmt = q.out.fmt
+            else:
+                req = Requant(np.ones(n1 - n0, dtype=np.int64), 0, -(1 << 62), (1 << 62) - 1)
+                out_fmt = None
+            tile = GemmTile(q.w_fmt, xin.fmt, wd[:, k0:k1, n0:n1].astype(np.int8),
+                            acts[:, :, k0:k1].astype(np.int16), bias, req, out_fmt)
+            tiles.append((tile, {"layer": layer, "k0": k0, "n0": n0, "rows": int(cols.shape[0]),
+                                 "full_k": full}))
+    return tiles

