@@ -17,8 +17,10 @@ COMMANDS = (
     "simulate",
     "run",
     "convert",
-
+    "rtl",
+    "verify",
 )
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(f"fpxint_hw.commands.{name}").register(sub)
     return parser
 
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 on success, 2 on a user error)."""
     args = build_parser().parse_args(argv)
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FpxintError, OSError) as exc:
         print(f"fpxint {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

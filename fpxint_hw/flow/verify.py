@@ -1,0 +1,130 @@
+"""Run tile files through the generated hardware and compare with their expected results.
+
+``verify(spec, items)`` takes ``(name, tile, expected)`` triples: ``expected`` is what the
+tile file carries (the simulator's answer, from ``fpxint simulate --dump-tiles``) or None,
+in which case :func:`fpxint_hw.golden.reference_tile` provides it. Every tile that fits the
+spec runs in one Verilator (or Amaranth) invocation; each mismatch is reported with the tile,
+the element (acc, out, digit t), the row m, the column n and its array column.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import FpxintError, InputError
+from ..golden import reference_tile
+from ..spec import ArraySpec
+from ..tile import GemmTile, TileResult, load_tile
+from ..hw.program import check_tile, mismatches, pass_count
+
+__all__ = ["TileReport", "VerifyReport", "load_tile_dir", "verify"]
+
+
+@dataclass
+class TileReport:
+    """Outcome for one tile: shape, passes, measured cycles, mismatch lines or an error."""
+
+    name: str
+    m: int
+    k: int
+    n: int
+    passes: int = 0
+    cycles: int = 0
+    mismatches: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """No error and no mismatch."""
+        return self.error is None and not self.mismatches
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of :func:`verify` (times in seconds, cycles of the hardware clock)."""
+
+    spec: ArraySpec
+    backend: str
+    tiles: list[TileReport]
+    build_seconds: float = 0.0
+    run_seconds: float = 0.0
+    cycles: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Every tile ran and matched."""
+        return all(t.ok for t in self.tiles)
+
+    @property
+    def vectors(self) -> int:
+        """Activation vectors (rows of A) of the tiles that ran."""
+        return sum(t.m for t in self.tiles if t.error is None)
+
+    @property
+    def outputs(self) -> int:
+        """Output elements compared (``M * N`` per tile that ran)."""
+        return sum(t.m * t.n for t in self.tiles if t.error is None)
+
+    @property
+    def mismatch_count(self) -> int:
+        """Tiles with at least one mismatch."""
+        return sum(1 for t in self.tiles if t.mismatches)
+
+
+def load_tile_dir(path) -> list[tuple[str, GemmTile, TileResult | None]]:
+    """Every ``*.npz`` tile file of a folder (sorted by name), or one file."""
+    path = Path(path)
+    files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
+    if not files:
+        raise InputError(f"{path}: no .npz tile files")
+    return [(f.name, *load_tile(f)) for f in files]
+
+
+def verify(spec: ArraySpec, items, *, backend: str = "verilator", ready: float = 1.0,
+           valid: float = 1.0, seed: int = 0, build_dir=None, limit: int = 10) -> VerifyReport:
+    """Run ``items`` (``(name, tile, expected or None)``) on ``backend`` and compare.
+
+    ``backend``: ``"verilator"`` (the exported Verilog) or ``"amaranth"`` (amaranth.sim,
+    small tiles only). ``ready``/``valid``: handshake probabilities per cycle. ``limit``:
+    mismatch lines kept per tile.
+    """
+    if backend not in ("verilator", "amaranth"):
+        raise InputError(f"verify: backend must be verilator or amaranth, got {backend!r}")
+    reports, runnable = [], []
+    for name, tile, expected in items:
+        rep = TileReport(name, tile.m, tile.k, tile.n)
+        reports.append(rep)
+        try:
+            check_tile(spec, tile, name)
+            if expected is None:
+                expected = reference_tile(tile)
+        except (FpxintError, OverflowError) as exc:
+            rep.error = str(exc)
+            continue
+        runnable.append((rep, tile, expected))
+    report = VerifyReport(spec, backend, reports)
+    if not runnable:
+        return report
+    tiles = [t for _, t, _ in runnable]
+    names = [r.name for r, _, _ in runnable]
+    if backend == "verilator":
+        from .verilator import run_tiles_verilator_timed
+        run = run_tiles_verilator_timed(spec, tiles, names=names, build_dir=build_dir,
+                                        ready=ready, valid=valid, seed=seed)
+        report.build_seconds, report.run_seconds = run.build_seconds, run.seconds
+    else:
+        from ..hw.driver import run_tiles_amaranth
+        t0 = time.perf_counter()
+        run = run_tiles_amaranth(spec, tiles, names=names, ready=ready, valid=valid, seed=seed)
+        report.run_seconds = time.perf_counter() - t0
+    report.cycles = run.cycles
+    pos = 0
+    for (rep, tile, expected), got in zip(runnable, run.results):
+        npass = pass_count(spec, tile)
+        rep.passes = npass
+        rep.cycles = sum(p.total for p in run.passes[pos:pos + npass])
+        pos += npass
+        rep.mismatches = mismatches(spec, expected, got, rep.name, limit)
+    return report

@@ -1,0 +1,115 @@
+"""The systolic array: ``rows x cols`` processing elements with input skew and output de-skew.
+
+::
+
+    vec.acts[0] -[in]-------------> PE(0,0) -> PE(0,1) -> ... -> PE(0,cols-1)
+    vec.acts[1] -[in]-[1]---------> PE(1,0) -> PE(1,1) -> ...        |
+      ...                             |          |                  v
+    vec.acts[i] -[in]-[i regs]----> PE(i,0) ->  ...             (psum down)
+                                      v          v
+                         column j bottom: [combine (column mode)] -[cols-1-j regs]-> acc[j]
+
+    vec.psum[j] -[in]-[j + pe_stages - 1 regs]-> top of column j (partial sum of earlier passes)
+
+Row i is delayed by i cycles so that the activation of vector m reaches PE(i, j) in cycle
+``c + 1 + i + j`` (c: the cycle ``vec`` is presented) together with the partial sum of the
+same vector from PE(i-1, j). Column j therefore finishes ``j`` cycles after column 0, and the
+output de-skew delays it by ``cols - 1 - j`` cycles: every ``acc[j]`` of one vector appears
+in the same cycle, :attr:`ArraySpec.array_latency` cycles after ``vec``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..spec import ArraySpec
+from . import layouts
+from .pe import ProcessingElement
+from .pipe import delay
+from .tree import adder_tree, weighted
+
+__all__ = ["SystolicArray"]
+
+
+class SystolicArray(wiring.Component):
+    """The PE grid with skew, weight shift chain, column combine and de-skew.
+
+    Parameters
+    ----------
+    spec : ArraySpec
+
+    Members
+    -------
+    load : In(1)
+        Shift the weight rows down by one and put ``w_row`` into row 0 (``rows`` loads fill
+        the array; the first row sent ends in row ``rows - 1``).
+    w_row : In(weight_row)
+        Weights of one array row, ``cols`` weights of ``w_terms`` digits.
+    mask : In(lanes)
+        Lane enables, broadcast to every PE.
+    vec : In(act_vector)
+        Activation vector and preloaded partial sums, sampled every cycle.
+    acc : Out(ArrayLayout(signed(acc_width), cols))
+        Column sums of the vector presented :attr:`ArraySpec.array_latency` cycles earlier.
+    """
+
+    def __init__(self, spec: ArraySpec):
+        if not isinstance(spec, ArraySpec):
+            raise TypeError(f"SystolicArray: spec must be an ArraySpec, got {spec!r}")
+        self.spec = spec
+        super().__init__({
+            "load": In(1),
+            "w_row": In(layouts.weight_row(spec)),
+            "mask": In(spec.lanes),
+            "vec": In(layouts.act_vector(spec)),
+            "acc": Out(data.ArrayLayout(signed(spec.acc_width), spec.cols)),
+        })
+
+    def elaborate(self, platform):
+        spec = self.spec
+        m = Module()
+        vec = delay(m, self.vec, 1, "in")
+
+        pes = [[ProcessingElement(spec) for _ in range(spec.cols)] for _ in range(spec.rows)]
+        for i, row in enumerate(pes):
+            for j, pe in enumerate(row):
+                m.submodules[f"pe_{i}_{j}"] = pe
+                m.d.comb += [pe.w_load.eq(self.load), pe.mask.eq(self.mask)]
+                m.d.comb += pe.w_in.eq(self.w_row[j] if i == 0 else pes[i - 1][j].w_out)
+                if j == 0:
+                    m.d.comb += pe.a_in.eq(delay(m, vec.acts[i], i, f"skew_row{i}"))
+                else:
+                    m.d.comb += pe.a_in.eq(row[j - 1].a_out)
+                if i > 0:
+                    m.d.comb += pe.psum_in.eq(pes[i - 1][j].psum_out)
+
+        for j in range(spec.cols):
+            top = delay(m, vec.psum[j], j + spec.pe_stages - 1, f"skew_col{j}")
+            pe0 = pes[0][j]
+            if spec.combine == "pe":
+                m.d.comb += pe0.psum_in.eq(top)
+            else:
+                m.d.comb += pe0.psum_in[f"l{spec.unit_lane}"].eq(top)
+
+            bottom = pes[-1][j].psum_out
+            if spec.combine == "column":
+                bottom = self._combine(m, spec, bottom, j)
+            m.d.comb += self.acc[j].eq(delay(m, bottom, spec.cols - 1 - j, f"deskew_col{j}"))
+        return m
+
+    @staticmethod
+    def _combine(m: Module, spec: ArraySpec, lanes, j: int):
+        """Weighted sum of one column's lane sums, registered (``combine: column``)."""
+        terms = []
+        for lane, wt in enumerate(spec.lane_weights):
+            rng = spec.unit_lane_range if lane == spec.unit_lane else spec.lane_acc_range
+            value = lanes[f"l{lane}"]
+            terms.append(weighted(value, rng, wt, spec.scale == "pow2"))
+        total, _ = adder_tree(m, terms, f"combine{j}")
+        # The tree's interval also covers impossible lane combinations; the true sum of a
+        # tile with K <= depth lies in acc_range, which acc_width holds.
+        acc = Signal(signed(spec.acc_width), name=f"combine{j}_r")
+        m.d.sync += acc.eq(total)
+        return acc
