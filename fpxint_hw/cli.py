@@ -19,6 +19,9 @@ COMMANDS = (
     "convert",
     "rtl",
     "verify",
+    "synth",
+    "sweep",
+    "plot",
 )
 
 

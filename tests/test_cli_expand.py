@@ -73,7 +73,7 @@ def test_console_script_help_and_error_without_traceback(tmp_path):
 
 
 def test_demo_prints_the_convergence_table(tmp_path, capsys):
-    assert main(["demo", "--terms", "3", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--terms", "3", "--tables-only", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "SQNR gained by each added term" in text
     report = json.loads((tmp_path / "expand_convergence.json").read_text())

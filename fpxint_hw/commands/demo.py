@@ -1,4 +1,4 @@
-"""``fpxint demo``: the toolkit's main job on built-in defaults."""
+"""``fpxint demo``: the toolkit's main job on built-in defaults (see :mod:`fpxint_hw.pipeline`)."""
 
 from __future__ import annotations
 
@@ -40,10 +40,9 @@ def _rate_rows(fmt: SeriesFormat, report: dict) -> list[tuple]:
     return rows
 
 
-def _run(args: argparse.Namespace) -> int:
+def _convergence_tables(args: argparse.Namespace, out: Path) -> None:
+    """Print and save how the series of the built-in tensors converge, in both scale modes."""
     tensors = builtin_tensors()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     summary = {}
     for scale in ("pow2", "free"):
         fmt = SeriesFormat(bits=args.bits, terms=args.terms, scale=scale, per_channel=True)
@@ -59,18 +58,38 @@ def _run(args: argparse.Namespace) -> int:
     path = out / "expand_convergence.json"
     write_json(path, summary)
     print(f"\nwrote {path}")
-    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _convergence_tables(args, out)
+    if args.tables_only:
+        return 0
+    from ..pipeline import run_main_job
+    print("\n=== the main job: ResNet-50 -> bit-exact simulation -> Verilog -> Verilator -> "
+          "synthesis -> sweep -> plots ===")
+    summary = run_main_job(out / "main", images=args.images, pnr=args.pnr)
+    failed = [s["name"] for s in summary["steps"] if s["status"] == "failed"]
+    return 1 if failed else 0
 
 
 def register(subparsers) -> None:
     """Add ``demo`` to the ``fpxint`` command."""
     p = subparsers.add_parser(
         "demo", help="run the main job on built-in defaults",
-        description="Expand a built-in set of tensors (a conv weight, Gaussian, Laplace and "
-                    "heavy-tailed Student-t data) into series of low-bit terms in both scale "
-                    "modes and print how the error converges with the number of terms.")
-    p.add_argument("--bits", type=int, default=4, help="bits per term (default 4)")
-    p.add_argument("--terms", type=int, default=4, help="number of terms (default 4)")
-    p.add_argument("--out", default="out/demo", help="folder for the JSON report "
-                   "(default out/demo)")
+        description="The main job on built-in defaults: print how series of low-bit terms "
+                    "converge on built-in tensors, then expand ResNet-50, simulate it "
+                    "bit-exactly with a golden check, generate the default array's Verilog, "
+                    "verify a real ResNet-50 tile on it with Verilator, synthesize it, run a "
+                    "small sweep and draw its plots. Exits non-zero if a step fails.")
+    p.add_argument("--bits", type=int, default=4, help="bits per term of the tables (default 4)")
+    p.add_argument("--terms", type=int, default=4,
+                   help="terms of the tables (default 4)")
+    p.add_argument("--images", type=int, default=2, help="ResNet-50 sample photos (default 2)")
+    p.add_argument("--pnr", action="store_true",
+                   help="also place and route the default array for Fmax (minutes)")
+    p.add_argument("--tables-only", action="store_true",
+                   help="print the convergence tables and stop")
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.set_defaults(func=_run)

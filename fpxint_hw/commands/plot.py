@@ -1,0 +1,67 @@
+"""``fpxint plot``: figures of a sweep folder (PNG and SVG) and its calibrated area model.
+
+Reads ``DIR/results.jsonl`` written by ``fpxint sweep`` and writes accuracy vs terms vs area
+(Pareto front), SQNR vs terms against theory, area by component and throughput per LUT, plus
+``area_model.json`` (the model fitted on the sweep's synthesis results and its errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import InputError
+from ..report import format_table, json_ready
+
+__all__ = ["register", "main"]
+
+
+def register(subparsers) -> None:
+    """Add the ``plot`` subcommand."""
+    p = subparsers.add_parser(
+        "plot", help="figures of a sweep: accuracy/area Pareto, SQNR, area breakdown",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("dir", metavar="DIR", help="sweep output folder (holds results.jsonl)")
+    p.add_argument("--out", default=None, help="folder for the figures (default: DIR)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the command; returns the exit status."""
+    from ..dse.results import ResultsFile
+    from ..plots import write_plots
+    folder = Path(args.dir)
+    path = folder / "results.jsonl"
+    if not path.exists():
+        raise InputError(f"{path}: no results file; run 'fpxint sweep --out {folder}' first")
+    records = list(ResultsFile(path).load(repair=False).values())
+    if not records:
+        raise InputError(f"{path}: no records yet")
+    out = Path(args.out) if args.out else folder
+    res = write_plots(records, out)
+    for name, v in res.items():
+        if name == "area_model":
+            continue
+        if isinstance(v, str):
+            print(f"{name}: skipped ({v})")
+        else:
+            print(f"{name}: " + ", ".join(v))
+    model = res["area_model"]
+    if model is not None:
+        err = model.errors()
+        (out / "area_model.json").write_text(json.dumps(json_ready(
+            {**model.to_dict(), "errors": err}), indent=1) + "\n")
+        rows = [(p["name"], p["logic"], f"{p['logic_pred']:.0f}",
+                 "-" if p["logic_loo"] is None else f"{p['logic_loo']:.0f}", p["ffs"],
+                 f"{p['ffs_pred']:.0f}") for p in err["points"]]
+        print(format_table(("point", "logic", "model", "leave-one-out", "FF", "model"), rows))
+        loo = err["logic_loo_mape"]
+        print(f"area model: logic mean error {100 * err['logic_mape']:.1f} % (max "
+              f"{100 * err['logic_max']:.1f} %)"
+              + (f", leave-one-out {100 * loo:.1f} %" if loo is not None else "")
+              + f"; flip-flops {100 * err['ffs_mape']:.1f} %; coefficients "
+              + ", ".join(f"{k} {v:.3g}" for k, v in model.logic_coef.items()))
+        print(f"wrote {out / 'area_model.json'}")
+    return 0

@@ -1,0 +1,105 @@
+"""``fpxint synth``: synthesize an accelerator spec with yosys (and nextpnr) and report its cost.
+
+Prints LUTs, flip-flops, carry cells, DSP blocks and block RAMs from yosys' JSON statistics;
+with ``--pnr`` also places and routes (nextpnr, out of context) and prints Fmax and the
+critical path. Results are cached by the Verilog, options and tool versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from ..report import format_table, write_json
+from ..spec import load_array_spec
+
+__all__ = ["register", "synth_record", "main"]
+
+
+def register(subparsers) -> None:
+    """Add the ``synth`` subcommand."""
+    p = subparsers.add_parser(
+        "synth", help="synthesize an accelerator spec (yosys, nextpnr) and report its cost",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--spec", required=True,
+                   help="array spec: a YAML file or a name from models/arrays/ (e.g. default)")
+    p.add_argument("--target", choices=("ecp5", "xilinx", "ice40"), default="ecp5",
+                   help="FPGA family")
+    p.add_argument("--pnr", action="store_true",
+                   help="also place and route (ecp5, ice40) and report Fmax")
+    p.add_argument("--device", default=None,
+                   help="device for --pnr (ecp5: 12k 25k 45k 85k; ice40: up5k hx8k); "
+                        "default: the smallest that fits")
+    p.add_argument("--freq", type=float, default=200.0, help="target frequency in MHz")
+    p.add_argument("--seed", type=int, default=1, help="placer seed")
+    p.add_argument("--lut-mult-below", type=int, default=10, metavar="BITS",
+                   help="build multipliers with an operand narrower than BITS from LUTs "
+                        "(0: yosys' default DSP mapping)")
+    p.add_argument("--build-dir", default=None,
+                   help="cache folder (default $FPXINT_BUILD_DIR/cache or rtl/build/cache)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per tool run")
+    p.add_argument("--json", metavar="OUT", help="write the figures as JSON")
+    p.set_defaults(func=main)
+
+
+def synth_record(spec, target: str, *, pnr: bool = False, device=None, freq: float = 200.0,
+                 seed: int = 1, lut_mult_below: int = 10, build_dir=None,
+                 timeout=None) -> dict:
+    """Synthesize (and place and route) ``spec``; return the flat figures as a dict.
+
+    Keys: ``target``, ``luts``, ``ffs``, ``carries``, ``dsps``, ``brams``, ``lutrams``,
+    ``srls``, ``muxes``, ``cells``, ``synth_seconds``, ``synth_cached``, ``tools``,
+    ``workdir`` and with ``pnr``: ``fmax_mhz``, ``freq_mhz``, ``device``, ``critical_path``,
+    ``pnr_seconds``, ``pnr_cached``.
+    """
+    from ..flow.pnr import place_and_route
+    from ..flow.synth import FIELDS, synthesize
+    s = synthesize(spec, target, build_dir=build_dir, lut_mult_below=lut_mult_below,
+                   timeout=timeout)
+    rec = {"target": s.target, **{f: getattr(s, f) for f in FIELDS}, "cells": s.cells,
+           "synth_seconds": s.seconds, "synth_cached": s.cached, "tools": dict(s.tools),
+           "lut_mult_below": lut_mult_below, "workdir": s.workdir}
+    if pnr:
+        r = place_and_route(s, device=device, freq_mhz=freq, seed=seed, timeout=timeout)
+        rec.update(fmax_mhz=r.fmax_mhz, freq_mhz=r.constraint_mhz, device=r.device,
+                   critical_path=None if r.critical_path is None else
+                   dataclasses.asdict(r.critical_path), pnr_seconds=r.seconds, pnr_cached=r.cached,
+                   pnr_shell=r.shell, utilization=r.utilization, pnr_workdir=r.workdir)
+        rec["tools"].update(r.tools)
+    return rec
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the command; returns the exit status."""
+    spec = load_array_spec(args.spec)
+    print(f"synthesizing {args.spec}: {spec.rows}x{spec.cols} array, W{spec.w_bits}x"
+          f"{spec.w_terms} / A{spec.a_bits}x{spec.a_terms}, {spec.scale}, combine "
+          f"{spec.combine}, target {args.target}" + (" + place and route" if args.pnr else ""),
+          file=sys.stderr)
+    rec = synth_record(spec, args.target, pnr=args.pnr, device=args.device, freq=args.freq,
+                       seed=args.seed, lut_mult_below=args.lut_mult_below,
+                       build_dir=args.build_dir, timeout=args.timeout)
+    rows = [(k, rec[k]) for k in ("luts", "ffs", "carries", "dsps", "brams", "lutrams",
+                                  "srls", "muxes")]
+    rows.append(("yosys seconds", f"{rec['synth_seconds']:.1f}"
+                 + (" (cached)" if rec["synth_cached"] else "")))
+    if args.pnr:
+        rows += [("device", rec["device"]),
+                 ("fmax MHz", f"{rec['fmax_mhz']:.1f} (target {rec['freq_mhz']:g})"),
+                 ("nextpnr seconds", f"{rec['pnr_seconds']:.1f}"
+                  + (" (cached)" if rec["pnr_cached"] else ""))]
+    print(format_table(("figure", "value"), rows))
+    cp = rec.get("critical_path")
+    if cp:
+        print(f"critical path: {cp['delay_ns']:.2f} ns ({cp['logic_ns']:.2f} logic, "
+              f"{cp['routing_ns']:.2f} routing), {cp['levels']} cells of which "
+              f"{cp['carry_cells']} carry, from {cp['start']} to {cp['end']}")
+        print("  through: " + " -> ".join(cp["modules"][:12]))
+    print("tools: " + ", ".join(f"{k} {v}" for k, v in rec["tools"].items()))
+    if args.json:
+        out = {"spec": spec.to_dict(), **rec}
+        write_json(args.json, out)
+        print(f"wrote {args.json}")
+    return 0

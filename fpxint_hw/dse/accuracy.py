@@ -1,0 +1,93 @@
+"""Accuracy evaluators for sweeps: a real model on its real data through the bit-exact simulator.
+
+An evaluator is a function ``fn(formats, options) -> dict`` where ``formats`` holds ``bits``,
+``terms`` and ``scale`` of a sweep point and ``options`` the ``accuracy`` section of the
+sweep file (less ``evaluator``). :func:`simulate` is the default: it expands the zoo model
+(``model``, default ``mnist-resnet`` with its shipped trained weights) at ``level`` (default
+``layer``) with weights at ``bits x terms`` (per-channel scales unless ``per_channel: false``)
+and activations at ``bits x terms``, runs the integer program with the fast simulator
+(:class:`fpxint_hw.intsim.Simulator`, through ``fpxint simulate``'s ``run_simulation``) on
+the model's built-in inputs (the 1,000 held-out MNIST digits, or the sample photos for the
+ImageNet models; ``images`` limits them) and returns:
+
+``accuracy``
+    top-1 accuracy against the labels (None where the inputs have no labels: photos);
+``top1_agreement``
+    share of inputs whose top-1 class equals the float model's;
+``logit_sqnr_db``
+    SQNR of the dequantized logits against the float logits, dB;
+``weight_sqnr_db``
+    SQNR of all conv / linear weights (BatchNorm folded) against their series, dB: the
+    quantity docs/theory.md bounds;
+``float_accuracy``
+    the float model's accuracy on the same inputs;
+``images``, ``model``, ``weights``
+    what was run.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from ..errors import InputError
+from ..spec import SeriesFormat
+
+__all__ = ["simulate", "load_task", "weight_sqnr_db"]
+
+
+@lru_cache(maxsize=2)
+def load_task(model: str, weights: str | None, images: int | None):
+    """``(graph, info, x, labels, float logits)`` of a zoo model and its built-in inputs
+    (cached per process)."""
+    from ..commands.simulate import load_inputs, load_network
+    from ..float_exec import FloatExecutor
+    graph, info = load_network(model, weights)
+    x, labels, _ = load_inputs(graph, info, images, None)
+    ex = FloatExecutor(graph)
+    ref = np.concatenate([ex(x[i:i + 64]) for i in range(0, len(x), 64)])
+    return graph, info, x, labels, ref
+
+
+def weight_sqnr_db(graph, fmt: SeriesFormat) -> float:
+    """SQNR (dB) of every conv / linear weight of ``graph`` (BatchNorm folded) against its
+    ``fmt`` series, pooled: total signal power over total error power."""
+    from ..graph import Conv2d, Linear, fold_batchnorm
+    from ..series import expand
+    g = fold_batchnorm(graph)
+    sig = err = 0.0
+    for node in g.nodes:
+        if isinstance(node, (Conv2d, Linear)):
+            w = np.asarray(g.params[node.weight], np.float64)
+            r = expand(w, fmt, axis=0 if fmt.per_channel else None,
+                       name=node.weight).reconstruct()
+            sig += float(np.sum(w * w))
+            err += float(np.sum((w - r) ** 2))
+    return float("inf") if err == 0 else float(10 * np.log10(sig / err))
+
+
+def simulate(formats: dict, options: dict) -> dict:
+    """The default evaluator (see the module docstring)."""
+    from ..commands.simulate import input_range, run_simulation
+    model = options.get("model", "mnist-resnet")
+    images = options.get("images")
+    graph, info, x, labels, ref = load_task(model, options.get("weights"), images)
+    if info is not None and "synthetic" in info.weights.lower() and not options.get("weights"):
+        raise InputError(f"accuracy.model {model!r} has synthetic weights only; accuracy on "
+                         f"them means nothing. Use mnist-resnet or efficientnet-lite0, or give "
+                         f"accuracy.weights")
+    bits, terms, scale = formats["bits"], formats["terms"], formats["scale"]
+    w_fmt = SeriesFormat(bits, terms, scale, per_channel=bool(options.get("per_channel", True)))
+    a_fmt = SeriesFormat(bits, terms, scale)
+    rows, _, _ = run_simulation(graph, x, w_fmt, a_fmt, options.get("level", "layer"),
+                                labels=labels, ref=ref, per_term=False,
+                                threads=options.get("threads"), in_range=input_range(info),
+                                label=f"{model} {bits}b x{terms}")
+    row = rows[-1]
+    float_acc = None if labels is None else float(np.mean(ref.argmax(1) == labels))
+    return {"accuracy": row["accuracy"], "top1_agreement": row["top1_agreement"],
+            "logit_sqnr_db": row["logit_sqnr_db"],
+            "weight_sqnr_db": weight_sqnr_db(graph, w_fmt), "float_accuracy": float_acc,
+            "images": int(len(x)), "model": model,
+            "weights": options.get("weights") or (info.weights if info else "")}

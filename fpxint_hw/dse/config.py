@@ -1,0 +1,234 @@
+"""The sweep configuration file (YAML), validated with errors that name the file and field.
+
+Example (models/sweeps/small.yaml)::
+
+    name: mnist-4x4
+    base: default              # ArraySpec (models/arrays/ name or path) for unswept fields
+    grid:
+      bits: [2, 3, 4]          # w_bits = a_bits = out_bits
+      terms: [1, 2, 3]         # w_terms = a_terms = out_terms
+      array: [4x4]             # rows x cols
+      scale: [pow2]            # pow2 | free
+      combine: [pe, column]    # where the lanes are combined
+    accuracy:                  # or: accuracy: false
+      evaluator: fpxint_hw.dse.accuracy:simulate
+      model: mnist-resnet
+      images: 1000
+    synthesis:                 # or: synthesis: false
+      target: ecp5
+      pnr: true
+      freq_mhz: 200
+    throughput:
+      network: resnet50
+      batch: 1
+      clock_mhz: 100           # used when there is no place-and-route Fmax
+    workers: 2
+
+Only ``grid`` is required. Every grid list must be non-empty; values are checked against the
+ranges :class:`~fpxint_hw.spec.ArraySpec` accepts when the points are built.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import FormatError
+
+__all__ = ["SweepConfig", "load_sweep_config", "GRID_AXES", "DEFAULT_EVALUATOR"]
+
+#: Grid axes, in the order points are enumerated.
+GRID_AXES = ("bits", "terms", "array", "scale", "combine")
+
+#: The evaluator used when ``accuracy.evaluator`` is not given.
+DEFAULT_EVALUATOR = "fpxint_hw.dse.accuracy:simulate"
+
+_TOP_KEYS = ("name", "base", "grid", "accuracy", "synthesis", "throughput", "workers")
+_ACC_KEYS = ("evaluator", "model", "weights", "images", "threads", "level", "per_channel",
+             "options")
+_SYN_KEYS = ("target", "pnr", "freq_mhz", "device", "seed", "lut_mult_below", "timeout")
+_THR_KEYS = ("network", "batch", "clock_mhz", "m_tile")
+_DEFAULT_GRID = {"array": ["8x8"], "scale": ["pow2"], "combine": ["pe"]}
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep configuration (see the module docstring for the file format).
+
+    Members
+    -------
+    name : str
+    base : str
+        ArraySpec name or path for the fields the grid does not set.
+    grid : dict of str -> list
+        ``bits`` and ``terms`` (ints), ``array`` (``(rows, cols)`` pairs), ``scale`` and
+        ``combine`` (strings).
+    accuracy : dict or None
+        Evaluator options (None: no accuracy step).
+    synthesis : dict or None
+        Synthesis options (None: no synthesis step).
+    throughput : dict
+        Cycle-model options.
+    workers : int
+        Parallel points (local processes or Dask workers).
+    source : str
+        The file the configuration came from.
+    """
+
+    grid: dict
+    name: str = "sweep"
+    base: str = "default"
+    accuracy: dict | None = field(default_factory=lambda: {"evaluator": DEFAULT_EVALUATOR})
+    synthesis: dict | None = field(default_factory=lambda: {"target": "ecp5", "pnr": True})
+    throughput: dict = field(default_factory=lambda: {"network": "resnet50", "batch": 1})
+    workers: int = 1
+    source: str = "<config>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as written into the sweep's output folder."""
+        grid = dict(self.grid)
+        grid["array"] = [f"{r}x{c}" for r, c in grid["array"]]
+        return {"name": self.name, "base": self.base, "grid": grid, "accuracy": self.accuracy,
+                "synthesis": self.synthesis, "throughput": self.throughput,
+                "workers": self.workers}
+
+
+def _fail(source: str, where: str, msg: str) -> FormatError:
+    return FormatError(f"{source}: {where}: {msg}")
+
+
+def _mapping(source: str, where: str, value, keys) -> dict:
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(source, where, f"expected a mapping (or false), got {value!r}")
+    unknown = sorted(set(value) - set(keys))
+    if unknown:
+        raise _fail(source, f"{where}.{unknown[0]}", f"unknown field; known: {', '.join(keys)}")
+    return dict(value)
+
+
+def _int(source: str, where: str, value, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo \
+            or (hi is not None and value > hi):
+        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise _fail(source, where, f"must be an integer {rng}, got {value!r}")
+    return value
+
+
+def _array(source: str, where: str, value) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (_int(source, where, value, 1, 64),) * 2
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(value))
+    if not m:
+        raise _fail(source, where, f"expected ROWSxCOLS like 8x8, got {value!r}")
+    return (_int(source, where, int(m.group(1)), 1, 64), _int(source, where, int(m.group(2)), 1, 64))
+
+
+def config_from_dict(data: Any, source: str = "<config>") -> SweepConfig:
+    """Validate parsed YAML and build a :class:`SweepConfig`; errors name ``source`` and the
+    field (``grid.bits[2]``)."""
+    if not isinstance(data, Mapping):
+        raise FormatError(f"{source}: a sweep file must be a mapping with a 'grid', got "
+                          f"{type(data).__name__}")
+    unknown = sorted(set(data) - set(_TOP_KEYS))
+    if unknown:
+        raise _fail(source, unknown[0], f"unknown field; known: {', '.join(_TOP_KEYS)}")
+    if "grid" not in data:
+        raise _fail(source, "grid", "missing (the axes to sweep: bits, terms, array, scale, "
+                                    "combine)")
+    raw = data["grid"]
+    if not isinstance(raw, Mapping):
+        raise _fail(source, "grid", f"expected a mapping of axis -> list, got {raw!r}")
+    bad = sorted(set(raw) - set(GRID_AXES))
+    if bad:
+        raise _fail(source, f"grid.{bad[0]}", f"unknown axis; known: {', '.join(GRID_AXES)}")
+    for need in ("bits", "terms"):
+        if need not in raw:
+            raise _fail(source, f"grid.{need}", "missing")
+    grid = {}
+    for axis in GRID_AXES:
+        vals = raw.get(axis, _DEFAULT_GRID.get(axis))
+        if not isinstance(vals, list):
+            vals = [vals]
+        if not vals:
+            raise _fail(source, f"grid.{axis}", "must list at least one value")
+        out = []
+        for i, v in enumerate(vals):
+            where = f"grid.{axis}[{i}]"
+            if axis in ("bits", "terms"):
+                out.append(_int(source, where, v, 1 if axis == "terms" else 2, 8))
+            elif axis == "array":
+                out.append(_array(source, where, v))
+            elif axis == "scale":
+                if v not in ("pow2", "free"):
+                    raise _fail(source, where, f"must be pow2 or free, got {v!r}")
+                out.append(v)
+            else:
+                if v not in ("pe", "column"):
+                    raise _fail(source, where, f"must be pe or column, got {v!r}")
+                out.append(v)
+        if len(set(out)) != len(out):
+            raise _fail(source, f"grid.{axis}", f"lists a value twice: {vals!r}")
+        grid[axis] = out
+    acc = _mapping(source, "accuracy", data.get("accuracy", {}), _ACC_KEYS)
+    if acc is not None:
+        acc.setdefault("evaluator", DEFAULT_EVALUATOR)
+        ev = acc["evaluator"]
+        if not isinstance(ev, str) or not re.fullmatch(r"[\w.]+:\w+", ev):
+            raise _fail(source, "accuracy.evaluator",
+                        f"expected 'package.module:function', got {ev!r}")
+        if "images" in acc and acc["images"] is not None:
+            _int(source, "accuracy.images", acc["images"], 1)
+    syn = _mapping(source, "synthesis", data.get("synthesis", {}), _SYN_KEYS)
+    if syn is not None:
+        syn.setdefault("target", "ecp5")
+        syn.setdefault("pnr", syn["target"] in ("ecp5", "ice40"))
+        if syn["target"] not in ("ecp5", "xilinx", "ice40"):
+            raise _fail(source, "synthesis.target",
+                        f"must be ecp5, xilinx or ice40, got {syn['target']!r}")
+        if not isinstance(syn["pnr"], bool):
+            raise _fail(source, "synthesis.pnr", f"must be true or false, got {syn['pnr']!r}")
+        if syn["pnr"] and syn["target"] == "xilinx":
+            raise _fail(source, "synthesis.pnr", "no open place and route for xilinx; set "
+                                                 "pnr: false or target: ecp5")
+        if "freq_mhz" in syn and not (isinstance(syn["freq_mhz"], (int, float))
+                                      and syn["freq_mhz"] > 0):
+            raise _fail(source, "synthesis.freq_mhz", f"must be > 0, got {syn['freq_mhz']!r}")
+    thr = _mapping(source, "throughput", data.get("throughput", {}), _THR_KEYS) or {}
+    thr.setdefault("network", "resnet50")
+    if thr["network"] != "resnet50":
+        raise _fail(source, "throughput.network",
+                    f"only resnet50 is modelled, got {thr['network']!r}")
+    thr["batch"] = _int(source, "throughput.batch", thr.get("batch", 1), 1)
+    if thr.get("clock_mhz") is not None and not (
+            isinstance(thr["clock_mhz"], (int, float)) and thr["clock_mhz"] > 0):
+        raise _fail(source, "throughput.clock_mhz", f"must be > 0, got {thr['clock_mhz']!r}")
+    if thr.get("m_tile") is not None:
+        _int(source, "throughput.m_tile", thr["m_tile"], 1)
+    workers = _int(source, "workers", data.get("workers", 1), 1, 256)
+    name = data.get("name", Path(source).stem if source != "<config>" else "sweep")
+    base = data.get("base", "default")
+    if not isinstance(base, str):
+        raise _fail(source, "base", f"expected an array spec name or path, got {base!r}")
+    return SweepConfig(grid=grid, name=str(name), base=base, accuracy=acc, synthesis=syn,
+                       throughput=thr, workers=workers, source=source)
+
+
+def load_sweep_config(path) -> SweepConfig:
+    """Read and validate a sweep YAML file (``yaml.safe_load``)."""
+    import yaml
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read the sweep file ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise FormatError(f"{path}: not valid YAML ({exc})") from None
+    return config_from_dict(data, str(path))

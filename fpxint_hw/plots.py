@@ -1,0 +1,358 @@
+"""Figures of a design-space sweep (PNG and SVG), drawn with matplotlib's Agg back end.
+
+``write_plots(records, out_dir)`` draws, from the records of ``results.jsonl``:
+
+* ``accuracy_area``: accuracy vs number of terms (one line per digit width) and accuracy vs
+  area (LUT-equivalents) with the Pareto front (most accurate for the least area)
+  highlighted, every point labelled by its configuration;
+* ``sqnr_terms``: weight and logit SQNR vs terms against the theory of docs/theory.md, a gain
+  of ``20 log10 R`` dB per term (``6.02 (b-1)`` dB in pow2 mode, ``20 log10(2^b - 2)`` free);
+* ``area_breakdown``: each point's LUT-equivalents split by component with the calibrated
+  area model (:mod:`fpxint_hw.costmodel.area`), the synthesized total marked beside it;
+* ``throughput_per_lut``: ResNet-50 images per second per 1,000 LUT-equivalents at each
+  point's Fmax, from the cycle model.
+
+Figures whose data is missing (no accuracy step, no synthesis) are skipped and named in the
+returned dict with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FIGURES", "pareto_front", "theory_gain_db", "write_plots", "place_labels"]
+
+#: Figure names, in the order they are written.
+FIGURES = ("accuracy_area", "sqnr_terms", "area_breakdown", "throughput_per_lut")
+
+_COMPONENT_COLORS = {"multipliers": "#4C72B0", "adders": "#DD8452", "requant": "#55A868",
+                     "control": "#8C8C8C"}
+_COMPONENT_NAMES = {"multipliers": "digit multipliers", "adders": "adder trees + accumulators",
+                    "requant": "requantization units", "control": "control + I/O (constant)"}
+
+
+def _mpl():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def theory_gain_db(bits: int, scale: str) -> float:
+    """SQNR gained per added term (dB) once settled: ``20 log10 R`` for the signed radix."""
+    radix = 2 ** (bits - 1) if scale == "pow2" else 2 ** bits - 2
+    return 20 * math.log10(radix)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: less or equal area (x) with strictly
+    higher accuracy (y), or strictly less area with equal or higher accuracy. Sorted by x."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def place_labels(ax, xs, ys, labels, fontsize: float = 7.0, color="0.2") -> list:
+    """Annotate each point with its label at the first of a few offsets where the text box
+    overlaps no earlier label or marker (falls back to the least-overlapping one)."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    offsets = [(6, 4), (6, -10), (-6, 4), (-6, -10), (8, 12), (8, -18), (-8, 12), (-8, -18),
+               (14, 0), (-14, 0), (0, 14), (0, -18)]
+    placed, texts = [], []
+    marks = [ax.transData.transform((x, y)) for x, y in zip(xs, ys)]
+
+    def overlap(a, b):
+        return max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)) * \
+            max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+
+    from matplotlib.transforms import Bbox
+    mark_boxes = [Bbox.from_extents(mx - 3, my - 3, mx + 3, my + 3) for mx, my in marks]
+    axbox = ax.get_window_extent(renderer)
+    for x, y, lab in zip(xs, ys, labels):
+        best, best_cost = None, math.inf
+        for dx, dy in offsets:
+            ha = "left" if dx >= 0 else "right"
+            t = ax.annotate(lab, (x, y), xytext=(dx, dy), textcoords="offset points",
+                            fontsize=fontsize, ha=ha, color=color)
+            bb = t.get_window_extent(renderer).expanded(1.05, 1.1)
+            cost = sum(overlap(bb, p) for p in placed) + sum(overlap(bb, m) for m in mark_boxes)
+            outside = (bb.width * bb.height) - overlap(bb, axbox)
+            cost += 2 * outside
+            if cost < best_cost:
+                if best is not None:
+                    best[0].remove()
+                best, best_cost = (t, bb), cost
+            else:
+                t.remove()
+            if cost == 0:
+                break
+        placed.append(best[1])
+        texts.append(best[0])
+    return texts
+
+
+def _ok(records, *path):
+    out = []
+    for r in records:
+        v = r
+        for p in path:
+            v = (v or {}).get(p) if isinstance(v, dict) else None
+        if v is not None:
+            out.append(r)
+    return out
+
+
+def _acc_value(r) -> tuple[float | None, str]:
+    a = r.get("accuracy") or {}
+    if a.get("accuracy") is not None:
+        return 100 * a["accuracy"], "top-1 accuracy (%)"
+    if a.get("top1_agreement") is not None:
+        return 100 * a["top1_agreement"], "top-1 agreement with float (%)"
+    return None, ""
+
+
+def _save(fig, out: Path, name: str) -> list[str]:
+    paths = []
+    for ext in ("png", "svg"):
+        p = out / f"{name}.{ext}"
+        fig.savefig(p, dpi=150 if ext == "png" else None, bbox_inches="tight")
+        paths.append(str(p))
+    _mpl().close(fig)
+    return paths
+
+
+def _label(r, combine: bool = True) -> str:
+    """``<bits>b×<terms> <rows>x<cols>`` plus ``free`` and ``col`` (lanes combined per
+    column) where they apply."""
+    p = r["point"]
+    extra = (" free" if p["scale"] == "free" else "") + \
+        (" col" if combine and p["combine"] == "column" else "")
+    return f"{p['bits']}b×{p['terms']} {p['rows']}x{p['cols']}{extra}"
+
+
+def plot_accuracy_area(records, out: Path) -> list[str] | str:
+    """Accuracy vs terms and vs area with the Pareto front (see the module docstring)."""
+    recs = [r for r in _ok(records, "synth", "logic") if _acc_value(r)[0] is not None]
+    if not recs:
+        return "no point has both an accuracy and a synthesis result"
+    plt = _mpl()
+    ylab = _acc_value(recs[0])[1]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.2),
+                                   gridspec_kw={"width_ratios": [1, 1.6]})
+    bits = sorted({r["point"]["bits"] for r in recs})
+    cmap = plt.get_cmap("viridis")
+    colors = {b: cmap(i / max(1, len(bits) - 1) * 0.85) for i, b in enumerate(bits)}
+    for b in bits:
+        by_t = {}
+        for r in recs:
+            if r["point"]["bits"] == b:
+                by_t.setdefault(r["point"]["terms"], _acc_value(r)[0])
+        ts = sorted(by_t)
+        ax1.plot(ts, [by_t[t] for t in ts], "o-", color=colors[b], label=f"{b}-bit terms")
+    fl = [(r.get("accuracy") or {}).get("float_accuracy") for r in recs]
+    fl = [v for v in fl if v is not None]
+    if fl and "accuracy" in ylab:
+        ax1.axhline(100 * fl[0], color="k", ls=":", lw=1, label="float model")
+        ax2.axhline(100 * fl[0], color="k", ls=":", lw=1, label="float model")
+    model = (recs[0].get("accuracy") or {}).get("model", "")
+    ax1.set_xlabel("terms per weight and activation (T)")
+    ax1.set_ylabel(ylab)
+    ax1.set_title(f"{model}: accuracy vs terms")
+    ax1.set_xticks(sorted({r["point"]["terms"] for r in recs}))
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    xs = [r["synth"]["logic"] for r in recs]
+    ys = [_acc_value(r)[0] for r in recs]
+    markers = {1: "o", 2: "s", 3: "^", 4: "D"}
+    for r, x, y in zip(recs, xs, ys):
+        c = colors[r["point"]["bits"]]
+        hollow = r["point"]["combine"] == "column"
+        ax2.scatter(x, y, facecolors="white" if hollow else c, edgecolors=c, linewidths=1.3,
+                    marker=markers.get(r["point"]["terms"], "P"), s=40, zorder=3)
+    front = pareto_front(list(zip(xs, ys)))
+    fx, fy = [xs[i] for i in front], [ys[i] for i in front]
+    ax2.step(fx, fy, where="post", color="crimson", lw=1.5, zorder=2, label="Pareto front")
+    ax2.scatter(fx, fy, s=140, facecolors="none", edgecolors="crimson", lw=1.5, zorder=4)
+    ax2.set_xscale("log")
+    ax2.set_xlabel("area (LUT-equivalents: LUT4 + 2 x CCU2C, ECP5)")
+    ax2.set_ylabel(ylab)
+    ax2.grid(alpha=0.3, which="both")
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], color="crimson", lw=1.5, label="Pareto front")]
+    handles += [Line2D([], [], ls="", marker=markers.get(t, "P"), color="0.3",
+                       label=f"T = {t}") for t in sorted({r["point"]["terms"] for r in recs})]
+    if any(r["point"]["combine"] == "column" for r in recs):
+        handles += [Line2D([], [], ls="", marker="o", color="0.3", label="lanes combined in PE"),
+                    Line2D([], [], ls="", marker="o", markerfacecolor="white", color="0.3",
+                           label="lanes combined per column")]
+    ax2.legend(handles=handles, fontsize=8, loc="lower right")
+    lo, hi = min(ys), max(ys)
+    pad = max(1.0, 0.08 * (hi - lo))
+    ax2.set_ylim(lo - pad, hi + 2 * pad)
+    ax1.set_ylim(lo - pad, hi + 2 * pad)
+    ax2.set_title("accuracy vs area (label: bits×terms array; marker: terms; colour: bits)",
+                  fontsize=10)
+    fig.tight_layout()
+    # one label per (formats, array): the PE- and column-combined variants sit side by side
+    first = {}
+    for i, r in enumerate(recs):
+        first.setdefault(_label(r, combine=False), i)
+    idx = sorted(first.values())
+    place_labels(ax2, [xs[i] for i in idx], [ys[i] for i in idx],
+                 [_label(recs[i], combine=False) for i in idx])
+    return _save(fig, out, "accuracy_area")
+
+
+def plot_sqnr_terms(records, out: Path) -> list[str] | str:
+    """Weight and logit SQNR vs terms against the theoretical per-term gain."""
+    recs = _ok(records, "accuracy", "logit_sqnr_db")
+    if not recs:
+        return "no point has an SQNR (no accuracy step)"
+    plt = _mpl()
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    groups = sorted({(r["point"]["bits"], r["point"]["scale"]) for r in recs})
+    cmap = plt.get_cmap("viridis")
+    for i, (b, sc) in enumerate(groups):
+        col = cmap(i / max(1, len(groups) - 1) * 0.85)
+        sel = [r for r in recs if (r["point"]["bits"], r["point"]["scale"]) == (b, sc)]
+        wt, lt = {}, {}
+        for r in sel:
+            t = r["point"]["terms"]
+            a = r["accuracy"]
+            if a.get("weight_sqnr_db") is not None:
+                wt.setdefault(t, a["weight_sqnr_db"])
+            if a.get("logit_sqnr_db") is not None:
+                lt.setdefault(t, a["logit_sqnr_db"])
+        tag = f"{b}-bit {sc}"
+        if wt:
+            ts = sorted(wt)
+            ax.plot(ts, [wt[t] for t in ts], "o-", color=col, ms=5, label=f"{tag}: weights")
+            gain = theory_gain_db(b, sc)
+            tt = np.array(ts, dtype=float)
+            ax.plot(tt, wt[ts[0]] + gain * (tt - ts[0]), "D--", color=col, lw=1, ms=11,
+                    markerfacecolor="none", markeredgewidth=1.2,
+                    label=f"{tag}: theory from T=1, +{gain:.1f} dB/term")
+        if lt:
+            ts = sorted(lt)
+            ax.plot(ts, [lt[t] for t in ts], "s:", color=col, ms=5, label=f"{tag}: logits")
+    ax.set_xlabel("terms per weight and activation (T)")
+    ax.set_ylabel("SQNR (dB)")
+    model = (recs[0].get("accuracy") or {}).get("model", "")
+    ax.set_title(f"{model}: SQNR vs terms (weights: all conv/linear layers pooled)")
+    ax.set_xticks(sorted({r["point"]["terms"] for r in recs}))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return _save(fig, out, "sqnr_terms")
+
+
+def _unique_hw(records):
+    """One record per distinct hardware (array, bits, terms, scale, combine) with synthesis."""
+    seen, out = set(), []
+    for r in _ok(records, "synth", "logic"):
+        p = r["point"]
+        k = (p["rows"], p["cols"], p["bits"], p["terms"], p["scale"], p["combine"])
+        if k not in seen:
+            seen.add(k)
+            out.append(r)
+    out.sort(key=lambda r: (r["point"]["rows"] * r["point"]["cols"], r["point"]["bits"],
+                            r["point"]["terms"], r["point"]["scale"], r["point"]["combine"]))
+    return out
+
+
+def plot_area_breakdown(records, model, out: Path) -> list[str] | str:
+    """Stacked LUT-equivalents per component (area model) with the synthesized totals."""
+    from .spec import ArraySpec
+    recs = _unique_hw(records)
+    if not recs or model is None:
+        return "no synthesis results to calibrate the area model"
+    plt = _mpl()
+    fig, ax = plt.subplots(figsize=(max(7, 0.55 * len(recs) + 3), 5.2))
+    x = np.arange(len(recs))
+    bottom = np.zeros(len(recs))
+    for comp in ("multipliers", "adders", "requant", "control"):
+        vals = np.array([model.breakdown(ArraySpec.from_dict(r["spec"]))[comp] for r in recs])
+        ax.bar(x, vals, 0.7, bottom=bottom, color=_COMPONENT_COLORS[comp],
+               label=_COMPONENT_NAMES[comp])
+        bottom += vals
+    ax.scatter(x, [r["synth"]["logic"] for r in recs], marker="_", s=300, color="k", lw=2,
+               zorder=3, label="synthesized (yosys)")
+    ax.set_xticks(x)
+    ax.set_xticklabels([_label(r) for r in recs], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("area (LUT-equivalents)")
+    err = model.errors()
+    ax.set_title(f"area by component (model fitted on {len(model.samples)} synthesis points; "
+                 f"mean error {100 * err['logic_mape']:.1f} %)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out, "area_breakdown")
+
+
+def plot_throughput_per_lut(records, out: Path) -> list[str] | str:
+    """ResNet-50 images/s per 1,000 LUT-equivalents at each point's clock."""
+    recs = [r for r in _unique_hw(records)
+            if (r.get("throughput") or {}).get("images_per_s") is not None]
+    if not recs:
+        return "no point has both a synthesis result and a throughput"
+    plt = _mpl()
+    fig, ax = plt.subplots(figsize=(max(7, 0.55 * len(recs) + 3), 5.2))
+    x = np.arange(len(recs))
+    eff = [r["throughput"]["images_per_s"] / (r["synth"]["logic"] / 1000) for r in recs]
+    arrays = sorted({(r["point"]["rows"], r["point"]["cols"]) for r in recs})
+    cmap = plt.get_cmap("tab10")
+    cols = {a: cmap(i) for i, a in enumerate(arrays)}
+    ax.bar(x, eff, 0.7, color=[cols[(r["point"]["rows"], r["point"]["cols"])] for r in recs])
+    for xi, r, e in zip(x, recs, eff):
+        t = r["throughput"]
+        ax.annotate(f"{t['clock_mhz']:.0f} MHz", (xi, e), xytext=(0, 2),
+                    textcoords="offset points", ha="center", fontsize=6, rotation=90,
+                    va="bottom")
+    from matplotlib.patches import Patch
+    ax.legend(handles=[Patch(color=cols[a], label=f"{a[0]}x{a[1]} array") for a in arrays],
+              fontsize=8)
+    ax.set_xticks(x)
+    ax.set_xticklabels([_label(r) for r in recs], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("ResNet-50 images/s per 1,000 LUT-equivalents")
+    ax.set_title("throughput per area (cycle model at each point's Fmax, batch "
+                 f"{recs[0]['throughput']['batch']})")
+    ax.set_ylim(0, max(eff) * 1.25)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out, "throughput_per_lut")
+
+
+def fit_model(records, target: str = "ecp5"):
+    """The area model fitted on the records' synthesis results (None if too few)."""
+    from .costmodel.area import LOGIC_FEATURES, fit_area_model
+    from .spec import ArraySpec
+    recs = [r for r in _unique_hw(records) if r["synth"].get("target", target) == target]
+    if len(recs) < len(LOGIC_FEATURES) + 1:
+        return None
+    lmb = recs[0]["synth"].get("lut_mult_below", 10)
+    return fit_area_model([(r["key"], ArraySpec.from_dict(r["spec"]), r["synth"])
+                           for r in recs], target, lmb)
+
+
+def write_plots(records, out_dir) -> dict:
+    """Write every figure (PNG and SVG) into ``out_dir``; returns ``{figure: [paths] or
+    reason skipped, "area_model": AreaModel or None}``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = list(records)
+    model = fit_model(records)
+    res = {"accuracy_area": plot_accuracy_area(records, out),
+           "sqnr_terms": plot_sqnr_terms(records, out),
+           "area_breakdown": plot_area_breakdown(records, model, out),
+           "throughput_per_lut": plot_throughput_per_lut(records, out),
+           "area_model": model}
+    return res

@@ -1,0 +1,238 @@
+"""Sweeps: configuration errors, the results file, resume after a kill, local and Dask runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fpxint_hw.dse import ResultsFile, grid_points, load_sweep_config, run_sweep
+from fpxint_hw.dse.point import point_spec
+from fpxint_hw.errors import FormatError, InputError
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+CONFIG = """
+name: t
+base: tiny
+grid:
+  bits: [2, 3, 4]
+  terms: [1, 2, 3]
+  array: [2x2]
+  combine: [pe, column]
+accuracy:
+  evaluator: "sweep_helpers:evaluate"
+  options: {{sleep: {sleep}}}
+synthesis: false
+throughput:
+  clock_mhz: 100
+workers: {workers}
+"""
+
+
+def write_config(tmp_path, sleep=0.0, workers=1, text=None) -> Path:
+    p = tmp_path / "sweep.yaml"
+    p.write_text(text if text is not None else CONFIG.format(sleep=sleep, workers=workers))
+    return p
+
+
+@pytest.fixture
+def helpers_on_path(monkeypatch):
+    """Make tests/sweep_helpers.py importable here and in spawned workers."""
+    monkeypatch.syspath_prepend(str(HERE))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(HERE), str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                  if p]))
+
+
+def lines_of(path: Path) -> list[dict]:
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+# -- configuration ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, field", [
+    ("grid: {bits: [2, 9], terms: [1]}", "grid.bits[1]"),
+    ("grid: {bits: [2], terms: [1], arrays: [4x4]}", "grid.arrays"),
+    ("grid: {bits: [2], terms: [1], array: [4by4]}", "grid.array[0]"),
+    ("grid: {bits: [2], terms: [1], scale: [pow3]}", "grid.scale[0]"),
+    ("grid: {bits: [2], terms: []}", "grid.terms"),
+    ("name: x", "grid"),
+    ("grid: {bits: [2], terms: [1]}\nsynthesis: {target: xilinx, pnr: true}", "synthesis.pnr"),
+    ("grid: {bits: [2], terms: [1]}\nworkers: 0", "workers"),
+    ("grid: {bits: [2], terms: [1]}\nthroughput: {network: vgg}", "throughput.network"),
+    ("grid: {bits: [2], terms: [1]}\naccuracy: {evaluator: nocolon}", "accuracy.evaluator"),
+])
+def test_config_errors_name_file_and_field(tmp_path, text, field):
+    p = write_config(tmp_path, text=text)
+    with pytest.raises(FormatError) as exc:
+        load_sweep_config(p)
+    assert str(p) in str(exc.value) and field in str(exc.value)
+
+
+def test_config_not_yaml(tmp_path):
+    p = write_config(tmp_path, text="grid: [unclosed")
+    with pytest.raises(FormatError, match="not valid YAML"):
+        load_sweep_config(p)
+
+
+def test_grid_points_and_specs(tmp_path):
+    cfg = load_sweep_config(write_config(tmp_path))
+    pts = grid_points(cfg)
+    assert len(pts) == 3 * 3 * 2
+    assert len({p.key for p in pts}) == len(pts)
+    spec = point_spec(pts[-1], cfg)                    # b4-t3-2x2-pow2-column
+    assert (spec.w_bits, spec.a_bits, spec.w_terms, spec.a_terms) == (4, 4, 3, 3)
+    assert (spec.rows, spec.cols, spec.combine) == (2, 2, "column")
+
+
+def test_shipped_sweep_files_load():
+    for p in sorted((REPO / "models" / "sweeps").glob("*.yaml")):
+        cfg = load_sweep_config(p)
+        assert grid_points(cfg)
+
+
+# -- results file ----------------------------------------------------------------------
+
+def test_results_file_repairs_partial_line(tmp_path):
+    rf = ResultsFile(tmp_path / "r.jsonl")
+    rf.append({"key": "a", "v": 1})
+    rf.append({"key": "b", "v": 2})
+    with open(rf.path, "ab") as f:
+        f.write(b'{"key": "c", "v"')                  # a writer killed mid-line
+    assert list(rf.load()) == ["a", "b"]
+    rf.append({"key": "c", "v": 3})
+    assert [r["key"] for r in lines_of(rf.path)] == ["a", "b", "c"]
+
+
+def test_results_file_rejects_corrupt_complete_line(tmp_path):
+    p = tmp_path / "r.jsonl"
+    p.write_text('{"key": "a"}\nnot json\n')
+    with pytest.raises(InputError, match=r"r\.jsonl:2"):
+        ResultsFile(p).load()
+
+
+def test_results_file_nonfinite_becomes_null(tmp_path):
+    rf = ResultsFile(tmp_path / "r.jsonl")
+    rf.append({"key": "a", "sqnr": float("inf")})
+    assert rf.load()["a"]["sqnr"] is None
+
+
+# -- running ---------------------------------------------------------------------------
+
+def test_sweep_runs_then_skips_everything(tmp_path, helpers_on_path, monkeypatch):
+    log = tmp_path / "evals.log"
+    monkeypatch.setenv("FPXINT_TEST_EVAL_LOG", str(log))
+    cfg = load_sweep_config(write_config(tmp_path))
+    out = tmp_path / "out"
+    s1 = run_sweep(cfg, out, stream=None)
+    assert (s1["total"], s1["ran"], s1["skipped"], s1["errors"]) == (18, 18, 0, 0)
+    recs = lines_of(out / "results.jsonl")
+    assert sorted(r["key"] for r in recs) == sorted(p.key for p in grid_points(cfg))
+    # accuracy depends on the formats only: 9 evaluations for 18 points
+    assert len(log.read_text().splitlines()) == 9
+    for r in recs:
+        assert r["status"] == "ok"
+        assert r["throughput"]["clock_mhz"] == 100 and r["throughput"]["cycles"] > 0
+    s2 = run_sweep(cfg, out, stream=None)
+    assert (s2["ran"], s2["skipped"]) == (0, 18)
+    assert len(lines_of(out / "results.jsonl")) == 18
+
+
+def test_failed_point_is_recorded_not_raised(tmp_path, helpers_on_path):
+    text = CONFIG.format(sleep=0, workers=1).replace("sweep_helpers:evaluate",
+                                                     "sweep_helpers:nonexistent")
+    cfg = load_sweep_config(write_config(tmp_path, text=text))
+    s = run_sweep(cfg, tmp_path / "out", stream=None, limit=2)
+    assert (s["ran"], s["errors"]) == (2, 2)
+    recs = lines_of(tmp_path / "out" / "results.jsonl")
+    assert all(r["status"] == "error" and "nonexistent" in r["errors"]["accuracy"]
+               for r in recs)
+    s2 = run_sweep(cfg, tmp_path / "out", stream=None, limit=2, retry_errors=True)
+    assert s2["ran"] == 2                               # the same two points, retried
+
+
+def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path, helpers_on_path):
+    """Kill a 2-process sweep half-way (SIGKILL to its process group), resume it, and check
+    that every point is recorded exactly once and the records from before the kill stand."""
+    cfg_path = write_config(tmp_path, sleep=0.4, workers=2)
+    out = tmp_path / "out"
+    res = out / "results.jsonl"
+    cmd = [sys.executable, "-m", "fpxint_hw.cli", "sweep", "--config", str(cfg_path),
+           "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if res.exists() and len(res.read_bytes().splitlines()) >= 6:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"sweep ended before it was killed: {proc.stderr.read()[-2000:]}")
+            time.sleep(0.05)
+        else:
+            pytest.fail("sweep recorded too few points in 240 s")
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+        proc.stderr.close()
+    before = res.read_bytes()
+    first = lines_of(res)
+    assert 6 <= len(first) < 18, "the kill must come half-way"
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{len(first)} already in" in done.stderr
+    after = res.read_bytes()
+    kept = before[:before.rfind(b"\n") + 1]
+    assert after.startswith(kept)                       # nothing recorded was rewritten
+    keys = [r["key"] for r in lines_of(res)]
+    assert len(keys) == len(set(keys)) == 18
+    assert set(keys) == {p.key for p in grid_points(load_sweep_config(cfg_path))}
+    second = [r["key"] for r in lines_of(res)][len(first):]
+    assert not set(second) & {r["key"] for r in first}  # no finished point ran again
+
+
+def test_dask_local_cluster(tmp_path, helpers_on_path):
+    pytest.importorskip("dask.distributed", reason="dask is an optional extra "
+                                                   "(pip install 'fpxint-hw[dask]')")
+    cfg = load_sweep_config(write_config(tmp_path, workers=2))
+    out = tmp_path / "out"
+    s = run_sweep(cfg, out, executor="dask", workers=2, stream=None, limit=6)
+    assert (s["ran"], s["errors"]) == (6, 0)
+    s2 = run_sweep(cfg, out, stream=None)
+    assert (s2["skipped"], s2["ran"]) == (6, 12)
+    keys = [r["key"] for r in lines_of(out / "results.jsonl")]
+    assert len(keys) == len(set(keys)) == 18
+
+
+def test_progress_on_stderr(tmp_path, helpers_on_path, capsys):
+    cfg = load_sweep_config(write_config(tmp_path))
+    run_sweep(cfg, tmp_path / "out", limit=2)
+    err = capsys.readouterr().err
+    assert "18 points, 0 already in" in err
+    assert "[ 1/18]" in err and "[ 2/18]" in err and "img/s" in err
+
+
+def test_simulate_evaluator_on_mnist():
+    """The default evaluator on the real MNIST ResNet and 100 held-out digits."""
+    from fpxint_hw.dse.accuracy import simulate
+    from fpxint_hw.models import default_weights
+    try:
+        default_weights("mnist-resnet")
+    except InputError as exc:
+        pytest.skip(f"MNIST ResNet weights not present: {exc}")
+    hi = simulate({"bits": 4, "terms": 2, "scale": "pow2"}, {"model": "mnist-resnet",
+                                                             "images": 100})
+    lo = simulate({"bits": 2, "terms": 1, "scale": "pow2"}, {"model": "mnist-resnet",
+                                                             "images": 100})
+    assert hi["images"] == 100 and hi["model"] == "mnist-resnet"
+    assert 0.0 <= lo["accuracy"] <= 1.0 and 0.0 <= hi["accuracy"] <= 1.0
+    # 4-bit x 2 terms is within a few dB of 8-bit-class precision: it follows the float model
+    assert hi["top1_agreement"] >= 0.9
+    assert hi["weight_sqnr_db"] > lo["weight_sqnr_db"] + 20
+    assert hi["logit_sqnr_db"] > lo["logit_sqnr_db"]

