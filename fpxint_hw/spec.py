@@ -48,6 +48,27 @@ def check_choice(owner: str, field: str, value: Any, choices: tuple[str, ...]) -
     return value
 
 
+def read_yaml(path, what: str) -> Any:
+    """Parse the YAML file ``path`` with ``yaml.safe_load``.
+
+    Raises FormatError naming the file and ``what`` it should hold when it cannot be read or
+    is not valid YAML.
+    """
+    import pathlib
+
+    import yaml
+
+    path = pathlib.Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise FormatError(f"{path}: not valid YAML ({exc})") from None
+
+
 def from_mapping(cls, data: Mapping[str, Any], source: str = "<mapping>"):
     """Build the dataclass ``cls`` from a mapping (a parsed YAML or JSON object).
 
@@ -286,19 +307,7 @@ class ArraySpec:
     @classmethod
     def from_yaml(cls, path) -> "ArraySpec":
         """Load a spec from a YAML file (``yaml.safe_load``); errors name the file and field."""
-        import pathlib
-
-        import yaml
-
-        path = pathlib.Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise FormatError(f"{path}: cannot read array spec ({exc.strerror or exc})") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise FormatError(f"{path}: not valid YAML ({exc})") from None
+        data = read_yaml(path, "array spec")
         return cls.from_dict(data if data is not None else {}, str(path))
 
     def to_dict(self) -> dict[str, Any]:

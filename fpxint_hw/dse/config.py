@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import FormatError
+from ..spec import read_yaml
 
 __all__ = ["SweepConfig", "load_sweep_config", "GRID_AXES", "DEFAULT_EVALUATOR"]
 
@@ -221,14 +222,4 @@ def config_from_dict(data: Any, source: str = "<config>") -> SweepConfig:
 
 def load_sweep_config(path) -> SweepConfig:
     """Read and validate a sweep YAML file (``yaml.safe_load``)."""
-    import yaml
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise FormatError(f"{path}: cannot read the sweep file ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise FormatError(f"{path}: not valid YAML ({exc})") from None
-    return config_from_dict(data, str(path))
+    return config_from_dict(read_yaml(path, "the sweep file"), str(path))
