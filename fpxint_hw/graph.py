@@ -139,8 +139,11 @@ class Node:
 
     def infer_shape(self, in_shapes: list[tuple[int, ...]],
                     params: Mapping[str, np.ndarray]) -> tuple[int, ...]:
-        """Output shape per sample from the input shapes; raises InputError when they don't fit."""
-        raise NotImplementedError
+        """Output shape per sample from the input shapes; raises InputError when they don't fit.
+
+        Every op overrides this; a node type without a shape rule cannot join a graph.
+        """
+        raise self._fail("this op has no shape rule")
 
     def _fail(self, what: str) -> InputError:
         return InputError(f"node {self.name!r} ({self.op}): {what}")
