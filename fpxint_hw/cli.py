@@ -14,9 +14,9 @@ __all__ = ["main", "build_parser"]
 COMMANDS = (
     "demo",
     "expand",
-    "simulate",
     "run",
     "convert",
+    "simulate",
     "rtl",
     "verify",
     "synth",
