@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_spec_option
+
 __all__ = ["register"]
 
 
@@ -14,8 +16,7 @@ def register(subparsers) -> None:
         description="Generate the systolic array described by an ArraySpec YAML file and "
                     "write it as Verilog (top module fpxint_array; ports and payload fields "
                     "are listed in the file's header and in docs/hardware.md).")
-    p.add_argument("--spec", required=True, metavar="SPEC",
-                   help="array spec: a YAML file or a name in models/arrays/ (e.g. default)")
+    add_spec_option(p)
     p.add_argument("-o", "--output", required=True, metavar="FILE.v", help="Verilog file to write")
     p.add_argument("--quiet", action="store_true", help="print only the file name")
     p.set_defaults(func=_run)

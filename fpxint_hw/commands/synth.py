@@ -13,6 +13,7 @@ import sys
 
 from ..report import format_table, write_json
 from ..spec import load_array_spec
+from . import add_spec_option
 
 __all__ = ["register", "synth_record", "main"]
 
@@ -23,8 +24,7 @@ def register(subparsers) -> None:
         "synth", help="synthesize an accelerator spec (yosys, nextpnr) and report its cost",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--spec", required=True,
-                   help="array spec: a YAML file or a name from models/arrays/ (e.g. default)")
+    add_spec_option(p)
     p.add_argument("--target", choices=("ecp5", "xilinx", "ice40"), default="ecp5",
                    help="FPGA family")
     p.add_argument("--pnr", action="store_true",

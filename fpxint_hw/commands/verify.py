@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_spec_option
+
 __all__ = ["register"]
 
 
@@ -15,8 +17,7 @@ def register(subparsers) -> None:
                     "simulation of an array spec, and compare acc, out and output digits with "
                     "the tiles' expected results (or the golden model when a file has none). "
                     "Exit status 1 on any mismatch.")
-    p.add_argument("--spec", required=True, metavar="SPEC",
-                   help="array spec: a YAML file or a name in models/arrays/")
+    add_spec_option(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--tiles", metavar="DIR", help="folder of tile .npz files (or one file)")
     src.add_argument("--random", type=int, metavar="N", help="N random tiles for the spec")
