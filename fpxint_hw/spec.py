@@ -233,7 +233,9 @@ class ArraySpec:
     mult_reg : bool
         Register the lane products inside each PE (one more pipeline stage).
     tree_reg : bool
-        Register the adder-tree output inside each PE (``combine: pe`` only).
+        Pipeline the PE for speed (``combine: pe`` only): activation digits are multiplied
+        in 2-bit slices, and the adder tree over lanes and slices has a register after every
+        level (:attr:`tree_levels` more stages).
     """
 
     rows: int = 8
@@ -458,9 +460,27 @@ class ArraySpec:
     # -- timing and throughput ---------------------------------------------------------
 
     @property
+    def act_slices(self) -> list[tuple[int, int, bool]]:
+        """``(offset, width, signed)`` of the pieces an activation digit is multiplied in:
+        2-bit slices with ``tree_reg`` (the top one signed for signed digits), else the
+        whole digit."""
+        if not self.tree_reg:
+            return [(0, self.a_bits, self.a_signed)]
+        return [(lo, min(2, self.a_bits - lo), self.a_signed and lo + 2 >= self.a_bits)
+                for lo in range(0, self.a_bits, 2)]
+
+    @property
+    def tree_levels(self) -> int:
+        """Adder levels of the PE's tree (``combine: pe``): ``ceil(log2 terms)`` with one
+        term per lane and activation slice."""
+        if self.combine != "pe":
+            return 0
+        return (self.lanes * len(self.act_slices) - 1).bit_length()
+
+    @property
     def pe_stages(self) -> int:
         """Cycles from a PE's activation input to its registered partial sum."""
-        return 1 + int(self.mult_reg) + int(self.tree_reg)
+        return 1 + int(self.mult_reg) + (self.tree_levels if self.tree_reg else 0)
 
     @property
     def combine_stages(self) -> int:
@@ -473,14 +493,39 @@ class ArraySpec:
         return self.rows + self.cols - 1 + self.pe_stages + self.combine_stages
 
     @property
+    def m0_stages(self) -> int:
+        """Cycles of the pipelined ``acc x M0`` product (18x18 DSP tiles, then a registered
+        adder tree: :func:`fpxint_hw.hw.multiplier.product_stages`)."""
+        from .hw.multiplier import product_stages
+
+        return product_stages(self.acc_width, True, self.m0_bits, False)
+
+    @property
     def out_stages(self) -> int:
-        """Output-unit stages: bias add, M0 multiply, round/clamp, split into terms."""
-        return 4
+        """Output-unit stages: bias add, ``m0_stages``, three rounding-shift stages, zero
+        point, clamp compares, clamp select, split into terms."""
+        return self.m0_stages + 8
+
+    @property
+    def datapath_latency(self) -> int:
+        """Cycles from an accepted activation vector to its result entering the output FIFO."""
+        return self.array_latency + self.out_stages
+
+    @property
+    def fifo_stages(self) -> int:
+        """Cycles the output FIFO adds to the latency (write, then its registered read)."""
+        return 2
 
     @property
     def latency(self) -> int:
-        """Cycles from accepting an activation vector to its result being valid (no stalls)."""
-        return self.array_latency + self.out_stages
+        """Cycles from accepting an activation vector to its result being valid at ``o_out``."""
+        return self.datapath_latency + self.fifo_stages
+
+    @property
+    def fifo_depth(self) -> int:
+        """Entries of the output FIFO: enough credits for every vector in flight, so an
+        always-ready sink sees one result per cycle."""
+        return self.latency + 2
 
     @property
     def load_cycles(self) -> int:
@@ -494,6 +539,18 @@ class ArraySpec:
         """
         check_int(type(self).__name__, "m", m, 1)
         return self.load_cycles + m + self.latency
+
+    def pass_interval(self, m: int, chained: bool = False) -> int:
+        """Cycles from one pass's first weight beat to the next pass's, back to back.
+
+        The next weights load as soon as the last vector has left the datapath (its results
+        may still be in the output FIFO): ``load_cycles + m + datapath_latency``. A chained
+        pass (continuing the previous pass's sums) also waits for the previous results to
+        leave the FIFO, which its weight load hides unless ``rows < fifo_stages``.
+        """
+        check_int(type(self).__name__, "m", m, 1)
+        load = max(self.load_cycles, self.fifo_stages) if chained else self.load_cycles
+        return load + m + self.datapath_latency
 
     @property
     def macs_per_cycle(self) -> int:

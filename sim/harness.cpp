@@ -178,12 +178,15 @@ int main(int argc, char** argv) {
 
     for (;;) {
         while (dj < jobs.size() && jobs[dj].n_out >= jobs[dj].n_a) ++dj;
-        if (phase == LOAD && w.done() && c.done()) {
+        // A chained pass continues the previous pass's sums: wait until all of them are out
+        // (the weights and config of the pass may load while they drain).
+        const bool prev_done = lj == 0 || !jobs[lj].chain || jobs[lj - 1].n_out >= jobs[lj - 1].n_a;
+        if (phase == LOAD && w.done() && c.done() && prev_done) {
             Job& j = jobs[lj];
             if (j.chain) {
                 if (lj == 0) die("first pass cannot be chained");
                 const Job& p = jobs[lj - 1];
-                if (p.n_a != j.n_a || p.n_out != p.n_a) die("chained pass without all previous results");
+                if (p.n_a != j.n_a) die("chained pass with a different number of vectors");
                 for (uint32_t m = 0; m < j.n_a; ++m)
                     for (const auto& ch : chain)
                         set_field(&j.a[size_t(m) * ab], ab, ch.dst, ch.width,

@@ -142,6 +142,15 @@ def test_derived_timing_figures():
     assert s.tile_cycles(10) - s.tile_cycles(1) == 9          # one vector per cycle
     assert s.tile_cycles(1) == s.load_cycles + 1 + s.latency
     slower = dataclasses.replace(s, tree_reg=True)
-    assert slower.latency == s.latency + 1
+    # tree_reg: 4 lanes x 2 activation slices = 8 tree terms, three registered levels
+    assert slower.act_slices == [(0, 2, False), (2, 2, False)]
+    assert slower.latency == s.latency + 3
+    assert dataclasses.replace(s, w_terms=3, tree_reg=True).latency == s.latency + 4  # 12 terms
+    odd = dataclasses.replace(s, a_bits=3, a_signed=True, tree_reg=True)
+    assert odd.act_slices == [(0, 2, False), (2, 1, True)]
+    # acc x M0 in 18x18 tiles: 3 registers, then one register per adder-tree level
+    assert ArraySpec(rows=2, cols=1, m0_bits=8).m0_stages == 3                 # 1 tile
+    assert ArraySpec(rows=2, cols=1, m0_bits=18, acc_bits=19).m0_stages == 4   # 2 tiles
+    assert ArraySpec(rows=2, cols=1, m0_bits=31, depth=4608).m0_stages == 5    # 4 tiles
     assert dataclasses.replace(s, rows=6).latency == s.latency + 1
     assert dataclasses.replace(s, cols=4).latency == s.latency + 1

@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fpxint_hw.costmodel import (area_features, fit_area_model, gemm_cycles, network_cycles,
-                                 pass_cycles, resnet50_layers)
+from fpxint_hw.costmodel import (area_features, back_to_back, fit_area_model, gemm_cycles,
+                                 network_cycles, pass_cycles, resnet50_layers)
 from fpxint_hw.costmodel.area import nnls_small
 from fpxint_hw.spec import ArraySpec, load_array_spec
 
@@ -15,19 +15,30 @@ from fpxint_hw.spec import ArraySpec, load_array_spec
 
 def test_gemm_cycles_by_hand():
     spec = ArraySpec(rows=4, cols=4, depth=64)
-    lat = spec.latency
+
+    def interval(m):            # one pass's weight load, vectors and datapath, back to back
+        return 4 + m + spec.datapath_latency
+
+    drain = spec.latency - spec.datapath_latency
     # K = 9 -> 3 chunks of <= 4 rows, N = 5 -> 2 column blocks: 6 passes of 10 vectors
     g = gemm_cycles(spec, 10, 9, 5)
     assert g.passes == 6
-    assert g.cycles == 6 * (4 + 10 + lat)
+    assert g.cycles == 6 * interval(10) + drain
     assert g.macs == 10 * 9 * 5
     assert g.utilisation == pytest.approx(450 / (g.cycles * 16))
     # M cut into chunks of 4: 4 + 4 + 2 vectors, each chunk its own 6 passes
     t = gemm_cycles(spec, 10, 9, 5, m_tile=4)
     assert t.passes == 18
-    assert t.cycles == 6 * (2 * (4 + 4 + lat) + (4 + 2 + lat))
-    # groups multiply everything
-    assert gemm_cycles(spec, 10, 9, 5, groups=3).cycles == 3 * g.cycles
+    assert t.cycles == 6 * (2 * interval(4) + interval(2)) + drain
+    # groups repeat the passes
+    assert gemm_cycles(spec, 10, 9, 5, groups=3).cycles == 3 * 6 * interval(10) + drain
+
+
+def test_chained_pass_waits_for_the_fifo_on_a_one_row_array():
+    spec = ArraySpec(rows=1, cols=2, depth=8)
+    # K = 3 on one row: 3 passes, the 2nd and 3rd chained; each waits fifo_stages (2) > rows
+    g = gemm_cycles(spec, 5, 3, 2)
+    assert g.cycles == (1 + 5 + spec.datapath_latency) + 2 * (2 + 5 + spec.datapath_latency) + 2
 
 
 def test_reduction_longer_than_depth_is_cut():
@@ -58,7 +69,7 @@ def test_resnet50_shapes():
 def test_network_cycles_throughput():
     spec = load_array_spec("default")
     nc = network_cycles(spec, resnet50_layers(), fmax_mhz=100.0)
-    assert nc.cycles == sum(g.cycles for g in nc.layers)
+    assert nc.cycles == sum(g.cycles for g in nc.layers) - 2 * (len(nc.layers) - 1)
     assert 0.0 < nc.utilisation <= 1.0
     # at most one multi-term MAC per PE per cycle
     assert nc.cycles >= nc.macs / (spec.rows * spec.cols)
@@ -79,7 +90,7 @@ def test_cycle_model_equals_amaranth_rtl():
     shapes = [(3, 2, 2), (5, 5, 3), (1, 1, 1), (4, 4, 4), (2, 7, 1)]
     run = run_tiles_amaranth(spec, _tiles(spec, shapes))
     model = [gemm_cycles(spec, m, k, n) for m, k, n in shapes]
-    assert run.cycles == sum(g.cycles for g in model)
+    assert run.cycles == back_to_back(spec, model)
     assert len(run.passes) == sum(g.passes for g in model)
     sizes = [m for (m, k, n), g in zip(shapes, model) for _ in range(g.passes)]
     assert [p.total for p in run.passes] == [pass_cycles(spec, m) for m in sizes]
@@ -98,7 +109,7 @@ def test_cycle_model_equals_verilator_on_resnet50_tile():
     model = [gemm_cycles(spec, m, k, n) for m, k, n in shapes]
     assert [p.total for p in run.passes] == [pass_cycles(spec, m) for (m, k, n), g in
                                             zip(shapes, model) for _ in range(g.passes)]
-    assert sum(p.total for p in run.passes) == sum(g.cycles for g in model)
+    assert run.cycles == back_to_back(spec, model)
 
 
 # -- area model ----------------------------------------------------------------------------

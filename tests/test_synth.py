@@ -213,3 +213,20 @@ def test_cache_root_env(monkeypatch, tmp_path):
     assert tools.cache_root(tmp_path / "x") == tmp_path / "x"
     assert tools.cache_key(1, "a") == tools.cache_key(1, "a") != tools.cache_key(2, "a")
     assert os.fspath(tools.cache_root())
+
+
+def test_ecp5_verilog_has_registered_dsp_tiles_and_plain_verilog_has_none():
+    """ECP5 synthesis gets the output units' acc x M0 tiles as MULT18X18D primitives with
+    input, pipeline and output registers on; simulation Verilog keeps plain arithmetic."""
+    from fpxint_hw.flow.verilog import convert
+    from fpxint_hw.hw.multiplier import chunks
+    spec = load_array_spec("small")
+    tiles = len(chunks(spec.acc_width, True)) * len(chunks(spec.m0_bits, False))
+    text = convert(spec, dsp="ecp5")
+    n = text.count("MULT18X18D ")            # the output-unit module may be shared
+    assert n >= tiles and n % tiles == 0
+    for reg in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_PIPELINE_CLK", "REG_OUTPUT_CLK"):
+        assert text.count(f'.{reg}("CLK0")') == n
+    assert "MULT18X18D" not in convert(spec)
+    # a tile with a chunk under lut_mult_below stays plain (LUT-built)
+    assert "MULT18X18D" not in convert(spec, dsp="ecp5", lut_mult_below=64)

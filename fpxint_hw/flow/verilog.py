@@ -17,6 +17,7 @@ from amaranth.hdl import Shape
 
 from ..spec import ArraySpec
 from ..hw import bits, layouts
+from ..hw.multiplier import DspPrimitives
 from ..hw.top import TOP_NAME, Accelerator, accelerator_signature
 
 __all__ = ["TOP_NAME", "Port", "ports", "fields", "convert", "write_verilog", "header"]
@@ -78,15 +79,22 @@ def header(spec: ArraySpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def convert(spec: ArraySpec) -> str:
-    """Verilog text of the accelerator (top module ``fpxint_array``), header included."""
-    text = verilog.convert(Accelerator(spec), name=TOP_NAME, emit_src=False)
+def convert(spec: ArraySpec, dsp: str | None = None, lut_mult_below: int = 10) -> str:
+    """Verilog text of the accelerator (top module ``fpxint_array``), header included.
+
+    ``dsp="ecp5"`` builds the output units' ``acc x M0`` tiles from ECP5 ``MULT18X18D``
+    primitives with their registers on (for synthesis), except tiles with a chunk narrower
+    than ``lut_mult_below`` bits; the default is plain Verilog arithmetic with the same
+    registers (for simulation and any synthesizer).
+    """
+    platform = DspPrimitives(dsp, lut_mult_below) if dsp else None
+    text = verilog.convert(Accelerator(spec), name=TOP_NAME, emit_src=False, platform=platform)
     return header(spec) + text
 
 
-def write_verilog(spec: ArraySpec, path) -> Path:
+def write_verilog(spec: ArraySpec, path, dsp: str | None = None) -> Path:
     """Write :func:`convert` to ``path`` (parent folders are created); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(convert(spec))
+    path.write_text(convert(spec, dsp))
     return path

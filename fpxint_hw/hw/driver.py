@@ -145,7 +145,11 @@ def run_jobs_amaranth(spec: ArraySpec, jobs: list[Job], *, ready: float = 1.0,
         while True:
             while dj < len(jobs) and len(results[dj]) >= sizes[dj]:
                 dj += 1
-            if phase == "load" and w.done and c.done:
+            # A chained pass continues the previous pass's sums: wait until all of them are
+            # out (the weights and config of the pass may load while they drain).
+            waiting = (lj < len(jobs) and jobs[lj].chain
+                       and len(results[lj - 1]) < sizes[lj - 1])
+            if phase == "load" and w.done and c.done and not waiting:
                 job = jobs[lj]
                 beats = job.acts
                 if job.chain:

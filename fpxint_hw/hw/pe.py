@@ -5,7 +5,7 @@ Dataflow (one cycle per arrow, registers marked ``[]``)::
     w_in --[w]--> w_out            (weights shift down the column while w_load is high)
     a_in --[a]--> a_out            (activation digits move one PE to the right per cycle)
     a_in x w --> lane products --[mult_reg]--> weighted (shift / constant) --> adder tree
-         --[tree_reg]--> + psum_in --[psum]--> psum_out
+         (tree_reg: a register after every level) --> + psum_in --[psum]--> psum_out
 
 With ``combine: column`` there is no tree: each lane keeps its own partial sum
 (``psum_out.l<lane> = psum_in.l<lane> + product``) and the column bottom combines them.
@@ -20,6 +20,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..intops import product_interval
 from ..spec import ArraySpec
 from . import layouts
 from .layouts import shape_for_interval
@@ -81,31 +82,44 @@ class ProcessingElement(wiring.Component):
         m.d.sync += a.eq(self.a_in)
         m.d.comb += [self.w_out.eq(w), self.a_out.eq(a)]
 
-        prange = spec.digit_product_range
-        products = []
+        if spec.combine == "column":
+            prange = spec.digit_product_range
+            for k in range(spec.w_terms):
+                for j in range(spec.a_terms):
+                    lane = k * spec.a_terms + j
+                    p = self._product(m, w[k] * self.a_in[j], prange, lane, f"p{k}_{j}")
+                    key = f"l{lane}"
+                    m.d.sync += self.psum_out[key].eq(self.psum_in[key] + p)
+            return m
+
+        # With tree_reg each activation digit is cut into 2-bit slices: a slice times a
+        # weight digit is a few LUTs deep (no carry chain), and the tree adds the slices.
+        slices = spec.act_slices
+        shifts = spec.scale == "pow2"
+        terms = []
         for k in range(spec.w_terms):
             for j in range(spec.a_terms):
                 lane = k * spec.a_terms + j
-                p = Signal(shape_for_interval(*prange), name=f"p{k}_{j}")
-                m.d.comb += p.eq(Mux(self.mask[lane], w[k] * self.a_in[j], 0))
-                if spec.mult_reg:
-                    preg = Signal(p.shape(), name=f"p{k}_{j}_r")
-                    m.d.sync += preg.eq(p)
-                    p = preg
-                products.append(p)
-
-        if spec.combine == "column":
-            for lane, p in enumerate(products):
-                key = f"l{lane}"
-                m.d.sync += self.psum_out[key].eq(self.psum_in[key] + p)
-            return m
-
-        shifts = spec.scale == "pow2"
-        terms = [weighted(p, prange, wt, shifts) for p, wt in zip(products, spec.lane_weights)]
-        s, srange = adder_tree(m, terms, "tree")
-        if spec.tree_reg:
-            sreg = Signal(shape_for_interval(*srange), name="tree_r")
-            m.d.sync += sreg.eq(s)
-            s = sreg
+                for i, (lo, width, sgn) in enumerate(slices):
+                    piece = self.a_in[j][lo:lo + width]
+                    piece = piece.as_signed() if sgn else piece
+                    srange = ((-(1 << (width - 1)), (1 << (width - 1)) - 1) if sgn
+                              else (0, (1 << width) - 1))
+                    prange = product_interval((spec.w_fmt.qmin, spec.w_fmt.qmax), srange)
+                    name = f"p{k}_{j}" if len(slices) == 1 else f"p{k}_{j}_s{i}"
+                    p = self._product(m, w[k] * piece, prange, lane, name)
+                    terms.append(weighted(p, prange, spec.lane_weights[lane] << lo, shifts))
+        s, _ = adder_tree(m, terms, "tree", registered=spec.tree_reg)
         m.d.sync += self.psum_out.eq(self.psum_in + s)
         return m
+
+    def _product(self, m: Module, value, prange, lane: int, name: str):
+        """``value`` (a digit product) or 0 when the lane is masked off, registered when
+        ``mult_reg``."""
+        p = Signal(shape_for_interval(*prange), name=name)
+        m.d.comb += p.eq(Mux(self.mask[lane], value, 0))
+        if self.spec.mult_reg:
+            preg = Signal(p.shape(), name=f"{name}_r")
+            m.d.sync += preg.eq(p)
+            p = preg
+        return p

@@ -1,64 +1,110 @@
 """The per-column output unit: bias, multiplier ``M0``, rounding shift, clamp, split into terms.
 
 Exactly :func:`fpxint_hw.golden.requantize` followed by
-:func:`fpxint_hw.series.split_integer`, in four registered stages::
+:func:`fpxint_hw.series.split_integer`, pipelined so that no stage holds more than a short
+carry chain or about three LUT levels::
 
-    acc_in --(+ bias)--[acc]--(* M0)--[prod]--(round_shift, + zero_point, clamp)--[out]
-        --(split into out_terms digits)--[digits]
+    acc_in --(+ bias)--[acc]--(x M0: DSP tiles + adder tree)--[prod] (product_stages)
+        --(shift by 8s, sticky bits in groups)--[A]--(shift by s mod 8, sticky OR)--[B]
+        --(round-up bit, range flags)--[C]--(+ round-up + zero point)--[D]
+        --(compare with lo, hi)--[E]--(select)--[F]--(split into out_terms digits)--[digits]
 
-The accumulator and the output travel along with the later stages, so every output beat
-carries ``acc`` (exact, bias included), ``out`` and ``digits`` of one vector.
+The exact accumulator (bias included) travels along, so every output beat carries ``acc``,
+``out`` and ``digits`` of one vector.
 
-Rounding (fixed by :attr:`ArraySpec.rounding`): with ``q = prod >> s``, the guard bit
-``g = prod[s-1]`` and the sticky bit ``t = OR(prod[s-2:0])``, the result is ``q + 1`` when
-``g and (t or half-up or q odd)`` (``q`` odd: round half to even); ``s = 0`` never rounds.
-Shifts wider than the product give the same result as a shift by its width (0), so the
-shift is saturated there. The zero point and the clamp work on the low ``out_width + 3``
+Rounding (fixed by :attr:`ArraySpec.rounding`): shifting ``x`` with one zero bit appended
+below (``2x``) right by ``s`` leaves ``q = x >> s`` above the guard bit ``g = x[s-1]``; the
+sticky bit ``t`` is the OR of ``2x``'s bits below ``s``, that is of ``x[s-2:0]``. The result
+is ``q + 1`` when ``g and (t or half-up or q odd)`` (``q`` odd: round half to even); ``s = 0``
+never rounds. A shift wider than the product gives the same result as a shift by its width,
+so it is saturated there. The zero point and the clamp work on the low ``out_width + 3``
 bits of ``q``; a ``q`` outside that range saturates directly to ``lo`` or ``hi``.
+
+The configuration inputs (``bias`` .. ``hi``) are per-pass constants: the unit registers a
+decoded copy of the shift (saturated shift and sticky mask), so they must be stable from
+three cycles before the first accumulator of a pass arrives.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec import ArraySpec
 from . import layouts
+from .multiplier import pipelined_product
+from .pipe import delay
 from .split import split_terms
 
-__all__ = ["OutputUnit", "round_parts", "round_shift_hw"]
+__all__ = ["OutputUnit", "shift_config", "round_stages", "round_shift_hw"]
+
+#: Pipeline stages of the rounding shift (:func:`round_stages`).
+ROUND_STAGES = 3
 
 
-def round_parts(m: Module, x, shift, width: int, mode: str, name: str = "rs"):
-    """``(q, up)`` with ``round_shift(x, shift, mode) == q + up`` for a signed ``width``-bit
-    ``x`` and a runtime ``shift``: ``q = x >> s`` and the round-up bit from the guard bit
-    (bit ``s - 1``) and the sticky bit (OR of the bits below it), without comparators.
+def _hold(m: Module, value, name: str, sync: bool):
+    """``value`` in a named Signal: registered (``sync``) or combinational."""
+    sig = Signal(value.shape(), name=name)
+    if sync:
+        m.d.sync += sig.eq(value)
+    else:
+        m.d.comb += sig.eq(value)
+    return sig
+
+
+def shift_config(m: Module, shift, width: int, name: str = "rs", sync: bool = True):
+    """``(s, mask)``: the shift saturated at ``width`` and the sticky mask ``2^s - 1`` over
+    ``width + 1`` bits, decoded once per pass (registered when ``sync``)."""
+    # saturation in two steps (compare, then select): this is static, but still timed
+    over = _hold(m, shift > width, f"{name}_over", sync)
+    shift_d = _hold(m, shift, f"{name}_shift", sync)
+    s = _hold(m, Mux(over, width, shift_d), f"{name}_s", sync)
+    mask = _hold(m, Cat(*(shift > i for i in range(width)), Const(0, 1)), f"{name}_mask", sync)
+    return s, mask
+
+
+def _or_groups(m: Module, bits, group: int, name: str, sync: bool):
+    """OR of each ``group`` consecutive bits of ``bits`` (a narrower vector)."""
+    n = len(bits)
+    return _hold(m, Cat(*(bits[i:i + group].any() for i in range(0, n, group))), name, sync)
+
+
+def round_stages(m: Module, x, s, mask, width: int, narrow: int, mode: str,
+                 name: str = "rs", sync: bool = True):
+    """Rounding shift of a signed ``width``-bit ``x`` by ``s`` (see :func:`shift_config`), in
+    :data:`ROUND_STAGES` register stages when ``sync`` (combinational otherwise).
+
+    Returns ``(low, up, fits, negative)``: the low ``narrow`` bits of ``q = x >> s`` (signed),
+    the round-up bit, whether ``q`` fits ``narrow`` bits, and the sign of ``q``; the rounded
+    result is ``q + up``.
     """
-    s = Signal(range(width + 1), name=f"{name}_s")
-    m.d.comb += s.eq(Mux(shift > width, width, shift))
-    q = Signal(signed(width), name=f"{name}_q")
-    m.d.comb += q.eq(x >> s)
-    cut = Signal(range(width + 1), name=f"{name}_cut")          # s - 1 (unused when s = 0)
-    m.d.comb += cut.eq(s - 1)
-    guard = Signal(name=f"{name}_guard")
-    m.d.comb += guard.eq((s != 0) & x.as_unsigned().bit_select(cut, 1))
-    below = Cat(*(s > i + 1 for i in range(width)))      # bits below the guard bit
-    sticky = Signal(name=f"{name}_sticky")
-    m.d.comb += sticky.eq((x.as_unsigned() & below) != 0)
-    up = Signal(name=f"{name}_up")
-    m.d.comb += up.eq(guard & (sticky | (1 if mode == "half_up" else q[0])))
-    return q, up
+    x2 = Cat(Const(0, 1), x).as_signed()                      # 2x: guard bit lands at bit 0
+    coarse = _hold(m, x2 >> Cat(Const(0, 3), s[3:]), f"{name}_coarse", sync)
+    part = _or_groups(m, x2.as_unsigned() & mask, 4, f"{name}_sticky4", sync)
+    fine = _hold(m, coarse >> s[:3], f"{name}_fine", sync)
+    sticky = _hold(m, part.any(), f"{name}_sticky", sync)
+    q = fine[1:].as_signed()
+    guard = fine[0]
+    up = guard & (sticky | (1 if mode == "half_up" else q[0]))
+    high = q[narrow - 1:]
+    fits = (high == 0) | (high == (1 << len(high)) - 1)
+    return (_hold(m, q[:narrow].as_signed(), f"{name}_low", sync),
+            _hold(m, up, f"{name}_up", sync),
+            _hold(m, fits, f"{name}_fits", sync),
+            _hold(m, q[-1], f"{name}_neg", sync))
 
 
 def round_shift_hw(m: Module, x, shift, width: int, mode: str, name: str = "rs"):
-    """``round_shift(x, shift, mode)`` for a signed ``width``-bit ``x`` and a runtime shift.
+    """``round_shift(x, shift, mode)`` for a signed ``width``-bit ``x`` and a runtime shift,
+    combinational (the logic of the output unit's rounding stages without the registers).
 
-    Returns a ``signed(width)`` signal (combinational).
+    Returns a ``signed(width)`` signal.
     """
-    q, up = round_parts(m, x, shift, width, mode, name)
+    s, mask = shift_config(m, shift, width, name, sync=False)
+    low, up, _, _ = round_stages(m, x, s, mask, width, width, mode, name, sync=False)
     r = Signal(signed(width), name=f"{name}_r")
-    m.d.comb += r.eq(q + up)
+    m.d.comb += r.eq(low + up)
     return r
 
 
@@ -111,31 +157,27 @@ class OutputUnit(wiring.Component):
         oshape = layouts.out_shape(spec)
         pw = spec.product_width
 
-        acc1 = Signal(signed(spec.acc_width), name="acc1")
+        acc1 = Signal(signed(spec.acc_width), name="acc1")     # the spec sizes acc + bias
         m.d.sync += acc1.eq(self.acc_in + self.bias)
-
-        prod = Signal(signed(pw), name="prod")
-        acc2 = Signal(signed(spec.acc_width), name="acc2")
-        m.d.sync += [prod.eq(acc1 * self.m0), acc2.eq(acc1)]
+        prod = pipelined_product(m, acc1, self.m0, "m0mul", platform)
 
         # Saturate early: a shifted value that does not fit `narrow` bits lies beyond every
         # clamp bound even after the round-up bit and the zero point are added, so only
         # `narrow`-bit adders and comparators are needed (short carry chains).
-        q, up = round_parts(m, prod, self.shift, pw, spec.rounding)
         narrow = min(pw, spec.out_width + 3)
-        high = q[narrow - 1:]
-        fits = (high == 0) | (high == (1 << len(high)) - 1)
-        total = Signal(signed(narrow + 2), name="total")
-        m.d.comb += total.eq(q[:narrow].as_signed() + up + self.zero_point)
-        clamped = Mux(total < self.lo, self.lo, Mux(total > self.hi, self.hi, total))
-        out3 = Signal(oshape, name="out3")
-        acc3 = Signal(signed(spec.acc_width), name="acc3")
-        m.d.sync += [
-            out3.eq(Mux(fits, clamped, Mux(q[-1], self.lo, self.hi))),
-            acc3.eq(acc2),
-        ]
+        s, mask = shift_config(m, self.shift, pw)
+        low, up, fits, neg = round_stages(m, prod, s, mask, pw, narrow, spec.rounding)
 
-        digits = split_terms(m, out3, spec.out_range, spec.out_fmt, "split")
-        m.d.sync += [self.out.eq(out3), self.acc.eq(acc3)]
+        total = _hold(m, low + up + self.zero_point, "total", True)
+        below = _hold(m, total < self.lo, "below", True)          # the two compares, then
+        above = _hold(m, total > self.hi, "above", True)          # the select, one stage each
+        total_d = delay(m, total, 1, "total_d")
+        fits_d, neg_d = delay(m, fits, 2, "fits_d"), delay(m, neg, 2, "neg_d")
+        low_end = Mux(fits_d, below, neg_d)
+        high_end = Mux(fits_d, above, ~neg_d)
+        out = _hold(m, Mux(low_end, self.lo, Mux(high_end, self.hi, total_d)), "clamped", True)
+
+        digits = split_terms(m, out, spec.out_range, spec.out_fmt, "split")
+        m.d.sync += [self.out.eq(out), self.acc.eq(delay(m, acc1, spec.out_stages - 2, "acc_d"))]
         m.d.sync += [self.digits[k].eq(d) for k, d in enumerate(digits)]
         return m

@@ -18,13 +18,14 @@ accepted. An accepted vector's result is valid :attr:`ArraySpec.latency` cycles 
 
 from __future__ import annotations
 
-from amaranth.hdl import EnableInserter, Module, Signal
+from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec import ArraySpec
 from . import layouts
 from .array import SystolicArray
+from .fifo import OutputFifo
 from .pipe import delay
 from .requant import OutputUnit
 
@@ -46,7 +47,12 @@ def accelerator_signature(spec: ArraySpec) -> wiring.Signature:
 
 
 class _Datapath(wiring.Component):
-    """Array, output units and the valid pipeline: everything the stall freezes."""
+    """Array, output units and the valid pipeline; it never stalls.
+
+    The per-pass configuration reaches row ``i`` of the array and column ``j`` of the output
+    units through ``i + 1`` and ``j + 1`` registers: each copy drives one row or column
+    (short nets) and is in place before the first vector of a pass gets there.
+    """
 
     def __init__(self, spec: ArraySpec):
         self.spec = spec
@@ -65,18 +71,22 @@ class _Datapath(wiring.Component):
         m = Module()
         m.submodules.array = array = SystolicArray(spec)
         m.d.comb += [array.load.eq(self.load), array.w_row.eq(self.w_row),
-                     array.mask.eq(self.cfg.lane_mask), array.vec.eq(self.vec)]
+                     array.vec.eq(self.vec)]
+        for i in range(spec.rows):
+            m.d.comb += array.mask[i].eq(delay(m, self.cfg.lane_mask, i + 1, f"mask_row{i}"))
         for j in range(spec.cols):
             m.submodules[f"out_{j}"] = unit = OutputUnit(spec)
+            cfg = {f: delay(m, self.cfg[f], j + 1, f"{f}_col{j}")
+                   for f in ("shift", "zero_point", "lo", "hi")}
             m.d.comb += [
                 unit.acc_in.eq(array.acc[j]),
                 unit.bias.eq(self.cfg.bias[j]), unit.m0.eq(self.cfg.m0[j]),
-                unit.shift.eq(self.cfg.shift), unit.zero_point.eq(self.cfg.zero_point),
-                unit.lo.eq(self.cfg.lo), unit.hi.eq(self.cfg.hi),
+                unit.shift.eq(cfg["shift"]), unit.zero_point.eq(cfg["zero_point"]),
+                unit.lo.eq(cfg["lo"]), unit.hi.eq(cfg["hi"]),
                 self.result.acc[j].eq(unit.acc), self.result.out[j].eq(unit.out),
                 self.result.digits[j].eq(unit.digits),
             ]
-        m.d.comb += self.out_valid.eq(delay(m, self.in_valid, spec.latency, "valid"))
+        m.d.comb += self.out_valid.eq(delay(m, self.in_valid, spec.datapath_latency, "valid"))
         return m
 
 
@@ -110,33 +120,43 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         spec = self.spec
         m = Module()
-        advance = Signal()
-        m.d.comb += advance.eq(~self.o_out.valid | self.o_out.ready)
-        m.submodules.datapath = dp = EnableInserter(advance)(_Datapath(spec))
+        m.submodules.datapath = dp = _Datapath(spec)
+        m.submodules.fifo = fifo = OutputFifo(Shape.cast(layouts.result(spec)).width,
+                                              spec.fifo_depth)
 
-        inflight = Signal(range(spec.latency + 2))
+        # Credits: a vector is accepted only while the FIFO has room for every vector in
+        # flight, so the datapath never has to stop (no stall net across the whole array).
+        outstanding = Signal(range(spec.fifo_depth + 1))     # accepted, not yet delivered
+        in_datapath = Signal(range(spec.fifo_depth + 1))     # accepted, not yet in the FIFO
         a_fire = self.a_in.valid & self.a_in.ready
         o_fire = self.o_out.valid & self.o_out.ready
-        m.d.sync += inflight.eq(inflight + a_fire - o_fire)
-        idle = inflight == 0
+        m.d.sync += [outstanding.eq(outstanding + a_fire - o_fire),
+                     in_datapath.eq(in_datapath + a_fire - dp.out_valid)]
+        idle = in_datapath == 0
         m.d.comb += [
             self.busy.eq(~idle),
             self.w_in.ready.eq(idle),
             self.cfg_in.ready.eq(idle),
-            self.a_in.ready.eq(advance & ~self.w_in.valid & ~self.cfg_in.valid),
+            self.a_in.ready.eq((outstanding < spec.fifo_depth)
+                               & ~self.w_in.valid & ~self.cfg_in.valid),
         ]
 
         cfg = Signal(layouts.config(spec), init={"lane_mask": (1 << spec.lanes) - 1})
         with m.If(self.cfg_in.valid & self.cfg_in.ready):
             m.d.sync += cfg.eq(self.cfg_in.payload)
 
+        # The weight load is registered once: a vector accepted right after the last weight
+        # beat reaches row 0 one cycle after that beat has shifted in.
+        m.d.sync += [dp.load.eq(self.w_in.valid & self.w_in.ready),
+                     dp.w_row.eq(self.w_in.payload)]
         m.d.comb += [
-            dp.load.eq(self.w_in.valid & self.w_in.ready),
-            dp.w_row.eq(self.w_in.payload),
             dp.cfg.eq(cfg),
             dp.in_valid.eq(a_fire),
             dp.vec.eq(self.a_in.payload),
-            self.o_out.valid.eq(dp.out_valid),
-            self.o_out.payload.eq(dp.result),
+            fifo.w_en.eq(dp.out_valid),
+            fifo.w_data.eq(dp.result.as_value()),
+            self.o_out.valid.eq(fifo.r_valid),
+            self.o_out.payload.eq(fifo.r_data),
+            fifo.r_ready.eq(self.o_out.ready),
         ]
         return m

@@ -29,14 +29,18 @@ def weighted(value: Value, rng: tuple[int, int], weight: int, shift: bool) -> Te
     return value * weight, (lo, hi)
 
 
-def adder_tree(m: Module, terms: list[Term], name: str = "tree") -> Term:
-    """Sum ``terms`` with a balanced binary tree of combinational adders.
+def adder_tree(m: Module, terms: list[Term], name: str = "tree",
+               registered: bool = False) -> Term:
+    """Sum ``terms`` with a balanced binary tree of adders.
 
     Each node is a named Signal of the shape its interval needs (see
-    :func:`~fpxint_hw.hw.layouts.shape_for_interval`). Returns the root and its interval.
+    :func:`~fpxint_hw.hw.layouts.shape_for_interval`). With ``registered`` every level is a
+    register stage (an odd term out is delayed with it), so the sum comes
+    ``ceil(log2 len(terms))`` cycles later. Returns the root and its interval.
     """
     if not terms:
         raise ValueError("adder_tree: no terms to add")
+    domain = m.d.sync if registered else m.d.comb
     level = list(terms)
     depth = 0
     while len(level) > 1:
@@ -45,10 +49,15 @@ def adder_tree(m: Module, terms: list[Term], name: str = "tree") -> Term:
             (a, ra), (b, rb) = level[i], level[i + 1]
             rng = (ra[0] + rb[0], ra[1] + rb[1])
             node = Signal(shape_for_interval(*rng), name=f"{name}_d{depth}_{i // 2}")
-            m.d.comb += node.eq(a + b)
+            domain += node.eq(a + b)
             nxt.append((node, rng))
         if len(level) % 2:
-            nxt.append(level[-1])
+            value, rng = level[-1]
+            if registered:
+                node = Signal(shape_for_interval(*rng), name=f"{name}_d{depth}_pass")
+                domain += node.eq(value)
+                value = node
+            nxt.append((value, rng))
         level = nxt
         depth += 1
     return level[0]

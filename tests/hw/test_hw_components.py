@@ -171,9 +171,14 @@ def test_output_unit_matches_golden_requantize(spec):
     run(dut, bench_static)
 
 
-def test_output_unit_is_pipelined_one_result_per_cycle():
-    """Back-to-back accumulators come out out_stages cycles later, one per cycle."""
-    spec = ArraySpec(rows=2, cols=1)
+@pytest.mark.parametrize("spec", [
+    ArraySpec(rows=2, cols=1),                        # one DSP tile
+    ArraySpec(rows=2, cols=1, depth=4608, m0_bits=31),   # 2 x 2 tiles and an adder tree
+    ArraySpec(rows=2, cols=1, depth=3, acc_bits=18),     # acc + bias exactly 18 bits
+], ids=["one-tile", "four-tiles", "acc18"])
+def test_output_unit_is_pipelined_one_result_per_cycle(spec):
+    """Back-to-back accumulators come out out_stages cycles later, one per cycle, with
+    ``acc`` and ``out`` of the same vector in the same beat."""
     dut = OutputUnit(spec)
     rng = np.random.default_rng(3)
     accs = [int(v) for v in rng.integers(*spec.dot_range, size=50)]
@@ -189,10 +194,10 @@ def test_output_unit_is_pipelined_one_result_per_cycle():
             ctx.set(dut.acc_in, accs[t] if t < len(accs) else 0)
             await ctx.tick()
             if t + 1 >= spec.out_stages:
-                got.append(ctx.get(dut.out))
+                got.append((ctx.get(dut.acc), ctx.get(dut.out)))
         want = requantize(np.array([accs]).T, np.array([m0]), shift, *spec.out_range, 0,
                           spec.rounding)[:, 0]
-        assert got[:len(accs)] == list(want)
+        assert got[:len(accs)] == list(zip(accs, want))
 
     run(dut, bench)
 
@@ -206,6 +211,9 @@ PE_SPECS = [
     ArraySpec(rows=2, cols=2, combine="column", a_signed=True),
     ArraySpec(rows=2, cols=2, scale="free", a_signed=True, w_terms=3, a_terms=2),
     ArraySpec(rows=2, cols=2, scale="free", combine="column", w_bits=3, a_bits=5),
+    ArraySpec(rows=2, cols=2, tree_reg=True),                  # the default PE: 8 tree terms
+    ArraySpec(rows=2, cols=2, tree_reg=True, scale="free", a_signed=True, a_bits=5,
+              mult_reg=False),                                 # signed top slice of 1 bit
 ]
 
 
