@@ -228,5 +228,5 @@ def test_ecp5_verilog_has_registered_dsp_tiles_and_plain_verilog_has_none():
     for reg in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_PIPELINE_CLK", "REG_OUTPUT_CLK"):
         assert text.count(f'.{reg}("CLK0")') == n
     assert "MULT18X18D" not in convert(spec)
-    # a tile with a chunk under lut_mult_below stays plain (LUT-built)
+    # a product with an operand under lut_mult_below stays plain (LUT-built)
     assert "MULT18X18D" not in convert(spec, dsp="ecp5", lut_mult_below=64)

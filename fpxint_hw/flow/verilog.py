@@ -83,9 +83,9 @@ def convert(spec: ArraySpec, dsp: str | None = None, lut_mult_below: int = 10) -
     """Verilog text of the accelerator (top module ``fpxint_array``), header included.
 
     ``dsp="ecp5"`` builds the output units' ``acc x M0`` tiles from ECP5 ``MULT18X18D``
-    primitives with their registers on (for synthesis), except tiles with a chunk narrower
-    than ``lut_mult_below`` bits; the default is plain Verilog arithmetic with the same
-    registers (for simulation and any synthesizer).
+    primitives with their registers on (for synthesis), unless M0 or the accumulator is
+    narrower than ``lut_mult_below`` bits (then LUTs build it). The default is plain
+    Verilog arithmetic with the same registers (for simulation and any synthesizer).
     """
     platform = DspPrimitives(dsp, lut_mult_below) if dsp else None
     text = verilog.convert(Accelerator(spec), name=TOP_NAME, emit_src=False, platform=platform)

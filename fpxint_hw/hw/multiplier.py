@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, Value, signed, unsigned
 
+from ..intops import int_range, product_interval
 from .layouts import shape_for_interval
 
 __all__ = ["DSP_BITS", "TILE_STAGES", "DspPrimitives", "chunks", "product_stages",
@@ -42,8 +43,8 @@ class DspPrimitives:
     -------
     family : {"ecp5"}
     min_bits : int
-        Tiles with an operand chunk narrower than this stay plain arithmetic (the
-        synthesizer builds them from LUTs, like ``flow.synth``'s ``lut_mult_below``).
+        A product with an operand narrower than this stays plain arithmetic (the
+        synthesizer builds it from LUTs, like ``flow.synth``'s ``lut_mult_below``).
     """
 
     family: str
@@ -75,10 +76,6 @@ def product_stages(a_width: int, a_signed: bool, b_width: int, b_signed: bool) -
     """Cycles from the operands to the product of :func:`pipelined_product`."""
     tiles = len(chunks(a_width, a_signed)) * len(chunks(b_width, b_signed))
     return TILE_STAGES + _tree_levels(tiles)
-
-
-def _chunk_range(w: int, sgn: bool) -> tuple[int, int]:
-    return (-(1 << (w - 1)), (1 << (w - 1)) - 1) if sgn else (0, (1 << w) - 1)
 
 
 def _ecp5_tile(m: Module, a: Value, a_signed: bool, b: Value, b_signed: bool,
@@ -115,17 +112,16 @@ def pipelined_product(m: Module, a: Value, b: Value, name: str, platform=None) -
     elaboration platform (a :class:`DspPrimitives` selects vendor tiles).
     """
     sa, sb = a.shape(), b.shape()
-    vendor = isinstance(platform, DspPrimitives)
+    vendor = (isinstance(platform, DspPrimitives)
+              and min(sa.width, sb.width) >= platform.min_bits)
     terms = []                           # (value, offset, (lo, hi)) of each tile product
     for ia, (oa, wa, ga) in enumerate(chunks(sa.width, sa.signed)):
         for ib, (ob, wb, gb) in enumerate(chunks(sb.width, sb.signed)):
             ca = a[oa:oa + wa].as_signed() if ga else a[oa:oa + wa]
             cb = b[ob:ob + wb].as_signed() if gb else b[ob:ob + wb]
-            ra, rb = _chunk_range(wa, ga), _chunk_range(wb, gb)
-            corners = [x * y for x in ra for y in rb]
-            rng = (min(corners), max(corners))
+            rng = product_interval(int_range(wa, ga), int_range(wb, gb))
             p = Signal(shape_for_interval(*rng), name=f"{name}_t{ia}{ib}")
-            if vendor and min(wa, wb) >= platform.min_bits:
+            if vendor:
                 _ecp5_tile(m, ca, ga, cb, gb, p)
             else:
                 _plain_tile(m, ca, cb, p, f"{name}_t{ia}{ib}")
@@ -158,9 +154,7 @@ def pipelined_product(m: Module, a: Value, b: Value, name: str, platform=None) -
         terms = nxt
         level += 1
     value, offset, _ = terms[0]
-    lo_a, hi_a = _chunk_range(sa.width, sa.signed)
-    lo_b, hi_b = _chunk_range(sb.width, sb.signed)
-    corners = [x * y for x in (lo_a, hi_a) for y in (lo_b, hi_b)]
-    out = Signal(shape_for_interval(min(corners), max(corners)), name=f"{name}_p")
+    rng = product_interval(int_range(sa.width, sa.signed), int_range(sb.width, sb.signed))
+    out = Signal(shape_for_interval(*rng), name=f"{name}_p")
     m.d.comb += out.eq(value << offset)
     return out

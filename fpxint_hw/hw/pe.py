@@ -20,7 +20,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..intops import product_interval
+from ..intops import int_range, product_interval
 from ..spec import ArraySpec
 from . import layouts
 from .layouts import shape_for_interval
@@ -103,9 +103,8 @@ class ProcessingElement(wiring.Component):
                 for i, (lo, width, sgn) in enumerate(slices):
                     piece = self.a_in[j][lo:lo + width]
                     piece = piece.as_signed() if sgn else piece
-                    srange = ((-(1 << (width - 1)), (1 << (width - 1)) - 1) if sgn
-                              else (0, (1 << width) - 1))
-                    prange = product_interval((spec.w_fmt.qmin, spec.w_fmt.qmax), srange)
+                    prange = product_interval((spec.w_fmt.qmin, spec.w_fmt.qmax),
+                                              int_range(width, sgn))
                     name = f"p{k}_{j}" if len(slices) == 1 else f"p{k}_{j}_s{i}"
                     p = self._product(m, w[k] * piece, prange, lane, name)
                     terms.append(weighted(p, prange, spec.lane_weights[lane] << lo, shifts))
