@@ -9,19 +9,23 @@ feature            what it counts
 =================  =================================================================
 ``multipliers``    digit-product bit pairs: ``rows * cols * lanes * w_bits * a_bits``
                    (plus ``cols * m0_bits * acc_width`` when the output units'
-                   multiplier is built from LUTs, ``m0_bits < lut_mult_below``)
-``adders``         adder bits: each PE's adder-tree nodes and partial-sum adder(s)
+                   multiplier is built from LUTs: ``m0_bits`` or ``acc_width`` under
+                   ``lut_mult_below``)
+``adders``         adder bits: each PE's adder-tree nodes (one term per lane and
+                   activation slice) and partial-sum adder(s)
                    (every node as wide as its value interval needs), the per-column
                    lane combine (``combine: column``), the shift-add networks of
                    free-mode lane constants
 ``requant``        output-unit datapath bits: ``cols * (acc_width + product_width +
                    out_width)`` (bias add, rounding shift, zero point, clamp, split)
 ``registers``      flip-flop bits: weights, activations, lane-product and tree
-                   registers, partial sums, input skew and output de-skew, output
-                   unit stages, the valid pipeline
+                   registers (every tree level with ``tree_reg``), partial sums, input
+                   skew and output de-skew, output-unit stages, per-pass constant
+                   copies, the valid pipeline
 =================  =================================================================
 
-Two linear models are fitted (non-negative coefficients, plus a constant for the control
+The output FIFO's memory is left out: synthesis reports it as LUT RAM or block RAM cells,
+not LUTs or flip-flops. Two linear models are fitted (non-negative coefficients, plus a constant for the control
 logic): *logic* (LUT-equivalents: ``luts + 2 * carries`` on ECP5, where a CCU2C carry cell
 fills two LUT4 slots; ``luts + carries`` elsewhere) from the first three features, and
 *flip-flops* from the register bits. :meth:`AreaModel.breakdown` splits a prediction into
@@ -38,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..intops import width_for_interval
+from ..intops import int_range, product_interval, width_for_interval
 from ..spec import ArraySpec
 
 __all__ = ["LOGIC_FEATURES", "FF_FEATURES", "area_features", "logic_cells", "nnls_small",
@@ -81,20 +85,26 @@ def area_features(spec: ArraySpec, lut_mult_below: int = 10) -> dict[str, int]:
     prange = spec.digit_product_range
     pw = _w(prange)
     mult = pes * spec.lanes * spec.w_bits * spec.a_bits
-    if spec.m0_bits < lut_mult_below:
+    if min(spec.m0_bits, spec.acc_width) < lut_mult_below:
         mult += spec.cols * spec.m0_bits * spec.acc_width
     free = spec.scale == "free"
     adders = 0
     pe_regs = spec.w_bits * spec.w_terms + spec.a_bits * spec.a_terms
-    if spec.mult_reg:
-        pe_regs += spec.lanes * pw
     if spec.combine == "pe":
-        terms = [(prange[0] * w, prange[1] * w) for w in spec.lane_weights]
-        tree, root = _tree_bits(terms)
-        consts = sum(_const_mult_bits(w, pw) for w in spec.lane_weights) if free else 0
+        # one tree term per lane and activation slice (2-bit slices with tree_reg)
+        wrange = (spec.w_fmt.qmin, spec.w_fmt.qmax)
+        pieces = [(product_interval(wrange, int_range(width, sgn)), wt << lo)
+                  for wt in spec.lane_weights for lo, width, sgn in spec.act_slices]
+        terms = [(r[0] * wt, r[1] * wt) for r, wt in pieces]
+        tree, _ = _tree_bits(terms)
+        consts = sum(_const_mult_bits(wt, _w(r)) for r, wt in pieces) if free else 0
         adders += pes * (tree + consts + spec.acc_width)
-        pe_regs += spec.acc_width + (_w(root) if spec.tree_reg else 0)
+        if spec.mult_reg:
+            pe_regs += sum(_w(r) for r, _ in pieces)
+        pe_regs += spec.acc_width + (tree if spec.tree_reg else 0)   # every level registered
     else:
+        if spec.mult_reg:
+            pe_regs += spec.lanes * pw
         lane_w = [_w(spec.unit_lane_range if l == spec.unit_lane else spec.lane_acc_range)
                   for l in range(spec.lanes)]
         adders += pes * sum(lane_w)
@@ -112,9 +122,17 @@ def area_features(spec: ArraySpec, lut_mult_below: int = 10) -> dict[str, int]:
     psum_in = sum(spec.acc_width * (j + spec.pe_stages) for j in range(spec.cols))
     deskew = sum(spec.acc_width * (spec.cols - 1 - j) for j in range(spec.cols))
     combine_reg = spec.cols * spec.acc_width if spec.combine == "column" else 0
-    out_regs = spec.cols * (spec.acc_width * 3 + spec.product_width + spec.out_width * 2
+    # per column: the accumulator travelling along every stage, the multiplier's operand,
+    # tile and sum registers (about three products), the rounding stages and sticky mask
+    # (three of 2 * product), the output stages and digits
+    out_regs = spec.cols * (spec.acc_width * spec.out_stages + spec.acc_width + spec.m0_bits
+                            + 6 * spec.product_width + spec.out_width * 4
                             + spec.out_bits * spec.out_terms)
-    regs = pes * pe_regs + skew + psum_in + deskew + combine_reg + out_regs + spec.latency
+    # per-pass constants: one lane-mask copy per row, one shift/zero point/clamp copy per column
+    config = spec.rows * spec.lanes + spec.cols * (spec.shift_width + spec.zp_width
+                                                   + 2 * spec.out_width)
+    regs = (pes * pe_regs + skew + psum_in + deskew + combine_reg + out_regs + config
+            + spec.datapath_latency)
     return {"multipliers": int(mult), "adders": int(adders), "requant": int(requant),
             "registers": int(regs)}
 
