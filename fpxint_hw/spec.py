@@ -529,8 +529,10 @@ class ArraySpec:
 
     @property
     def load_cycles(self) -> int:
-        """Cycles to load the weights of one pass (one row per cycle; config in parallel)."""
-        return self.rows
+        """Cycles from a pass's first weight beat to its first vector: one row per cycle,
+        the config beat in parallel with the first; the config takes effect a cycle after
+        its beat, so at least 2."""
+        return max(self.rows, 2)
 
     def tile_cycles(self, m: int) -> int:
         """Cycles of one pass of ``m`` vectors: first weight beat to last result, inclusive.
@@ -540,17 +542,16 @@ class ArraySpec:
         check_int(type(self).__name__, "m", m, 1)
         return self.load_cycles + m + self.latency
 
-    def pass_interval(self, m: int, chained: bool = False) -> int:
+    def pass_interval(self, m: int) -> int:
         """Cycles from one pass's first weight beat to the next pass's, back to back.
 
         The next weights load as soon as the last vector has left the datapath (its results
         may still be in the output FIFO): ``load_cycles + m + datapath_latency``. A chained
         pass (continuing the previous pass's sums) also waits for the previous results to
-        leave the FIFO, which its weight load hides unless ``rows < fifo_stages``.
+        leave the FIFO, which its weight load hides (``load_cycles >= fifo_stages``).
         """
         check_int(type(self).__name__, "m", m, 1)
-        load = max(self.load_cycles, self.fifo_stages) if chained else self.load_cycles
-        return load + m + self.datapath_latency
+        return self.load_cycles + m + self.datapath_latency
 
     @property
     def macs_per_cycle(self) -> int:

@@ -5,17 +5,17 @@ beats (one array row per cycle, the per-pass constants in parallel), then ``m`` 
 vectors one per cycle. The next pass's weights load as soon as the last vector has left the
 datapath, while its results drain from the output FIFO, so back-to-back passes start
 
-    pass_interval(m) = rows + m + datapath_latency        (ArraySpec.pass_interval)
+    pass_interval(m) = load_cycles + m + datapath_latency        (ArraySpec.pass_interval)
 
-cycles apart, and the last result of a sequence leaves ``fifo_stages`` cycles after the
-array could take the next weights. A pass alone takes ``rows + m + latency`` cycles
-(ArraySpec.tile_cycles). A GEMM ``M x K`` by ``K x N`` is cut into
-``ceil(K / rows) * ceil(N / cols)`` passes of ``m`` vectors each; the K-chunks of one column
-block chain their partial sums through the ``psum`` input (``fpxint_hw.hw.program.plan``, the
-same cut), and a chained pass waits for the previous pass's results (hidden by its weight
-load unless ``rows < fifo_stages``). With ``m_tile`` the M vectors are also cut into chunks
-of at most ``m_tile`` (an on-chip buffer of that many vectors), each chunk taking its own
-passes.
+cycles apart (``load_cycles = max(rows, 2)``), and the last result of a sequence leaves
+``fifo_stages`` cycles after the array could take the next weights. A pass alone takes
+``load_cycles + m + latency`` cycles (ArraySpec.tile_cycles). A GEMM ``M x K`` by ``K x N``
+is cut into ``ceil(K / rows) * ceil(N / cols)`` passes of ``m`` vectors each; the K-chunks
+of one column block chain their partial sums through the ``psum`` input
+(``fpxint_hw.hw.program.plan``, the same cut), and a chained pass waits for the previous
+pass's results, which its weight load hides. With ``m_tile`` the M vectors are also cut into
+chunks of at most ``m_tile`` (an on-chip buffer of that many vectors), each chunk taking its
+own passes.
 
 A reduction longer than the accumulator's ``depth`` cannot be chained in the array; the model
 cuts it into ``ceil(K / depth)`` segments whose results a host would add, each taking the
@@ -82,19 +82,11 @@ def gemm_cycles(spec: ArraySpec, m: int, k: int, n: int, groups: int = 1, *,
     chunk = m if m_tile is None else min(m, m_tile)
     full, rest = divmod(m, chunk)
     depth = spec.reduction_depth
-    kpasses = chained = 0
-    for s in range(0, k, depth):
-        segment = _ceil(min(depth, k - s), spec.rows)
-        kpasses += segment
-        chained += segment - 1
-
-    def block(mm: int) -> int:              # the passes of one M chunk and column block
-        return ((kpasses - chained) * spec.pass_interval(mm)
-                + chained * spec.pass_interval(mm, chained=True))
-
-    blocks = _ceil(n, spec.cols)
-    passes = groups * kpasses * blocks * (full + (1 if rest else 0))
-    cycles = groups * blocks * (full * block(chunk) + (block(rest) if rest else 0))
+    kpasses = sum(_ceil(min(depth, k - s), spec.rows) for s in range(0, k, depth))
+    per_m = kpasses * _ceil(n, spec.cols)
+    passes = groups * per_m * (full + (1 if rest else 0))
+    cycles = groups * per_m * (full * spec.pass_interval(chunk)
+                               + (spec.pass_interval(rest) if rest else 0))
     cycles += spec.fifo_stages                  # the last results leave the output FIFO
     macs = groups * m * k * n
     return GemmCycles(name, passes, cycles, macs, macs / (cycles * spec.rows * spec.cols))

@@ -133,17 +133,23 @@ class Accelerator(wiring.Component):
         m.d.sync += [outstanding.eq(outstanding + a_fire - o_fire),
                      in_datapath.eq(in_datapath + a_fire - dp.out_valid)]
         idle = in_datapath == 0
+        cfg_pending = Signal()                               # a config beat loads next cycle
         m.d.comb += [
             self.busy.eq(~idle),
             self.w_in.ready.eq(idle),
             self.cfg_in.ready.eq(idle),
-            self.a_in.ready.eq((outstanding < spec.fifo_depth)
+            self.a_in.ready.eq((outstanding < spec.fifo_depth) & ~cfg_pending
                                & ~self.w_in.valid & ~self.cfg_in.valid),
         ]
 
+        # The config beat is registered before it loads (the enable of the wide config
+        # register then comes straight from a flip-flop); vectors wait for that one cycle.
         cfg = Signal(layouts.config(spec), init={"lane_mask": (1 << spec.lanes) - 1})
-        with m.If(self.cfg_in.valid & self.cfg_in.ready):
-            m.d.sync += cfg.eq(self.cfg_in.payload)
+        cfg_beat = Signal(layouts.config(spec))
+        m.d.sync += [cfg_pending.eq(self.cfg_in.valid & self.cfg_in.ready),
+                     cfg_beat.eq(self.cfg_in.payload)]
+        with m.If(cfg_pending):
+            m.d.sync += cfg.eq(cfg_beat)
 
         # The weight load is registered once: a vector accepted right after the last weight
         # beat reaches row 0 one cycle after that beat has shifted in.

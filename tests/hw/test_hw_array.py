@@ -132,7 +132,8 @@ def test_back_pressure(ready, valid):
     ArraySpec(rows=4, cols=2, mult_reg=False),
     ArraySpec(rows=2, cols=5, tree_reg=True),
     ArraySpec(rows=4, cols=3, combine="column"),
-], ids=["default", "no-mult-reg", "tree-reg", "column"])
+    ArraySpec(rows=1, cols=3, tree_reg=True),
+], ids=["default", "no-mult-reg", "tree-reg", "column", "one-row"])
 def test_measured_cycles_equal_the_spec_formula(spec):
     rng = np.random.default_rng(2)
     tiles = [random_tile(spec, m, rng) for m in (1, 7, 20)]
