@@ -76,8 +76,8 @@ def round_stages(m: Module, x, s, mask, width: int, narrow: int, mode: str,
     :data:`ROUND_STAGES` register stages when ``sync`` (combinational otherwise).
 
     Returns ``(low, up, fits, negative)``: the low ``narrow`` bits of ``q = x >> s`` (signed),
-    the round-up bit, whether ``q`` fits ``narrow`` bits, and the sign of ``q``; the rounded
-    result is ``q + up``.
+    the round-up bit, whether ``q`` fits ``narrow`` bits (logic after the last register, to be
+    registered by the caller), and the sign of ``q``; the rounded result is ``q + up``.
     """
     x2 = Cat(Const(0, 1), x).as_signed()                      # 2x: guard bit lands at bit 0
     coarse = _hold(m, x2 >> Cat(Const(0, 3), s[3:]), f"{name}_coarse", sync)
@@ -87,11 +87,15 @@ def round_stages(m: Module, x, s, mask, width: int, narrow: int, mode: str,
     q = fine[1:].as_signed()
     guard = fine[0]
     up = guard & (sticky | (1 if mode == "half_up" else q[0]))
+    # q fits `narrow` bits when its high bits are all 0 or all 1: register one flag pair per
+    # group of 4 bits here, and combine the flags after the register
     high = q[narrow - 1:]
-    fits = (high == 0) | (high == (1 << len(high)) - 1)
+    groups = range(0, len(high), 4)
+    zeros = _hold(m, Cat(*(high[i:i + 4] == 0 for i in groups)), f"{name}_zeros", sync)
+    ones = _hold(m, Cat(*(high[i:i + 4].all() for i in groups)), f"{name}_ones", sync)
     return (_hold(m, q[:narrow].as_signed(), f"{name}_low", sync),
             _hold(m, up, f"{name}_up", sync),
-            _hold(m, fits, f"{name}_fits", sync),
+            zeros.all() | ones.all(),
             _hold(m, q[-1], f"{name}_neg", sync))
 
 

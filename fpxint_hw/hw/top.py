@@ -2,18 +2,20 @@
 
 ::
 
-    w_in  (rows beats) ---> weight shift chain of the SystolicArray
-    cfg_in (1 beat) ------> bias, M0, shift, zero point, clamp range, lane mask registers
-    a_in  (M beats) ------> SystolicArray ---> OutputUnit x cols ---> o_out (M beats)
-                             |__________ valid bit, latency cycles __|
+    w_in  (rows beats) --[1]--> weight shift chain of the SystolicArray
+    cfg_in (1 beat) ---[beat]--> lane masks (one per row), output-unit constants (one set
+                                 per column), loaded along a chain of enables
+    a_in  (M beats) ------> SystolicArray ---> OutputUnit x cols ---> output FIFO ---> o_out
+                             |___ valid bit, datapath_latency cycles ___|
 
-Every register of the datapath (skew, PEs, de-skew, output units and the valid pipeline)
-advances only while ``o_out`` can move (``~o_out.valid | o_out.ready``): back-pressure
-freezes the whole pipeline, so nothing is lost and no buffer is needed. ``w_in`` and
-``cfg_in`` are accepted only while no vector is in flight, and take priority over ``a_in``:
-a host presents the next pass's weights once the last vector of the current pass has been
-accepted. An accepted vector's result is valid :attr:`ArraySpec.latency` cycles later
-(without stalls); results leave in order.
+The datapath never stalls. Results enter an output FIFO whose head is ``o_out``; ``a_in`` is
+ready only while fewer than ``fifo_depth`` vectors are accepted and not yet delivered
+(credits), so the FIFO never overflows however long the sink waits, and no clock enable has
+to reach every register of the array. ``w_in`` and ``cfg_in`` are accepted only while no
+vector is in the datapath (results may still wait in the FIFO) and take priority over
+``a_in``; vectors also wait the one cycle after a config beat. An accepted vector's result
+is valid :attr:`ArraySpec.latency` cycles later when the FIFO is empty; results leave in
+order.
 """
 
 from __future__ import annotations
@@ -49,9 +51,11 @@ def accelerator_signature(spec: ArraySpec) -> wiring.Signature:
 class _Datapath(wiring.Component):
     """Array, output units and the valid pipeline; it never stalls.
 
-    The per-pass configuration reaches row ``i`` of the array and column ``j`` of the output
-    units through ``i + 1`` and ``j + 1`` registers: each copy drives one row or column
-    (short nets) and is in place before the first vector of a pass gets there.
+    The per-pass configuration is held where it is used: a lane-mask register per array row
+    and a constants register per output column. Row ``i`` and column ``j`` load ``cfg``
+    ``i`` and ``j`` cycles after ``cfg_load``, their enables passed along a chain of
+    flip-flops, so no enable net spans the whole array; every copy is in place before the
+    first vector of the pass gets there.
     """
 
     def __init__(self, spec: ArraySpec):
@@ -60,6 +64,7 @@ class _Datapath(wiring.Component):
             "load": In(1),
             "w_row": In(layouts.weight_row(spec)),
             "cfg": In(layouts.config(spec)),
+            "cfg_load": In(1),
             "in_valid": In(1),
             "vec": In(layouts.act_vector(spec)),
             "out_valid": Out(1),
@@ -72,17 +77,21 @@ class _Datapath(wiring.Component):
         m.submodules.array = array = SystolicArray(spec)
         m.d.comb += [array.load.eq(self.load), array.w_row.eq(self.w_row),
                      array.vec.eq(self.vec)]
+        all_lanes = (1 << spec.lanes) - 1
         for i in range(spec.rows):
-            m.d.comb += array.mask[i].eq(delay(m, self.cfg.lane_mask, i + 1, f"mask_row{i}"))
+            mask = Signal(spec.lanes, init=all_lanes, name=f"mask_row{i}")
+            with m.If(delay(m, self.cfg_load, i, "cfg_load")):
+                m.d.sync += mask.eq(self.cfg.lane_mask)
+            m.d.comb += array.mask[i].eq(mask)
         for j in range(spec.cols):
             m.submodules[f"out_{j}"] = unit = OutputUnit(spec)
-            cfg = {f: delay(m, self.cfg[f], j + 1, f"{f}_col{j}")
-                   for f in ("shift", "zero_point", "lo", "hi")}
+            fields = {"bias": self.cfg.bias[j], "m0": self.cfg.m0[j], "shift": self.cfg.shift,
+                      "zero_point": self.cfg.zero_point, "lo": self.cfg.lo, "hi": self.cfg.hi}
+            with m.If(delay(m, self.cfg_load, j, "cfg_load")):
+                for f, value in fields.items():
+                    m.d.sync += getattr(unit, f).eq(value)
             m.d.comb += [
                 unit.acc_in.eq(array.acc[j]),
-                unit.bias.eq(self.cfg.bias[j]), unit.m0.eq(self.cfg.m0[j]),
-                unit.shift.eq(cfg["shift"]), unit.zero_point.eq(cfg["zero_point"]),
-                unit.lo.eq(cfg["lo"]), unit.hi.eq(cfg["hi"]),
                 self.result.acc[j].eq(unit.acc), self.result.out[j].eq(unit.out),
                 self.result.digits[j].eq(unit.digits),
             ]
@@ -130,10 +139,11 @@ class Accelerator(wiring.Component):
         in_datapath = Signal(range(spec.fifo_depth + 1))     # accepted, not yet in the FIFO
         a_fire = self.a_in.valid & self.a_in.ready
         o_fire = self.o_out.valid & self.o_out.ready
-        m.d.sync += [outstanding.eq(outstanding + a_fire - o_fire),
-                     in_datapath.eq(in_datapath + a_fire - dp.out_valid)]
-        idle = in_datapath == 0
+        in_next = in_datapath + a_fire - dp.out_valid
+        idle = Signal(init=1)                                # in_datapath == 0, registered
         cfg_pending = Signal()                               # a config beat loads next cycle
+        m.d.sync += [outstanding.eq(outstanding + a_fire - o_fire),
+                     in_datapath.eq(in_next), idle.eq(in_next == 0)]
         m.d.comb += [
             self.busy.eq(~idle),
             self.w_in.ready.eq(idle),
@@ -142,21 +152,21 @@ class Accelerator(wiring.Component):
                                & ~self.w_in.valid & ~self.cfg_in.valid),
         ]
 
-        # The config beat is registered before it loads (the enable of the wide config
-        # register then comes straight from a flip-flop); vectors wait for that one cycle.
-        cfg = Signal(layouts.config(spec), init={"lane_mask": (1 << spec.lanes) - 1})
+        # The config beat waits in one register; the rows and columns copy it from there
+        # (see _Datapath) starting the next cycle, and vectors wait for that one cycle.
         cfg_beat = Signal(layouts.config(spec))
-        m.d.sync += [cfg_pending.eq(self.cfg_in.valid & self.cfg_in.ready),
-                     cfg_beat.eq(self.cfg_in.payload)]
-        with m.If(cfg_pending):
-            m.d.sync += cfg.eq(cfg_beat)
+        cfg_fire = self.cfg_in.valid & self.cfg_in.ready
+        with m.If(cfg_fire):
+            m.d.sync += cfg_beat.eq(self.cfg_in.payload)
+        m.d.sync += cfg_pending.eq(cfg_fire)
 
         # The weight load is registered once: a vector accepted right after the last weight
         # beat reaches row 0 one cycle after that beat has shifted in.
         m.d.sync += [dp.load.eq(self.w_in.valid & self.w_in.ready),
                      dp.w_row.eq(self.w_in.payload)]
         m.d.comb += [
-            dp.cfg.eq(cfg),
+            dp.cfg.eq(cfg_beat),
+            dp.cfg_load.eq(cfg_pending),
             dp.in_valid.eq(a_fire),
             dp.vec.eq(self.a_in.payload),
             fifo.w_en.eq(dp.out_valid),
