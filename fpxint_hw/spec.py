@@ -523,9 +523,10 @@ class ArraySpec:
 
     @property
     def fifo_depth(self) -> int:
-        """Entries of the output FIFO: enough credits for every vector in flight, so an
-        always-ready sink sees one result per cycle."""
-        return self.latency + 2
+        """Entries of the output FIFO: enough credits for every vector in flight (and the
+        one the registered credit check allows for), so an always-ready sink sees one
+        result per cycle."""
+        return self.latency + 3
 
     @property
     def load_cycles(self) -> int:

@@ -135,21 +135,26 @@ class Accelerator(wiring.Component):
 
         # Credits: a vector is accepted only while the FIFO has room for every vector in
         # flight, so the datapath never has to stop (no stall net across the whole array).
-        outstanding = Signal(range(spec.fifo_depth + 1))     # accepted, not yet delivered
-        in_datapath = Signal(range(spec.fifo_depth + 1))     # accepted, not yet in the FIFO
+        # The counters count a_in's handshake one cycle late (a_fire_r), so that no adder
+        # sits behind it; the flags they feed are registered and allow for that one vector.
         a_fire = self.a_in.valid & self.a_in.ready
         o_fire = self.o_out.valid & self.o_out.ready
-        in_next = in_datapath + a_fire - dp.out_valid
-        idle = Signal(init=1)                                # in_datapath == 0, registered
-        cfg_pending = Signal()                               # a config beat loads next cycle
-        m.d.sync += [outstanding.eq(outstanding + a_fire - o_fire),
-                     in_datapath.eq(in_next), idle.eq(in_next == 0)]
+        a_fire_r = Signal()
+        outstanding = Signal(range(spec.fifo_depth + 1))   # accepted before last cycle, not out
+        in_datapath = Signal(range(spec.fifo_depth + 1))   # the same, not yet in the FIFO
+        credit = Signal(init=1)                            # room even if last cycle accepted one
+        empty = Signal(init=1)                             # in_datapath == 0
+        cfg_pending = Signal()                             # a config beat loads next cycle
+        out_next = outstanding + a_fire_r - o_fire
+        in_next = in_datapath + a_fire_r - dp.out_valid
+        m.d.sync += [a_fire_r.eq(a_fire), outstanding.eq(out_next), in_datapath.eq(in_next),
+                     credit.eq(out_next + 1 < spec.fifo_depth), empty.eq(in_next == 0)]
+        idle = empty & ~a_fire_r                           # no vector in the datapath
         m.d.comb += [
             self.busy.eq(~idle),
             self.w_in.ready.eq(idle),
             self.cfg_in.ready.eq(idle),
-            self.a_in.ready.eq((outstanding < spec.fifo_depth) & ~cfg_pending
-                               & ~self.w_in.valid & ~self.cfg_in.valid),
+            self.a_in.ready.eq(credit & ~cfg_pending & ~self.w_in.valid & ~self.cfg_in.valid),
         ]
 
         # The config beat waits in one register; the rows and columns copy it from there
