@@ -20,7 +20,7 @@ order.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape, Signal
+from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -145,10 +145,15 @@ class Accelerator(wiring.Component):
         credit = Signal(init=1)                            # room even if last cycle accepted one
         empty = Signal(init=1)                             # in_datapath == 0
         cfg_pending = Signal()                             # a config beat loads next cycle
-        out_next = outstanding + a_fire_r - o_fire
-        in_next = in_datapath + a_fire_r - dp.out_valid
-        m.d.sync += [a_fire_r.eq(a_fire), outstanding.eq(out_next), in_datapath.eq(in_next),
-                     credit.eq(out_next + 1 < spec.fifo_depth), empty.eq(in_next == 0)]
+        m.d.sync += [a_fire_r.eq(a_fire),
+                     outstanding.eq(outstanding + a_fire_r - o_fire),
+                     in_datapath.eq(in_datapath + a_fire_r - dp.out_valid),
+                     # next count + 1 < fifo_depth, and next count == 0
+                     credit.eq(_by_step(a_fire_r, o_fire, outstanding <= spec.fifo_depth - 3,
+                                        outstanding <= spec.fifo_depth - 2,
+                                        outstanding <= spec.fifo_depth - 1)),
+                     empty.eq(_by_step(a_fire_r, dp.out_valid, 0, in_datapath == 0,
+                                       in_datapath == 1))]
         idle = empty & ~a_fire_r                           # no vector in the datapath
         m.d.comb += [
             self.busy.eq(~idle),
@@ -181,3 +186,10 @@ class Accelerator(wiring.Component):
             fifo.r_ready.eq(self.o_out.ready),
         ]
         return m
+
+
+
+def _by_step(up, down, plus, same, minus):
+    """The flag of a counter after a step of ``up - down``: ``plus``, ``same`` or ``minus``,
+    each computed on the counter before the step (a compare with a constant, no adder)."""
+    return Mux(up & ~down, plus, Mux(~up & down, minus, same))
