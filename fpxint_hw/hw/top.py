@@ -3,8 +3,8 @@
 ::
 
     w_in  (rows beats) --[1]--> weight shift chain of the SystolicArray
-    cfg_in (1 beat) ---[beat]--> lane masks (one per row), output-unit constants (one set
-                                 per column), loaded along a chain of enables
+    cfg_in (1 beat) ------> lane masks (a register chain down the rows), output constants
+                            (a chain of stages along the columns)
     a_in  (M beats) ------> SystolicArray ---> OutputUnit x cols ---> output FIFO ---> o_out
                              |___ valid bit, datapath_latency cycles ___|
 
@@ -51,11 +51,13 @@ def accelerator_signature(spec: ArraySpec) -> wiring.Signature:
 class _Datapath(wiring.Component):
     """Array, output units and the valid pipeline; it never stalls.
 
-    The per-pass configuration is held where it is used: a lane-mask register per array row
-    and a constants register per output column. Row ``i`` and column ``j`` load ``cfg``
-    ``i`` and ``j`` cycles after ``cfg_load``, their enables passed along a chain of
-    flip-flops, so no enable net spans the whole array; every copy is in place before the
-    first vector of the pass gets there.
+    The per-pass configuration travels along chains of registers, each loaded by its own
+    enable one cycle after the previous one (the enables are a chain of flip-flops too): the
+    lane mask through one register per array row, the output constants through one stage
+    per output column, which keeps the constants of its column and passes on those of the
+    columns after it. No enable or data net spans the whole array, and every copy is in
+    place before the first vector of the pass gets there. ``cfg`` must hold the beat in the
+    cycle ``cfg_load`` is high.
     """
 
     def __init__(self, spec: ArraySpec):
@@ -77,19 +79,36 @@ class _Datapath(wiring.Component):
         m.submodules.array = array = SystolicArray(spec)
         m.d.comb += [array.load.eq(self.load), array.w_row.eq(self.w_row),
                      array.vec.eq(self.vec)]
-        all_lanes = (1 << spec.lanes) - 1
+        # Lane masks: row 0 takes the beat, row i copies row i - 1 a cycle later.
+        mask = self.cfg.lane_mask
         for i in range(spec.rows):
-            mask = Signal(spec.lanes, init=all_lanes, name=f"mask_row{i}")
+            row = Signal(spec.lanes, init=(1 << spec.lanes) - 1, name=f"mask_row{i}")
             with m.If(delay(m, self.cfg_load, i, "cfg_load")):
-                m.d.sync += mask.eq(self.cfg.lane_mask)
-            m.d.comb += array.mask[i].eq(mask)
+                m.d.sync += row.eq(mask)
+            m.d.comb += array.mask[i].eq(row)
+            mask = row
+        # Output constants: stage j holds column j's and passes on those of columns > j and
+        # the shared ones, a cycle later each; stage j's registers are column j's constants.
+        shared = ("shift", "zero_point", "lo", "hi")
+        held = {("bias", c): self.cfg.bias[c] for c in range(spec.cols)}
+        held.update({("m0", c): self.cfg.m0[c] for c in range(spec.cols)})
+        held.update({(f, None): self.cfg[f] for f in shared})
         for j in range(spec.cols):
             m.submodules[f"out_{j}"] = unit = OutputUnit(spec)
-            fields = {"bias": self.cfg.bias[j], "m0": self.cfg.m0[j], "shift": self.cfg.shift,
-                      "zero_point": self.cfg.zero_point, "lo": self.cfg.lo, "hi": self.cfg.hi}
-            with m.If(delay(m, self.cfg_load, j, "cfg_load")):
-                for f, value in fields.items():
-                    m.d.sync += getattr(unit, f).eq(value)
+            load = delay(m, self.cfg_load, j, "cfg_load")
+            stage = {}
+            for (f, c), value in held.items():
+                if c is not None and c < j:
+                    continue
+                reg = Signal(value.shape(), name=f"cfg{j}_{f}" + ("" if c is None else f"{c}"))
+                with m.If(load):
+                    m.d.sync += reg.eq(value)
+                stage[(f, c)] = reg
+            for f in ("bias", "m0"):
+                m.d.comb += getattr(unit, f).eq(stage[(f, j)])
+            for f in shared:
+                m.d.comb += getattr(unit, f).eq(stage[(f, None)])
+            held = stage
             m.d.comb += [
                 unit.acc_in.eq(array.acc[j]),
                 self.result.acc[j].eq(unit.acc), self.result.out[j].eq(unit.out),
@@ -162,12 +181,9 @@ class Accelerator(wiring.Component):
             self.a_in.ready.eq(credit & ~cfg_pending & ~self.w_in.valid & ~self.cfg_in.valid),
         ]
 
-        # The config beat waits in one register; the rows and columns copy it from there
-        # (see _Datapath) starting the next cycle, and vectors wait for that one cycle.
-        cfg_beat = Signal(layouts.config(spec))
+        # The config beat goes straight into the chains of _Datapath; vectors wait the one
+        # cycle after it (the first row's mask is in place then).
         cfg_fire = self.cfg_in.valid & self.cfg_in.ready
-        with m.If(cfg_fire):
-            m.d.sync += cfg_beat.eq(self.cfg_in.payload)
         m.d.sync += cfg_pending.eq(cfg_fire)
 
         # The weight load is registered once: a vector accepted right after the last weight
@@ -175,8 +191,8 @@ class Accelerator(wiring.Component):
         m.d.sync += [dp.load.eq(self.w_in.valid & self.w_in.ready),
                      dp.w_row.eq(self.w_in.payload)]
         m.d.comb += [
-            dp.cfg.eq(cfg_beat),
-            dp.cfg_load.eq(cfg_pending),
+            dp.cfg.eq(self.cfg_in.payload),
+            dp.cfg_load.eq(cfg_fire),
             dp.in_valid.eq(a_fire),
             dp.vec.eq(self.a_in.payload),
             fifo.w_en.eq(dp.out_valid),
