@@ -51,13 +51,12 @@ def accelerator_signature(spec: ArraySpec) -> wiring.Signature:
 class _Datapath(wiring.Component):
     """Array, output units and the valid pipeline; it never stalls.
 
-    The per-pass configuration travels along chains of registers, each loaded by its own
-    enable one cycle after the previous one (the enables are a chain of flip-flops too): the
-    lane mask through one register per array row, the output constants through one stage
-    per output column, which keeps the constants of its column and passes on those of the
-    columns after it. No enable or data net spans the whole array, and every copy is in
-    place before the first vector of the pass gets there. ``cfg`` must hold the beat in the
-    cycle ``cfg_load`` is high.
+    The per-pass configuration never needs an enable or a data net across the whole array:
+    the lane mask moves down one register per array row (each loaded by its own enable, one
+    cycle after the previous one); the output constants flow along one stage per column
+    that loads every cycle, and column j copies its constants from stage j as the beat
+    passes. Every copy is in place before the first vector of the pass gets there. ``cfg``
+    must hold the beat in the cycle ``cfg_load`` is high.
     """
 
     def __init__(self, spec: ArraySpec):
@@ -87,28 +86,24 @@ class _Datapath(wiring.Component):
                 m.d.sync += row.eq(mask)
             m.d.comb += array.mask[i].eq(row)
             mask = row
-        # Output constants: stage j holds column j's and passes on those of columns > j and
-        # the shared ones, a cycle later each; stage j's registers are column j's constants.
+        # Output constants: the beat flows along a chain of registers, one per column, that
+        # load every cycle (no enable) and drop what the columns before them took; column j
+        # takes its constants from stage j as the beat passes (an enable for its own unit).
         shared = ("shift", "zero_point", "lo", "hi")
-        held = {("bias", c): self.cfg.bias[c] for c in range(spec.cols)}
-        held.update({("m0", c): self.cfg.m0[c] for c in range(spec.cols)})
-        held.update({(f, None): self.cfg[f] for f in shared})
+        flow = {("bias", c): self.cfg.bias[c] for c in range(spec.cols)}
+        flow.update({("m0", c): self.cfg.m0[c] for c in range(spec.cols)})
+        flow.update({(f, None): self.cfg[f] for f in shared})
         for j in range(spec.cols):
             m.submodules[f"out_{j}"] = unit = OutputUnit(spec)
-            load = delay(m, self.cfg_load, j, "cfg_load")
             stage = {}
-            for (f, c), value in held.items():
-                if c is not None and c < j:
-                    continue
-                reg = Signal(value.shape(), name=f"cfg{j}_{f}" + ("" if c is None else f"{c}"))
-                with m.If(load):
-                    m.d.sync += reg.eq(value)
-                stage[(f, c)] = reg
-            for f in ("bias", "m0"):
-                m.d.comb += getattr(unit, f).eq(stage[(f, j)])
-            for f in shared:
-                m.d.comb += getattr(unit, f).eq(stage[(f, None)])
-            held = stage
+            for (f, c), value in flow.items():
+                if c is None or c >= j:
+                    name = f"cfg{j}_{f}" + ("" if c is None else f"{c}")
+                    stage[(f, c)] = delay(m, value, 1, name)
+            with m.If(delay(m, self.cfg_load, j + 1, "cfg_load")):
+                m.d.sync += [unit.bias.eq(stage[("bias", j)]), unit.m0.eq(stage[("m0", j)])]
+                m.d.sync += [getattr(unit, f).eq(stage[(f, None)]) for f in shared]
+            flow = stage
             m.d.comb += [
                 unit.acc_in.eq(array.acc[j]),
                 self.result.acc[j].eq(unit.acc), self.result.out[j].eq(unit.out),
