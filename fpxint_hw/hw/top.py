@@ -78,11 +78,12 @@ class _Datapath(wiring.Component):
         m.submodules.array = array = SystolicArray(spec)
         m.d.comb += [array.load.eq(self.load), array.w_row.eq(self.w_row),
                      array.vec.eq(self.vec)]
-        # Lane masks: row 0 takes the beat, row i copies row i - 1 a cycle later.
-        mask = self.cfg.lane_mask
+        # Lane masks: the beat's mask is registered, then row 0 copies it and row i copies
+        # row i - 1, a cycle after each other.
+        mask = delay(m, self.cfg.lane_mask, 1, "cfg_mask")
         for i in range(spec.rows):
             row = Signal(spec.lanes, init=(1 << spec.lanes) - 1, name=f"mask_row{i}")
-            with m.If(delay(m, self.cfg_load, i, "cfg_load")):
+            with m.If(delay(m, self.cfg_load, i + 1, "cfg_load")):
                 m.d.sync += row.eq(mask)
             m.d.comb += array.mask[i].eq(row)
             mask = row
