@@ -20,7 +20,7 @@ in the same cycle, :attr:`ArraySpec.array_latency` cycles after ``vec``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,8 +47,9 @@ class SystolicArray(wiring.Component):
         the array; the first row sent ends in row ``rows - 1``).
     w_row : In(weight_row)
         Weights of one array row, ``cols`` weights of ``w_terms`` digits.
-    mask : In(ArrayLayout(unsigned(lanes), rows))
-        Lane enables of each row's PEs (the same mask, one copy per row).
+    mask : In(lanes)
+        Lane enables, sampled with ``vec``: they travel with the vector's activations
+        through the skew and along the rows, so no net spans the array.
     vec : In(act_vector)
         Activation vector and preloaded partial sums, sampled every cycle.
     acc : Out(ArrayLayout(signed(acc_width), cols))
@@ -62,7 +63,7 @@ class SystolicArray(wiring.Component):
         super().__init__({
             "load": In(1),
             "w_row": In(layouts.weight_row(spec)),
-            "mask": In(data.ArrayLayout(unsigned(spec.lanes), spec.rows)),
+            "mask": In(spec.lanes),
             "vec": In(layouts.act_vector(spec)),
             "acc": Out(data.ArrayLayout(signed(spec.acc_width), spec.cols)),
         })
@@ -71,17 +72,19 @@ class SystolicArray(wiring.Component):
         spec = self.spec
         m = Module()
         vec = delay(m, self.vec, 1, "in")
+        mask = delay(m, self.mask, 1, "in_mask")
 
         pes = [[ProcessingElement(spec) for _ in range(spec.cols)] for _ in range(spec.rows)]
         for i, row in enumerate(pes):
             for j, pe in enumerate(row):
                 m.submodules[f"pe_{i}_{j}"] = pe
-                m.d.comb += [pe.w_load.eq(self.load), pe.mask.eq(self.mask[i])]
+                m.d.comb += pe.w_load.eq(self.load)
                 m.d.comb += pe.w_in.eq(self.w_row[j] if i == 0 else pes[i - 1][j].w_out)
                 if j == 0:
-                    m.d.comb += pe.a_in.eq(delay(m, vec.acts[i], i, f"skew_row{i}"))
+                    m.d.comb += [pe.a_in.eq(delay(m, vec.acts[i], i, f"skew_row{i}")),
+                                 pe.mask.eq(delay(m, mask, i, f"skew_mask{i}"))]
                 else:
-                    m.d.comb += pe.a_in.eq(row[j - 1].a_out)
+                    m.d.comb += [pe.a_in.eq(row[j - 1].a_out), pe.mask.eq(row[j - 1].mask_out)]
                 if i > 0:
                     m.d.comb += pe.psum_in.eq(pes[i - 1][j].psum_out)
 

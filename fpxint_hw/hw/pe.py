@@ -45,7 +45,10 @@ class ProcessingElement(wiring.Component):
     w_out : Out(weight_terms)
         This PE's weight registers (to the PE below).
     mask : In(lanes)
-        Lane enables, bit ``l = k * a_terms + j``.
+        Lane enables of ``a_in`` (they travel with the activation), bit
+        ``l = k * a_terms + j``.
+    mask_out : Out(lanes)
+        ``mask`` one cycle later (to the right, with ``a_out``).
     a_in : In(act_terms)
         Activation digits from the left.
     a_out : Out(act_terms)
@@ -65,6 +68,7 @@ class ProcessingElement(wiring.Component):
             "w_in": In(layouts.weight_terms(spec)),
             "w_out": Out(layouts.weight_terms(spec)),
             "mask": In(spec.lanes),
+            "mask_out": Out(spec.lanes),
             "a_in": In(layouts.act_terms(spec)),
             "a_out": Out(layouts.act_terms(spec)),
             "psum_in": In(layouts.psum_layout(spec)),
@@ -79,8 +83,9 @@ class ProcessingElement(wiring.Component):
         with m.If(self.w_load):
             m.d.sync += w.eq(self.w_in)
         a = Signal(layouts.act_terms(spec), name="a")
-        m.d.sync += a.eq(self.a_in)
-        m.d.comb += [self.w_out.eq(w), self.a_out.eq(a)]
+        mask = Signal(spec.lanes, name="mask_r")
+        m.d.sync += [a.eq(self.a_in), mask.eq(self.mask)]
+        m.d.comb += [self.w_out.eq(w), self.a_out.eq(a), self.mask_out.eq(mask)]
 
         if spec.combine == "column":
             prange = spec.digit_product_range

@@ -52,11 +52,11 @@ class _Datapath(wiring.Component):
     """Array, output units and the valid pipeline; it never stalls.
 
     The per-pass configuration never needs an enable or a data net across the whole array:
-    the lane mask moves down one register per array row (each loaded by its own enable, one
-    cycle after the previous one); the output constants flow along one stage per column
-    that loads every cycle, and column j copies its constants from stage j as the beat
-    passes. Every copy is in place before the first vector of the pass gets there. ``cfg``
-    must hold the beat in the cycle ``cfg_load`` is high.
+    the lane mask enters the array with every vector and travels with its activations; the
+    output constants flow along one register stage per column that loads every cycle, and
+    column j copies its constants from stage j as the beat passes, in place before the
+    first vector of the pass gets there. ``cfg`` must hold the beat in the cycle
+    ``cfg_load`` is high.
     """
 
     def __init__(self, spec: ArraySpec):
@@ -78,15 +78,11 @@ class _Datapath(wiring.Component):
         m.submodules.array = array = SystolicArray(spec)
         m.d.comb += [array.load.eq(self.load), array.w_row.eq(self.w_row),
                      array.vec.eq(self.vec)]
-        # Lane masks: the beat's mask is registered, then row 0 copies it and row i copies
-        # row i - 1, a cycle after each other.
-        mask = delay(m, self.cfg.lane_mask, 1, "cfg_mask")
-        for i in range(spec.rows):
-            row = Signal(spec.lanes, init=(1 << spec.lanes) - 1, name=f"mask_row{i}")
-            with m.If(delay(m, self.cfg_load, i + 1, "cfg_load")):
-                m.d.sync += row.eq(mask)
-            m.d.comb += array.mask[i].eq(row)
-            mask = row
+        # The lane mask enters the array with each vector (it travels with the activations).
+        mask = Signal(spec.lanes, init=(1 << spec.lanes) - 1, name="lane_mask")
+        with m.If(self.cfg_load):
+            m.d.sync += mask.eq(self.cfg.lane_mask)
+        m.d.comb += array.mask.eq(mask)
         # Output constants: the beat flows along a chain of registers, one per column, that
         # load every cycle (no enable) and drop what the columns before them took; column j
         # takes its constants from stage j as the beat passes (an enable for its own unit).
@@ -177,8 +173,9 @@ class Accelerator(wiring.Component):
             self.a_in.ready.eq(credit & ~cfg_pending & ~self.w_in.valid & ~self.cfg_in.valid),
         ]
 
-        # The config beat goes straight into the chains of _Datapath; vectors wait the one
-        # cycle after it (the first row's mask is in place then).
+        # The config beat goes straight into _Datapath. Vectors wait the one cycle after it,
+        # so every pass loads in at least 2 cycles, which also covers a chained pass's wait
+        # for the previous results on a one-row array (ArraySpec.load_cycles).
         cfg_fire = self.cfg_in.valid & self.cfg_in.ready
         m.d.sync += cfg_pending.eq(cfg_fire)
 
