@@ -78,10 +78,12 @@ class _Datapath(wiring.Component):
         m.submodules.array = array = SystolicArray(spec)
         m.d.comb += [array.load.eq(self.load), array.w_row.eq(self.w_row),
                      array.vec.eq(self.vec)]
-        # The lane mask enters the array with each vector (it travels with the activations).
+        # The lane mask enters the array with each vector (it travels with the activations);
+        # it is copied from a registered beat a cycle after cfg_load, in time for the first
+        # vector (vectors wait the cycle after a config beat).
         mask = Signal(spec.lanes, init=(1 << spec.lanes) - 1, name="lane_mask")
-        with m.If(self.cfg_load):
-            m.d.sync += mask.eq(self.cfg.lane_mask)
+        with m.If(delay(m, self.cfg_load, 1, "cfg_load")):
+            m.d.sync += mask.eq(delay(m, self.cfg.lane_mask, 1, "cfg_mask"))
         m.d.comb += array.mask.eq(mask)
         # Output constants: the beat flows along a chain of registers, one per column, that
         # load every cycle (no enable) and drop what the columns before them took; column j
