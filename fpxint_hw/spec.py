@@ -508,8 +508,9 @@ class ArraySpec:
 
     @property
     def datapath_latency(self) -> int:
-        """Cycles from an accepted activation vector to its result entering the output FIFO."""
-        return self.array_latency + self.out_stages
+        """Cycles from an accepted activation vector to its result entering the output FIFO:
+        an input register, the array, the output units."""
+        return 1 + self.array_latency + self.out_stages
 
     @property
     def fifo_stages(self) -> int:

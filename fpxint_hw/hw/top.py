@@ -33,6 +33,11 @@ from .requant import OutputUnit
 
 __all__ = ["Accelerator", "accelerator_signature", "TOP_NAME"]
 
+#: Registers between the input handshakes and the datapath: two for the weight load, one
+#: for vectors (the array registers them once more on entry; ArraySpec.datapath_latency
+#: counts that one).
+INPUT_STAGES = 2
+
 #: Module name of the exported top in Verilog.
 TOP_NAME = "fpxint_array"
 
@@ -82,8 +87,9 @@ class _Datapath(wiring.Component):
         # it is copied from a registered beat a cycle after cfg_load, in time for the first
         # vector (vectors wait the cycle after a config beat).
         mask = Signal(spec.lanes, init=(1 << spec.lanes) - 1, name="lane_mask")
+        beat_mask = delay(m, self.cfg.lane_mask, 1, "cfg_mask")
         with m.If(delay(m, self.cfg_load, 1, "cfg_load")):
-            m.d.sync += mask.eq(delay(m, self.cfg.lane_mask, 1, "cfg_mask"))
+            m.d.sync += mask.eq(beat_mask)
         m.d.comb += array.mask.eq(mask)
         # Output constants: the beat flows along a chain of registers, one per column, that
         # load every cycle (no enable) and drop what the columns before them took; column j
@@ -108,7 +114,8 @@ class _Datapath(wiring.Component):
                 self.result.acc[j].eq(unit.acc), self.result.out[j].eq(unit.out),
                 self.result.digits[j].eq(unit.digits),
             ]
-        m.d.comb += self.out_valid.eq(delay(m, self.in_valid, spec.datapath_latency, "valid"))
+        depth = spec.array_latency + spec.out_stages        # the array and the output units
+        m.d.comb += self.out_valid.eq(delay(m, self.in_valid, depth, "valid"))
         return m
 
 
@@ -181,15 +188,18 @@ class Accelerator(wiring.Component):
         cfg_fire = self.cfg_in.valid & self.cfg_in.ready
         m.d.sync += cfg_pending.eq(cfg_fire)
 
-        # The weight load is registered once: a vector accepted right after the last weight
-        # beat reaches row 0 one cycle after that beat has shifted in.
-        m.d.sync += [dp.load.eq(self.w_in.valid & self.w_in.ready),
-                     dp.w_row.eq(self.w_in.payload)]
+        # Weights and vectors both pass INPUT_STAGES registers before the datapath (short
+        # nets from the handshake logic; the registers can sit apart): a vector accepted
+        # right after the last weight beat reaches row 0 one cycle after that beat has
+        # shifted in.
+        w_load = self.w_in.valid & self.w_in.ready
         m.d.comb += [
+            dp.load.eq(delay(m, w_load, INPUT_STAGES, "w_load")),
+            dp.w_row.eq(delay(m, self.w_in.payload, INPUT_STAGES, "w_row")),
+            dp.in_valid.eq(delay(m, a_fire, INPUT_STAGES - 1, "a_fire")),
+            dp.vec.eq(delay(m, self.a_in.payload, INPUT_STAGES - 1, "a_beat")),
             dp.cfg.eq(self.cfg_in.payload),
             dp.cfg_load.eq(cfg_fire),
-            dp.in_valid.eq(a_fire),
-            dp.vec.eq(self.a_in.payload),
             fifo.w_en.eq(dp.out_valid),
             fifo.w_data.eq(dp.result.as_value()),
             self.o_out.valid.eq(fifo.r_valid),
