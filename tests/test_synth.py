@@ -180,8 +180,13 @@ def test_synth_command_json(tmp_path, build_dir, tiny_synth, capsys):
     data = json.loads(out.read_text())
     for key in ("luts", "ffs", "dsps", "carries", "brams", "fmax_mhz"):
         assert key in data
-    assert data["luts"] == tiny_synth.luts
+    assert data["luts"] == tiny_synth.luts and data["speed"] == 6
     assert "fmax MHz" in capsys.readouterr().out
+    # the fastest speed grade is a run of its own (not the grade-6 result from the cache)
+    assert cli_main(["synth", "--spec", "tiny", "--pnr", "--speed", "8", "--json", str(out),
+                     "--build-dir", str(build_dir)]) == 0
+    fast = json.loads(out.read_text())
+    assert fast["speed"] == 8 and fast["pnr_cached"] is False
 
 
 def test_synth_command_bad_spec(capsys):

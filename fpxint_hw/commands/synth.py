@@ -34,6 +34,8 @@ def register(subparsers) -> None:
                         "default: the smallest that fits")
     p.add_argument("--freq", type=float, default=200.0, help="target frequency in MHz")
     p.add_argument("--seed", type=int, default=1, help="placer seed")
+    p.add_argument("--speed", type=int, choices=(6, 7, 8), default=6,
+                   help="ECP5 speed grade for --pnr (6: the slowest and cheapest part)")
     p.add_argument("--lut-mult-below", type=int, default=10, metavar="BITS",
                    help="build multipliers with an operand narrower than BITS from LUTs "
                         "(0: yosys' default DSP mapping)")
@@ -46,13 +48,13 @@ def register(subparsers) -> None:
 
 def synth_record(spec, target: str, *, pnr: bool = False, device=None, freq: float = 200.0,
                  seed: int = 1, lut_mult_below: int = 10, build_dir=None,
-                 timeout=None) -> dict:
+                 timeout=None, speed: int = 6) -> dict:
     """Synthesize (and place and route) ``spec``; return the flat figures as a dict.
 
     Keys: ``target``, ``luts``, ``ffs``, ``carries``, ``dsps``, ``brams``, ``lutrams``,
     ``srls``, ``muxes``, ``cells``, ``synth_seconds``, ``synth_cached``, ``tools``,
     ``workdir`` and with ``pnr``: ``fmax_mhz``, ``freq_mhz``, ``device``, ``critical_path``,
-    ``pnr_seconds``, ``pnr_cached``.
+    ``pnr_seconds``, ``pnr_cached``, ``speed`` (the ECP5 speed grade).
     """
     from ..flow.pnr import place_and_route
     from ..flow.synth import FIELDS, synthesize
@@ -62,8 +64,9 @@ def synth_record(spec, target: str, *, pnr: bool = False, device=None, freq: flo
            "synth_seconds": s.seconds, "synth_cached": s.cached, "tools": dict(s.tools),
            "lut_mult_below": lut_mult_below, "workdir": s.workdir}
     if pnr:
-        r = place_and_route(s, device=device, freq_mhz=freq, seed=seed, timeout=timeout)
-        rec.update(fmax_mhz=r.fmax_mhz, freq_mhz=r.constraint_mhz, device=r.device,
+        r = place_and_route(s, device=device, freq_mhz=freq, seed=seed, timeout=timeout,
+                            speed=speed)
+        rec.update(speed=speed, fmax_mhz=r.fmax_mhz, freq_mhz=r.constraint_mhz, device=r.device,
                    critical_path=None if r.critical_path is None else
                    dataclasses.asdict(r.critical_path), pnr_seconds=r.seconds, pnr_cached=r.cached,
                    pnr_shell=r.shell, utilization=r.utilization, pnr_workdir=r.workdir)
@@ -80,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
           file=sys.stderr)
     rec = synth_record(spec, args.target, pnr=args.pnr, device=args.device, freq=args.freq,
                        seed=args.seed, lut_mult_below=args.lut_mult_below,
-                       build_dir=args.build_dir, timeout=args.timeout)
+                       build_dir=args.build_dir, timeout=args.timeout, speed=args.speed)
     rows = [(k, rec[k]) for k in ("luts", "ffs", "carries", "dsps", "brams", "lutrams",
                                   "srls", "muxes")]
     rows.append(("yosys seconds", f"{rec['synth_seconds']:.1f}"

@@ -33,11 +33,6 @@ from .requant import OutputUnit
 
 __all__ = ["Accelerator", "accelerator_signature", "TOP_NAME"]
 
-#: Registers between the input handshakes and the datapath: two for the weight load, one
-#: for vectors (the array registers them once more on entry; ArraySpec.datapath_latency
-#: counts that one).
-INPUT_STAGES = 2
-
 #: Module name of the exported top in Verilog.
 TOP_NAME = "fpxint_array"
 
@@ -86,9 +81,12 @@ class _Datapath(wiring.Component):
         # The lane mask enters the array with each vector (it travels with the activations);
         # it is copied from a registered beat a cycle after cfg_load, in time for the first
         # vector (vectors wait the cycle after a config beat).
+        load_at = [self.cfg_load]                  # cfg_load delayed by 0 .. cols cycles
+        for k in range(spec.cols):
+            load_at.append(delay(m, load_at[-1], 1, f"cfg_load{k + 1}"))
         mask = Signal(spec.lanes, init=(1 << spec.lanes) - 1, name="lane_mask")
         beat_mask = delay(m, self.cfg.lane_mask, 1, "cfg_mask")
-        with m.If(delay(m, self.cfg_load, 1, "cfg_load")):
+        with m.If(load_at[1]):
             m.d.sync += mask.eq(beat_mask)
         m.d.comb += array.mask.eq(mask)
         # Output constants: the beat flows along a chain of registers, one per column, that
@@ -105,7 +103,7 @@ class _Datapath(wiring.Component):
                 if c is None or c >= j:
                     name = f"cfg{j}_{f}" + ("" if c is None else f"{c}")
                     stage[(f, c)] = delay(m, value, 1, name)
-            with m.If(delay(m, self.cfg_load, j + 1, "cfg_load")):
+            with m.If(load_at[j + 1]):
                 m.d.sync += [unit.bias.eq(stage[("bias", j)]), unit.m0.eq(stage[("m0", j)])]
                 m.d.sync += [getattr(unit, f).eq(stage[(f, None)]) for f in shared]
             flow = stage
@@ -159,14 +157,13 @@ class Accelerator(wiring.Component):
         # sits behind it; the flags they feed are registered and allow for that one vector.
         a_fire = self.a_in.valid & self.a_in.ready
         o_fire = self.o_out.valid & self.o_out.ready
-        a_fire_r = Signal()
+        a_fire_r = delay(m, a_fire, 1, "a_fire")          # also the datapath's valid bit
         outstanding = Signal(range(spec.fifo_depth + 1))   # accepted before last cycle, not out
         in_datapath = Signal(range(spec.fifo_depth + 1))   # the same, not yet in the FIFO
         credit = Signal(init=1)                            # room even if last cycle accepted one
         empty = Signal(init=1)                             # in_datapath == 0
         cfg_pending = Signal()                             # a config beat loads next cycle
-        m.d.sync += [a_fire_r.eq(a_fire),
-                     outstanding.eq(outstanding + a_fire_r - o_fire),
+        m.d.sync += [outstanding.eq(outstanding + a_fire_r - o_fire),
                      in_datapath.eq(in_datapath + a_fire_r - dp.out_valid),
                      # next count + 1 < fifo_depth, and next count == 0
                      credit.eq(_by_step(a_fire_r, o_fire, outstanding <= spec.fifo_depth - 3,
@@ -188,16 +185,16 @@ class Accelerator(wiring.Component):
         cfg_fire = self.cfg_in.valid & self.cfg_in.ready
         m.d.sync += cfg_pending.eq(cfg_fire)
 
-        # Weights and vectors both pass INPUT_STAGES registers before the datapath (short
-        # nets from the handshake logic; the registers can sit apart): a vector accepted
-        # right after the last weight beat reaches row 0 one cycle after that beat has
-        # shifted in.
+        # Inputs pass registers before the datapath (short nets from the handshake logic):
+        # weights two, vectors one (the array registers them once more on entry), so a
+        # vector accepted right after the last weight beat reaches row 0 one cycle after
+        # that beat has shifted in.
         w_load = self.w_in.valid & self.w_in.ready
         m.d.comb += [
-            dp.load.eq(delay(m, w_load, INPUT_STAGES, "w_load")),
-            dp.w_row.eq(delay(m, self.w_in.payload, INPUT_STAGES, "w_row")),
-            dp.in_valid.eq(delay(m, a_fire, INPUT_STAGES - 1, "a_fire")),
-            dp.vec.eq(delay(m, self.a_in.payload, INPUT_STAGES - 1, "a_beat")),
+            dp.load.eq(delay(m, w_load, 2, "w_load")),
+            dp.w_row.eq(delay(m, self.w_in.payload, 2, "w_row")),
+            dp.in_valid.eq(a_fire_r),
+            dp.vec.eq(delay(m, self.a_in.payload, 1, "a_beat")),
             dp.cfg.eq(self.cfg_in.payload),
             dp.cfg_load.eq(cfg_fire),
             fifo.w_en.eq(dp.out_valid),
@@ -207,7 +204,6 @@ class Accelerator(wiring.Component):
             fifo.r_ready.eq(self.o_out.ready),
         ]
         return m
-
 
 
 def _by_step(up, down, plus, same, minus):
