@@ -27,7 +27,7 @@ three cycles before the first accumulator of a pass arrives.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -64,10 +64,10 @@ def shift_config(m: Module, shift, width: int, name: str = "rs", sync: bool = Tr
     return s, mask
 
 
-def _or_groups(m: Module, bits, group: int, name: str, sync: bool):
-    """OR of each ``group`` consecutive bits of ``bits`` (a narrower vector)."""
-    n = len(bits)
-    return _hold(m, Cat(*(bits[i:i + group].any() for i in range(0, n, group))), name, sync)
+def _by_groups(m: Module, bits, reduce, name: str, sync: bool):
+    """``reduce`` (e.g. ``Value.any``) of each 4 consecutive bits of ``bits``, one bit each:
+    a LUT level or two, so a wide reduction can be cut by a register."""
+    return _hold(m, Cat(*(reduce(bits[i:i + 4]) for i in range(0, len(bits), 4))), name, sync)
 
 
 def round_stages(m: Module, x, s, mask, width: int, narrow: int, mode: str,
@@ -81,7 +81,7 @@ def round_stages(m: Module, x, s, mask, width: int, narrow: int, mode: str,
     """
     x2 = Cat(Const(0, 1), x).as_signed()                      # 2x: guard bit lands at bit 0
     coarse = _hold(m, x2 >> Cat(Const(0, 3), s[3:]), f"{name}_coarse", sync)
-    part = _or_groups(m, x2.as_unsigned() & mask, 4, f"{name}_sticky4", sync)
+    part = _by_groups(m, x2.as_unsigned() & mask, Value.any, f"{name}_sticky4", sync)
     fine = _hold(m, coarse >> s[:3], f"{name}_fine", sync)
     sticky = _hold(m, part.any(), f"{name}_sticky", sync)
     q = fine[1:].as_signed()
@@ -90,9 +90,8 @@ def round_stages(m: Module, x, s, mask, width: int, narrow: int, mode: str,
     # q fits `narrow` bits when its high bits are all 0 or all 1: register one flag pair per
     # group of 4 bits here, and combine the flags after the register
     high = q[narrow - 1:]
-    groups = range(0, len(high), 4)
-    zeros = _hold(m, Cat(*(high[i:i + 4] == 0 for i in groups)), f"{name}_zeros", sync)
-    ones = _hold(m, Cat(*(high[i:i + 4].all() for i in groups)), f"{name}_ones", sync)
+    zeros = _by_groups(m, high, lambda g: g == 0, f"{name}_zeros", sync)
+    ones = _by_groups(m, high, Value.all, f"{name}_ones", sync)
     return (_hold(m, q[:narrow].as_signed(), f"{name}_low", sync),
             _hold(m, up, f"{name}_up", sync),
             zeros.all() | ones.all(),
