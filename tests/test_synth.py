@@ -241,7 +241,8 @@ def test_ecp5_verilog_has_registered_dsp_tiles_and_plain_verilog_has_none():
 def test_odd_activation_bits_with_pipelined_pe_synthesize(build_dir):
     """3-bit activations in 2-bit slices leave a one-bit slice: it must synthesize (a
     one-bit multiplier operand once crashed yosys' ABC9 step)."""
-    spec = ArraySpec(rows=2, cols=2, w_bits=3, a_bits=3, out_bits=3, tree_reg=True)
+    spec = ArraySpec(rows=2, cols=2, w_bits=3, w_terms=3, a_bits=3, a_terms=3, out_bits=3,
+                     out_terms=3, depth=4608, m0_bits=31, tree_reg=True)
     assert spec.act_slices[-1][1] == 1
     s = synthesize(spec, "ecp5", build_dir=build_dir)
     assert s.luts > 0
