@@ -2,13 +2,15 @@
 
 import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
 from fpxint_hw.cli import main as cli_main
 from fpxint_hw.flow import tools
-from fpxint_hw.flow.pnr import (DEVICES, NoDeviceFits, PnrError, choose_device, place_and_route, read_report,
-                                summarize_path)
+from fpxint_hw.flow.pnr import (DEVICES, NoDeviceFits, NoLegalPlacement, PnrError,
+                                choose_device, place_and_route, read_report, summarize_path)
 from fpxint_hw.flow.synth import (SynthError, SynthResult, classify_cells, read_stat,
                                   synth_script, synthesize)
 from fpxint_hw.spec import ArraySpec, load_array_spec
@@ -169,6 +171,29 @@ def test_tiny_place_and_route(tiny_synth):
     # nextpnr's Fmax is the inverse of the worst clk-to-clk path
     assert 1000.0 / cp.delay_ns == pytest.approx(r.fmax_mhz, rel=0.02)
     assert place_and_route(tiny_synth, freq_mhz=200).cached
+
+
+@needs_yosys
+@needs_nextpnr
+def test_device_without_legal_placement_is_given_up(tiny_synth):
+    """A device on which nextpnr found no legal placement (here: its cached failure on the
+    12k part, as nextpnr words it) is skipped for the next larger one when the device is
+    chosen automatically, and is an error when the user named it."""
+    key = place_and_route(tiny_synth, freq_mhz=200).key
+    failed = Path(tiny_synth.workdir) / f"pnr-12k-{key}.failed"
+    failed.mkdir()
+    try:
+        (failed / "nextpnr.log").write_text(
+            "ERROR: Unable to find legal placement for all cells, design is probably at "
+            "utilisation limit.\n")
+        r = place_and_route(tiny_synth, freq_mhz=200)
+        assert (r.device, r.unplaced) == ("25k", ["12k"])
+        assert 1.0 < r.fmax_mhz < 1000.0
+        with pytest.raises(NoLegalPlacement, match="12k"):
+            place_and_route(tiny_synth, freq_mhz=200, device="12k")
+    finally:
+        shutil.rmtree(failed)
+    assert place_and_route(tiny_synth, freq_mhz=200).unplaced == []
 
 
 @needs_yosys

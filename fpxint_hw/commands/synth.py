@@ -31,7 +31,8 @@ def register(subparsers) -> None:
                    help="also place and route (ecp5, ice40) and report Fmax")
     p.add_argument("--device", default=None,
                    help="device for --pnr (ecp5: 12k 25k 45k 85k; ice40: up5k hx8k); "
-                        "default: the smallest that fits")
+                        "default: the smallest that fits at 80%% fill, or the next larger "
+                        "where nextpnr finds no legal placement on it")
     p.add_argument("--freq", type=float, default=200.0, help="target frequency in MHz")
     p.add_argument("--seed", type=int, default=1, help="placer seed")
     p.add_argument("--speed", type=int, choices=(6, 7, 8), default=6,
@@ -54,7 +55,8 @@ def synth_record(spec, target: str, *, pnr: bool = False, device=None, freq: flo
     Keys: ``target``, ``luts``, ``ffs``, ``carries``, ``dsps``, ``brams``, ``lutrams``,
     ``srls``, ``muxes``, ``cells``, ``synth_seconds``, ``synth_cached``, ``tools``,
     ``workdir`` and with ``pnr``: ``fmax_mhz``, ``freq_mhz``, ``device``, ``critical_path``,
-    ``pnr_seconds``, ``pnr_cached``, ``speed`` (the ECP5 speed grade).
+    ``pnr_seconds``, ``pnr_cached``, ``speed`` (the ECP5 speed grade), ``unplaced`` (smaller
+    devices on which nextpnr found no legal placement).
     """
     from ..flow.pnr import place_and_route
     from ..flow.synth import FIELDS, synthesize
@@ -69,7 +71,8 @@ def synth_record(spec, target: str, *, pnr: bool = False, device=None, freq: flo
         rec.update(speed=speed, fmax_mhz=r.fmax_mhz, freq_mhz=r.constraint_mhz, device=r.device,
                    critical_path=None if r.critical_path is None else
                    dataclasses.asdict(r.critical_path), pnr_seconds=r.seconds, pnr_cached=r.cached,
-                   pnr_shell=r.shell, utilization=r.utilization, pnr_workdir=r.workdir)
+                   pnr_shell=r.shell, utilization=r.utilization, pnr_workdir=r.workdir,
+                   unplaced=list(r.unplaced))
         rec["tools"].update(r.tools)
     return rec
 
@@ -89,7 +92,8 @@ def main(args: argparse.Namespace) -> int:
     rows.append(("yosys seconds", f"{rec['synth_seconds']:.1f}"
                  + (" (cached)" if rec["synth_cached"] else "")))
     if args.pnr:
-        rows += [("device", rec["device"]),
+        rows += [("device", rec["device"] + "".join(f" ({d}: no legal placement)"
+                                                    for d in rec["unplaced"])),
                  ("fmax MHz", f"{rec['fmax_mhz']:.1f} (target {rec['freq_mhz']:g})"),
                  ("nextpnr seconds", f"{rec['pnr_seconds']:.1f}"
                   + (" (cached)" if rec["pnr_cached"] else ""))]

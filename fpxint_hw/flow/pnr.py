@@ -15,8 +15,11 @@ synthesis counts of :class:`~fpxint_hw.flow.synth.SynthResult` are of the core a
 
 The device is the smallest of the family whose LUTs, flip-flops, DSP blocks and block RAMs
 hold the synthesis counts with a margin (``fill`` of the device at most), unless one is
-given. Results are cached beside the synthesis result, keyed by its key, the device, the
-target frequency, the seed and nextpnr's version.
+given. nextpnr's analytic placer sometimes finds no legal placement on a device that the
+counts say is big enough; a device chosen this way is then given up for the next larger one
+(:attr:`PnrResult.unplaced` names those skipped). Results are cached beside the synthesis
+result, keyed by its key, the device, the target frequency, the seed and nextpnr's version;
+so is that placement failure, so a device is given up without running nextpnr again.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from . import tools
 from .synth import TOP, SynthResult, TARGETS
 from .tools import ToolError
 
-__all__ = ["PnrError", "NoDeviceFits", "Device", "DEVICES", "PnrResult", "PathSummary", "choose_device",
+__all__ = ["PnrError", "NoDeviceFits", "NoLegalPlacement", "Device", "DEVICES", "PnrResult", "PathSummary", "choose_device",
            "read_report", "summarize_path", "ice40_shell", "place_and_route"]
 
 #: Part of the cache key; bumped when the commands below change results.
@@ -49,6 +52,14 @@ class PnrError(ToolError):
 
 class NoDeviceFits(PnrError):
     """No device of the target family holds the design at the requested fill."""
+
+
+class NoLegalPlacement(PnrError):
+    """nextpnr found no legal placement on the device (although the counts fit it)."""
+
+
+#: nextpnr's message for :class:`NoLegalPlacement`.
+_NO_PLACEMENT = "Unable to find legal placement"
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,8 @@ class PnrResult:
     tools : dict
     shell : bool
         Placed inside the iCE40 pin shell.
+    unplaced : list of str
+        Smaller devices of the automatic choice on which nextpnr found no legal placement.
     """
 
     target: str
@@ -148,6 +161,7 @@ class PnrResult:
     workdir: str = ""
     tools: dict = field(default_factory=dict)
     shell: bool = False
+    unplaced: list = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -331,10 +345,33 @@ def place_and_route(synth: SynthResult, *, device: str | None = None,
     if not (src / "netlist.json").exists():
         raise PnrError(f"{src / 'netlist.json'}: the synthesized netlist is missing; "
                        "synthesize again (the cache folder was removed?)")
+    family, unplaced = DEVICES[synth.target], []
+    while True:
+        try:
+            res = _place_on(synth, dev, freq_mhz, seed, timeout, speed)
+            return dataclasses.replace(res, unplaced=unplaced)
+        except NoLegalPlacement:
+            larger = family[family.index(dev) + 1:]
+            if device is not None or not larger:
+                raise
+            unplaced.append(dev.name)
+            dev = larger[0]
+
+
+def _place_on(synth: SynthResult, dev: Device, freq_mhz: float, seed: int,
+              timeout: float | None, speed: int) -> PnrResult:
+    """One nextpnr run of ``synth`` on ``dev`` (cached, failures to place included)."""
+    t = TARGETS[synth.target]
+    src = Path(synth.workdir)
     versions = tools.tool_versions([t.pnr_tool])
     key = tools.cache_key("pnr", PNR_REVISION, synth.key, dev.name, float(freq_mhz), seed,
                           speed if t.name == "ecp5" else None, versions)
     final = src / f"pnr-{dev.name}-{key}"
+    failed = src / f"pnr-{dev.name}-{key}.failed"
+    what = f"place and route of {src.name} on {t.name} {dev.name}"
+    if _NO_PLACEMENT in _read(failed / "nextpnr.log"):
+        raise NoLegalPlacement(f"{what}: nextpnr found no legal placement (an earlier run; "
+                               f"logs kept in {failed})", failed / "nextpnr.log")
     done = final / "result.json"
     if done.exists():
         try:
@@ -343,7 +380,6 @@ def place_and_route(synth: SynthResult, *, device: str | None = None,
         except (OSError, ValueError, TypeError):
             pass
     work = Path(tempfile.mkdtemp(prefix=f"pnr-{dev.name}-{key}.tmp-", dir=src))
-    what = f"place and route of {src.name} on {t.name} {dev.name}"
     try:
         if t.name == "ecp5":
             netlist = work / "netlist.json"            # the tool sees its working folder
@@ -361,12 +397,12 @@ def place_and_route(synth: SynthResult, *, device: str | None = None,
         run = tools.run_tool(t.pnr_tool, argv, work, "nextpnr.out", what=what, timeout=timeout)
         fmax, constraint, util, cp = read_report(work / "report.json")
     except ToolError as exc:
-        failed = src / f"pnr-{dev.name}-{key}.failed"
         shutil.rmtree(failed, ignore_errors=True)
         os.replace(work, failed)
         log = failed / "nextpnr.log"
         msg = str(exc).replace(str(work), str(failed))
-        raise PnrError(f"{msg}\nlogs kept in {failed}", log if log.exists() else None) from None
+        kind = NoLegalPlacement if _NO_PLACEMENT in _read(log) else PnrError
+        raise kind(f"{msg}\nlogs kept in {failed}", log if log.exists() else None) from None
     res = PnrResult(target=t.name, device=dev.name, fmax_mhz=round(fmax, 2),
                     constraint_mhz=constraint, utilization=util, critical_path=cp,
                     seconds=round(run.seconds, 3), key=key, workdir=str(final),
@@ -377,3 +413,11 @@ def place_and_route(synth: SynthResult, *, device: str | None = None,
     except OSError:
         shutil.rmtree(work, ignore_errors=True)
     return res
+
+
+def _read(path: Path) -> str:
+    """The text of ``path``, or "" when it cannot be read."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""

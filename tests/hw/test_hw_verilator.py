@@ -93,7 +93,7 @@ def test_chained_partial_sums_come_from_the_hardware(small_model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["default", "column", "free", "halfup", "big"])
+@pytest.mark.parametrize("name", ["default", "signed", "column", "free", "halfup", "big"])
 def test_shipped_arrays_random_tiles(name):
     spec = load_array_spec(name)
     model = build(spec)
