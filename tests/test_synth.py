@@ -162,6 +162,20 @@ def test_default_mapping_uses_dsp_blocks(build_dir):
 
 
 @needs_yosys
+def test_lane_mask_registers_are_not_merged(tiny_synth):
+    """The lane-mask copies of PEs on one anti-diagonal hold the same value at the same
+    time; yosys would merge them into one register driving PEs across the array. Every
+    copy (the input register, the row skews and one per PE) stays a flip-flop of its own."""
+    spec = load_array_spec("tiny")
+    cells = json.loads((Path(tiny_synth.workdir) / "netlist.json").read_text())[
+        "modules"]["fpxint_array"]["cells"]
+    kept = [c for c in cells.values()
+            if c["type"] == "TRELLIS_FF" and "keep" in c.get("attributes", {})]
+    skew = spec.rows * (spec.rows - 1) // 2
+    assert len(kept) == spec.lanes * (1 + skew + spec.rows * spec.cols)
+
+
+@needs_yosys
 @needs_nextpnr
 def test_tiny_place_and_route(tiny_synth):
     r = place_and_route(tiny_synth, freq_mhz=200)

@@ -180,9 +180,12 @@ def synth_script(target: str, *, verilog: str = "top.v", netlist: str = "netlist
     if t.name == "ecp5":                      # the MULT18X18D primitives of the DSP tiles
         lines.append("read_verilog -lib +/ecp5/cells_bb.v")
     lines.append(f"hierarchy -check -top {TOP}")
+    # A register whose wire is marked keep (hw.pipe.KEEP) becomes a kept cell, which
+    # opt_merge never merges with an identical one.
+    lines += ["proc", "setattr -set keep 1 a:keep %ci1 t:$dff t:$adff %u %i"]
     if lut_mult_below > 0:
         sel = _small_mul_selection(lut_mult_below)
-        lines += ["proc", "flatten", "opt_expr", "opt_clean", "wreduce t:$mul",
+        lines += ["flatten", "opt_expr", "opt_clean", "wreduce t:$mul",
                   f"booth {sel}", f"techmap -map +/techmap.v {sel}"]
     lines += [f"{t.synth} -top {TOP} -json {netlist}", f"tee -q -o {stat} stat -json"]
     return "\n".join(lines) + "\n"

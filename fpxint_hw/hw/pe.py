@@ -24,6 +24,7 @@ from ..intops import int_range, product_interval
 from ..spec import ArraySpec
 from . import layouts
 from .layouts import shape_for_interval
+from .pipe import KEEP
 from .tree import adder_tree, weighted
 
 __all__ = ["ProcessingElement"]
@@ -83,7 +84,7 @@ class ProcessingElement(wiring.Component):
         with m.If(self.w_load):
             m.d.sync += w.eq(self.w_in)
         a = Signal(layouts.act_terms(spec), name="a")
-        mask = Signal(spec.lanes, name="mask_r")
+        mask = Signal(spec.lanes, name="mask_r", attrs=KEEP)     # see SystolicArray
         m.d.sync += [a.eq(self.a_in), mask.eq(self.mask)]
         m.d.comb += [self.w_out.eq(w), self.a_out.eq(a), self.mask_out.eq(mask)]
 
