@@ -202,7 +202,7 @@ def test_device_without_legal_placement_is_given_up(tiny_synth):
             "utilisation limit.\n")
         r = place_and_route(tiny_synth, freq_mhz=200)
         assert (r.device, r.unplaced) == ("25k", ["12k"])
-        assert 1.0 < r.fmax_mhz < 1000.0
+        assert Path(r.workdir).name.startswith("pnr-25k-")      # placed there, not skipped
         with pytest.raises(NoLegalPlacement, match="12k"):
             place_and_route(tiny_synth, freq_mhz=200, device="12k")
     finally:
