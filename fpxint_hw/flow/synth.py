@@ -13,6 +13,10 @@ bits (default 10) from LUTs (radix-4 Booth, yosys ``booth``; generic gates below
 before the target script runs; wider ones (the output units' ``acc x M0``) still go to DSP
 blocks. ``lut_mult_below=0`` leaves yosys' default mapping.
 
+Kept registers. A register the Verilog marks ``keep`` (:data:`fpxint_hw.hw.pipe.KEEP`: the
+lane-mask copies, one per PE) becomes a kept cell right after ``proc``, so ``opt_merge``
+does not fold identical copies into one register with a net across the array.
+
 Results are cached (:mod:`fpxint_hw.flow.tools`) under a key of the Verilog text, the
 target, the options and the tool versions; the cache folder keeps ``top.v``, ``synth.ys``,
 ``synth.log``, ``stat.json``, ``netlist.json`` and ``result.json``. A failed run leaves its
