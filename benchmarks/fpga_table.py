@@ -44,6 +44,11 @@ def _pipe(s) -> str:
     return "+".join(regs) or "none"
 
 
+def _kept(rec: dict) -> dict:
+    """``rec`` without the machine-local entries (cell lists, cache folders)."""
+    return {k: v for k, v in rec.items() if k not in ("cells", "workdir", "pnr_workdir")}
+
+
 def measure(names, freq: float, timeout: float | None) -> dict:
     out = {}
     for name in names:
@@ -56,9 +61,7 @@ def measure(names, freq: float, timeout: float | None) -> dict:
                                 speed=FAST_GRADE)
         except NoDeviceFits as exc:
             # the synthesis figures still count (and the area model uses them)
-            rec = synth_record(spec, "ecp5", timeout=timeout)
-            for k in ("cells", "workdir"):
-                rec.pop(k, None)
+            rec = _kept(synth_record(spec, "ecp5", timeout=timeout))
             out[name] = {"spec": spec.to_dict(), **rec, "device": None,
                          "no_fit": str(exc).splitlines()[0]}
             print(f"{name}: {rec['luts']} LUT4, {rec['carries']} CCU2C, {rec['ffs']} FF: "
@@ -68,9 +71,7 @@ def measure(names, freq: float, timeout: float | None) -> dict:
             print(f"{name}: FAILED: {exc}", file=sys.stderr, flush=True)
             out[name] = {"spec": spec.to_dict(), "error": str(exc).splitlines()[0]}
             continue
-        for k in ("cells", "workdir", "pnr_workdir"):
-            rec.pop(k, None)
-        out[name] = {"spec": spec.to_dict(), **rec, "fast": {
+        out[name] = {"spec": spec.to_dict(), **_kept(rec), "fast": {
             "speed": FAST_GRADE, "fmax_mhz": fast["fmax_mhz"], "device": fast["device"],
             "critical_path": fast["critical_path"]}}
         print(f"{name}: {rec['luts']} LUT4, {rec['carries']} CCU2C, {rec['ffs']} FF, "
