@@ -35,6 +35,7 @@ __all__ = [
     "width_for_interval",
     "product_interval",
     "dot_interval",
+    "odd_part",
     "accumulator_width",
     "check_width",
 ]
@@ -184,6 +185,14 @@ def product_interval(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
     """Interval of ``x * y`` for ``x`` in ``a`` and ``y`` in ``b`` (inclusive integer bounds)."""
     corners = [a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1]]
     return min(corners), max(corners)
+
+
+def odd_part(c: int) -> tuple[int, int]:
+    """``(odd, shift)`` with ``c == odd << shift`` and ``odd`` odd, for an integer ``c != 0``."""
+    if c == 0:
+        raise ValueError("odd_part: 0 has no odd part")
+    shift = (c & -c).bit_length() - 1
+    return c >> shift, shift
 
 
 def dot_interval(k: int, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .errors import FormatError
-from .intops import (ROUNDING_MODES, dot_interval, int_range, product_interval,
+from .intops import (ROUNDING_MODES, dot_interval, int_range, odd_part, product_interval,
                      width_for_interval)
 
 __all__ = ["SCALE_MODES", "SeriesFormat", "COMBINE_MODES", "ArraySpec", "load_array_spec"]
@@ -470,6 +470,21 @@ class ArraySpec:
                 for lo in range(0, self.a_bits, 2)]
 
     @property
+    def weight_multiples(self) -> list[int]:
+        """Odd factors ``o`` other than 1 of the values a 1- or 2-bit activation slice takes
+        (``[3]`` unsigned, ``[-1]`` signed, both for mixed slices; ``[]`` without slices or
+        with ``combine: column``): each PE holds ``o`` times every weight digit in a
+        register, so that a slice times a weight is a select without an adder."""
+        if self.combine != "pe":
+            return []
+        odd = set()
+        for _, width, sgn in self.act_slices:
+            if width <= 2:
+                lo, hi = int_range(width, sgn)
+                odd |= {odd_part(c)[0] for c in range(lo, hi + 1) if c}
+        return sorted(odd - {1})
+
+    @property
     def tree_levels(self) -> int:
         """Adder levels of the PE's tree (``combine: pe``): ``ceil(log2 terms)`` with one
         term per lane and activation slice."""
@@ -509,8 +524,8 @@ class ArraySpec:
     @property
     def datapath_latency(self) -> int:
         """Cycles from an accepted activation vector to its result entering the output FIFO:
-        an input register, the array, the output units."""
-        return 1 + self.array_latency + self.out_stages
+        two input registers, the array, the output units."""
+        return 2 + self.array_latency + self.out_stages
 
     @property
     def fifo_stages(self) -> int:

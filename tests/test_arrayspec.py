@@ -148,9 +148,12 @@ def test_derived_timing_figures():
     assert dataclasses.replace(s, w_terms=3, tree_reg=True).latency == s.latency + 4  # 12 terms
     odd = dataclasses.replace(s, a_bits=3, a_signed=True, tree_reg=True)
     assert odd.act_slices == [(0, 2, False), (2, 1, True)]
-    # acc x M0 in 18x18 tiles: 3 registers, then one register per adder-tree level
-    assert ArraySpec(rows=2, cols=1, m0_bits=8).m0_stages == 3                 # 1 tile
-    assert ArraySpec(rows=2, cols=1, m0_bits=18, acc_bits=19).m0_stages == 4   # 2 tiles
-    assert ArraySpec(rows=2, cols=1, m0_bits=31, depth=4608).m0_stages == 5    # 4 tiles
+    assert odd.weight_multiples == [-1, 3] and slower.weight_multiples == [3]
+    assert dataclasses.replace(s, combine="column").weight_multiples == []
+    # acc x M0 in 18x18 tiles: 3 registers in the DSP block and one after it, then one
+    # register per adder-tree level
+    assert ArraySpec(rows=2, cols=1, m0_bits=8).m0_stages == 4                 # 1 tile
+    assert ArraySpec(rows=2, cols=1, m0_bits=18, acc_bits=19).m0_stages == 5   # 2 tiles
+    assert ArraySpec(rows=2, cols=1, m0_bits=31, depth=4608).m0_stages == 6    # 4 tiles
     assert dataclasses.replace(s, rows=6).latency == s.latency + 1
     assert dataclasses.replace(s, cols=4).latency == s.latency + 1

@@ -8,7 +8,7 @@ import pytest
 
 from fpxint_hw.errors import WidthError
 from fpxint_hw.intops import (accumulator_width, check_width, clamp, dot_interval, int_range,
-                              round_div, round_shift, width_for_interval)
+                              odd_part, round_div, round_shift, width_for_interval)
 
 
 def exact_round(value: Fraction, mode: str) -> int:
@@ -133,3 +133,13 @@ def test_check_width_names_the_quantity():
     with pytest.raises(WidthError, match=r"layer1 acc.*need 9 signed bits, only 8"):
         check_width(-129, 127, 8, "layer1 acc")
     assert dot_interval(3, (-1, 2), (-3, 1)) == (-18, 9)
+
+
+def test_odd_part_recomposes_every_nonzero_integer():
+    for c in range(-300, 301):
+        if c == 0:
+            with pytest.raises(ValueError, match="no odd part"):
+                odd_part(c)
+            continue
+        odd, shift = odd_part(c)
+        assert odd % 2 == 1 and shift >= 0 and odd << shift == c

@@ -18,17 +18,17 @@ feature            what it counts
                    free-mode lane constants
 ``requant``        output-unit datapath bits: ``cols * (acc_width + product_width +
                    out_width)`` (bias add, rounding shift, zero point, clamp, split)
-``registers``      flip-flop bits: weights, activations, lane-product and tree
-                   registers (every tree level with ``tree_reg``), partial sums, input
+``registers``      flip-flop bits: weights and their multiples, activations, lane-product
+                   and tree registers (every tree level with ``tree_reg``), partial sums, input
                    skew and output de-skew, output-unit stages, per-pass constant
                    copies, the valid pipeline
 =================  =================================================================
 
 The output FIFO's memory is left out: synthesis reports it as LUT RAM or block RAM cells,
-not LUTs or flip-flops. Two linear models are fitted (non-negative coefficients, plus a constant for the control
-logic): *logic* (LUT-equivalents: ``luts + 2 * carries`` on ECP5, where a CCU2C carry cell
-fills two LUT4 slots; ``luts + carries`` elsewhere) from the first three features, and
-*flip-flops* from the register bits. :meth:`AreaModel.breakdown` splits a prediction into
+not LUTs or flip-flops. Two linear models are fitted (non-negative coefficients, plus a
+constant for the control logic): *logic* (LUT-equivalents: ``luts + 2 * carries`` on ECP5,
+where a CCU2C carry cell fills two LUT4 slots; ``luts + carries`` elsewhere) from the first
+three features, and *flip-flops* from the register bits. :meth:`AreaModel.breakdown` splits a prediction into
 those components; :meth:`AreaModel.errors` reports the relative error on the fitted
 configurations and by leave-one-out.
 """
@@ -98,6 +98,8 @@ def area_features(spec: ArraySpec, lut_mult_below: int = 10) -> dict[str, int]:
         terms = [(r[0] * wt, r[1] * wt) for r, wt in pieces]
         tree, _ = _tree_bits(terms)
         consts = sum(_const_mult_bits(wt, _w(r)) for r, wt in pieces) if free else 0
+        pe_regs += spec.w_terms * sum(_w(product_interval(wrange, (o, o)))
+                                      for o in spec.weight_multiples)
         adders += pes * (tree + consts + spec.acc_width)
         if spec.mult_reg:
             pe_regs += sum(_w(r) for r, _ in pieces)
@@ -123,11 +125,14 @@ def area_features(spec: ArraySpec, lut_mult_below: int = 10) -> dict[str, int]:
     deskew = sum(spec.acc_width * (spec.cols - 1 - j) for j in range(spec.cols))
     combine_reg = spec.cols * spec.acc_width if spec.combine == "column" else 0
     # per column: the accumulator travelling along every stage, the multiplier's operand,
-    # tile and sum registers (about three products), the rounding stages and sticky mask
-    # (three of 2 * product), the output stages and digits
+    # tile and sum registers (about four products), the rounding stages and sticky mask
+    # (three of 2 * product) with a shift-amount copy per 8 bits, the constants' hops, the
+    # output stages and digits
+    shift_copies = -(-(spec.product_width + 1) // 8) * spec.product_width.bit_length()
+    hops = 2 * (spec.bias_width + spec.zp_width + 2 * spec.out_width)
     out_regs = spec.cols * (spec.acc_width * spec.out_stages + spec.acc_width + spec.m0_bits
-                            + 6 * spec.product_width + spec.out_width * 4
-                            + spec.out_bits * spec.out_terms)
+                            + 7 * spec.product_width + shift_copies + hops
+                            + spec.out_width * 4 + spec.out_bits * spec.out_terms)
     # per-pass constants: one lane-mask copy per row, one shift/zero point/clamp copy per column
     config = spec.rows * spec.lanes + spec.cols * (spec.shift_width + spec.zp_width
                                                    + 2 * spec.out_width)

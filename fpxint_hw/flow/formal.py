@@ -7,9 +7,11 @@ as :class:`~fpxint_hw.tile.GemmTile` guarantees) and asserts, every cycle once t
 full, that
 
 - ``psum_out`` equals :func:`fpxint_hw.hw.model.pe_reference` applied to the weights, the
-  activation of ``pe_stages`` cycles earlier, the mask and the ``psum_in`` of the previous
-  cycle, whenever that exact sum is representable in the partial-sum width;
-- ``a_out`` is the previous cycle's ``a_in`` and ``w_out`` holds the loaded weights.
+  activation of ``pe_stages`` cycles earlier (from the second cycle after the load on), the
+  mask and the ``psum_in`` of the previous cycle, whenever that exact sum is representable
+  in the partial-sum width;
+- ``a_out`` is the previous cycle's ``a_in``, ``w_out`` holds the loaded weights and each
+  of the PE's ``weight_multiples`` registers holds its multiple of them.
 
 The same Python function is evaluated on Amaranth values here and on ints in the unit tests.
 SymbiYosys proves the assertions by k-induction (``mode prove``) with z3, so the result holds
@@ -88,8 +90,8 @@ class _Harness(Elaboratable):
         for j in range(spec.a_terms):
             m.d.comb += Assume((a[j] >= spec.a_fmt.qmin) & (a[j] <= spec.a_fmt.qmax))
 
-        cycles = Signal(range(d + 3))
-        with m.If(cycles < d + 2):
+        cycles = Signal(range(d + 4))
+        with m.If(cycles < d + 3):
             m.d.sync += cycles.eq(cycles + 1)
         a_old = delay(m, a, d, "a_old")
         a_prev = delay(m, a, 1, "a_prev")
@@ -101,7 +103,10 @@ class _Harness(Elaboratable):
         with m.If(cycles >= 1):
             m.d.comb += [Assert(Value.cast(pe.w_out) == Value.cast(w)),
                          Assert(Value.cast(pe.a_out) == Value.cast(a_prev))]
-        with m.If(cycles >= d + 1):
+        with m.If(cycles >= 2):
+            m.d.comb += [Assert(reg == w[k] * o) for (k, o), reg in pe.weight_multiples.items()]
+        # activations count from the second cycle after the weight load (the PE's contract)
+        with m.If(cycles >= d + 2):
             if spec.combine == "pe":
                 want = pe_reference(spec, wv, av, psum_prev, mv)
                 self._check(m, pe.psum_out, want, Shape.cast(pl))

@@ -3,11 +3,13 @@ registered adder tree.
 
 The operands are cut into 18-bit chunks (unsigned low chunks, a signed top chunk for a
 signed operand). Every chunk pair is one *tile*: input registers, a product register and an
-output register (:data:`TILE_STAGES` cycles), the register set of a Lattice ECP5
-``MULT18X18D`` with ``REG_INPUTA/B``, ``REG_PIPELINE`` and ``REG_OUTPUT`` enabled. The tile
-products, weighted by their chunk offsets, are summed pairwise with one register per tree
-level; each adder only spans the bits where its operands overlap (the low bits of the
-lower-offset operand pass through), so the carry chains stay short.
+output register, the register set of a Lattice ECP5 ``MULT18X18D`` with ``REG_INPUTA/B``,
+``REG_PIPELINE`` and ``REG_OUTPUT`` enabled, then one fabric register (:data:`TILE_STAGES`
+cycles in all). The fabric register puts the route out of the DSP block and the first adder
+in different cycles. The tile products, weighted by their chunk offsets, are summed
+pairwise with one register per tree level; each adder only spans the bits where its
+operands overlap (the low bits of the lower-offset operand pass through), so the carry
+chains stay short.
 
 A tile is plain Amaranth arithmetic unless the elaboration platform asks for a vendor
 primitive (:class:`DspPrimitives`): ``flow.synth`` elaborates for ECP5 with
@@ -31,8 +33,9 @@ __all__ = ["DSP_BITS", "TILE_STAGES", "DspPrimitives", "chunks", "product_stages
 #: Operand bits of one DSP tile.
 DSP_BITS = 18
 
-#: Registers from a tile's operands to its product: input, pipeline and output register.
-TILE_STAGES = 3
+#: Registers from a tile's operands to its product: input, pipeline and output register in
+#: the DSP block, one fabric register after it.
+TILE_STAGES = 4
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def product_stages(a_width: int, a_signed: bool, b_width: int, b_signed: bool) -
 
 def _ecp5_tile(m: Module, a: Value, a_signed: bool, b: Value, b_signed: bool,
                p: Signal) -> None:
-    """``p = a * b`` (registered three times) in one ``MULT18X18D``."""
+    """``p = a * b`` in one ``MULT18X18D`` (three registers), then a fabric register."""
     a18 = Signal(signed(18) if a_signed else unsigned(18))
     b18 = Signal(signed(18) if b_signed else unsigned(18))
     p36 = Signal(36)
@@ -95,14 +98,15 @@ def _ecp5_tile(m: Module, a: Value, a_signed: bool, b: Value, b_signed: bool,
         p_REG_OUTPUT_CLK="CLK0",
         i_SIGNEDA=int(a_signed), i_SIGNEDB=int(b_signed), i_SOURCEA=0, i_SOURCEB=0,
         i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0, **ports)
-    m.d.comb += p.eq(p36.as_signed() if (a_signed or b_signed) else p36)
+    m.d.sync += p.eq(p36.as_signed() if (a_signed or b_signed) else p36)
 
 
 def _plain_tile(m: Module, a: Value, b: Value, p: Signal, name: str) -> None:
     ar = Signal(a.shape(), name=f"{name}_a")
     br = Signal(b.shape(), name=f"{name}_b")
     pr = Signal(p.shape(), name=f"{name}_m")
-    m.d.sync += [ar.eq(a), br.eq(b), pr.eq(ar * br), p.eq(pr)]
+    po = Signal(p.shape(), name=f"{name}_o")
+    m.d.sync += [ar.eq(a), br.eq(b), pr.eq(ar * br), po.eq(pr), p.eq(po)]
 
 
 def pipelined_product(m: Module, a: Value, b: Value, name: str, platform=None) -> Signal:

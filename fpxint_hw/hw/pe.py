@@ -11,7 +11,9 @@ With ``combine: column`` there is no tree: each lane keeps its own partial sum
 (``psum_out.l<lane> = psum_in.l<lane> + product``) and the column bottom combines them.
 A lane whose ``mask`` bit is 0 contributes 0. Timing: the products of the activation that
 arrives at cycle t are added to the ``psum_in`` of cycle ``t + pe_stages - 1`` and appear at
-``psum_out`` in cycle ``t + pe_stages`` (:attr:`ArraySpec.pe_stages`).
+``psum_out`` in cycle ``t + pe_stages`` (:attr:`ArraySpec.pe_stages`). An activation may
+arrive from the second cycle after the last ``w_load`` on (the weight multiples follow the
+weight register a cycle later); the accelerator top never sends one sooner.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..intops import int_range, product_interval
+from ..intops import int_range, odd_part, product_interval
 from ..spec import ArraySpec
 from . import layouts
 from .layouts import shape_for_interval
@@ -28,6 +30,22 @@ from .pipe import KEEP
 from .tree import adder_tree, weighted
 
 __all__ = ["ProcessingElement"]
+
+
+def _inclusive(width: int, is_signed: bool) -> tuple[int, int]:
+    """``range()`` bounds of the values of a ``width``-bit slice."""
+    lo, hi = int_range(width, is_signed)
+    return lo, hi + 1
+
+
+def _select(bits, options: dict, width: int):
+    """``options[bits]`` for the ``width`` low bits of ``bits``, as a tree of 2-way Muxes."""
+    if width == 0:
+        return options[0]
+    top = 1 << (width - 1)
+    low = {c: v for c, v in options.items() if c < top}
+    high = {c - top: v for c, v in options.items() if c >= top}
+    return Mux(bits[width - 1], _select(bits, high, width - 1), _select(bits, low, width - 1))
 
 
 class ProcessingElement(wiring.Component):
@@ -58,12 +76,21 @@ class ProcessingElement(wiring.Component):
         Partial sum from above.
     psum_out : Out(psum_layout)
         Registered partial sum including this PE's lanes.
+    weight_multiples : dict[(int, int), Signal]
+        ``(k, o)``: register holding ``o`` times weight digit ``k`` (one cycle after the
+        weight register), for the odd factors ``o`` other than 1 that a 1- or 2-bit
+        activation slice can take (:attr:`ArraySpec.weight_multiples`).
     """
 
     def __init__(self, spec: ArraySpec):
         if not isinstance(spec, ArraySpec):
             raise TypeError(f"ProcessingElement: spec must be an ArraySpec, got {spec!r}")
         self.spec = spec
+        w_range = (spec.w_fmt.qmin, spec.w_fmt.qmax)
+        self.weight_multiples = {
+            (k, o): Signal(shape_for_interval(*product_interval(w_range, (o, o))),
+                           name=f"w{k}_x{o}".replace("-", "m"))
+            for k in range(spec.w_terms) for o in spec.weight_multiples}
         super().__init__({
             "w_load": In(1),
             "w_in": In(layouts.weight_terms(spec)),
@@ -98,28 +125,43 @@ class ProcessingElement(wiring.Component):
                     m.d.sync += self.psum_out[key].eq(self.psum_in[key] + p)
             return m
 
-        # With tree_reg each activation digit is cut into 2-bit slices: a slice times a
-        # weight digit is a few LUTs deep (no carry chain), and the tree adds the slices.
+        # With tree_reg each activation digit is cut into 1- or 2-bit slices, and a slice
+        # times a weight digit is a select among multiples of the weight: no carry chain
+        # between the activation and the product register. The tree adds the slices.
         slices = spec.act_slices
         shifts = spec.scale == "pow2"
+        w_range = (spec.w_fmt.qmin, spec.w_fmt.qmax)
+        for (k, o), reg in self.weight_multiples.items():
+            # shifts and one short adder (3w = 2w + w) or a negation (-w), no multiplier
+            parts = [w[k].shift_left(i) for i in range(abs(o).bit_length()) if abs(o) >> i & 1]
+            total = sum(parts[1:], parts[0])
+            m.d.sync += reg.eq(-total if o < 0 else total)
         terms = []
         for k in range(spec.w_terms):
             for j in range(spec.a_terms):
                 lane = k * spec.a_terms + j
                 for i, (lo, width, sgn) in enumerate(slices):
+                    prange = product_interval(w_range, int_range(width, sgn))
                     piece = self.a_in[j][lo:lo + width]
-                    if width == 1:            # a one-bit slice selects w (or -w when signed)
-                        value = Mux(piece, -w[k] if sgn else w[k], 0)
-                    else:
+                    if width > 2:             # a whole digit (no tree_reg): a multiplier
                         value = w[k] * (piece.as_signed() if sgn else piece)
-                    prange = product_interval((spec.w_fmt.qmin, spec.w_fmt.qmax),
-                                              int_range(width, sgn))
+                    else:                     # a select on the slice's raw bits
+                        options = {c % (1 << width): self._multiple(w[k], k, c)
+                                   for c in range(*_inclusive(width, sgn))}
+                        value = _select(piece, options, width)
                     name = f"p{k}_{j}" if len(slices) == 1 else f"p{k}_{j}_s{i}"
                     p = self._product(m, value, prange, lane, name)
                     terms.append(weighted(p, prange, spec.lane_weights[lane] << lo, shifts))
         s, _ = adder_tree(m, terms, "tree", registered=spec.tree_reg)
         m.d.sync += self.psum_out.eq(self.psum_in + s)
         return m
+
+    def _multiple(self, wk, k: int, c: int):
+        """``c * wk``: a shift of ``wk`` or of its odd-multiple register, or 0."""
+        if c == 0:
+            return 0
+        odd, shift = odd_part(c)
+        return (wk if odd == 1 else self.weight_multiples[k, odd]).shift_left(shift)
 
     def _product(self, m: Module, value, prange, lane: int, name: str):
         """``value`` (a digit product) or 0 when the lane is masked off, registered when

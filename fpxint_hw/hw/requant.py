@@ -21,8 +21,9 @@ so it is saturated there. The zero point and the clamp work on the low ``out_wid
 bits of ``q``; a ``q`` outside that range saturates directly to ``lo`` or ``hi``.
 
 The configuration inputs (``bias`` .. ``hi``) are per-pass constants: the unit registers a
-decoded copy of the shift (saturated shift and sticky mask), so they must be stable from
-three cycles before the first accumulator of a pass arrives.
+decoded copy of the shift (saturated shift and sticky mask) and carries the others over
+:data:`CONST_HOPS` registers, so they must be stable :data:`CONST_LEAD` cycles before the
+first accumulator of a pass arrives.
 """
 
 from __future__ import annotations
@@ -34,13 +35,23 @@ from amaranth.lib.wiring import In, Out
 from ..spec import ArraySpec
 from . import layouts
 from .multiplier import pipelined_product
-from .pipe import delay
+from .pipe import KEEP, delay
 from .split import split_terms
 
-__all__ = ["OutputUnit", "shift_config", "round_stages", "round_shift_hw"]
+__all__ = ["CONST_LEAD", "OutputUnit", "shift_config", "round_stages", "round_shift_hw"]
 
 #: Pipeline stages of the rounding shift (:func:`round_stages`).
 ROUND_STAGES = 3
+
+#: Result bits of the rounding shifters per copy of the shift amount.
+SHIFT_GROUP = 8
+
+#: Registers between the unit's constant inputs (bias, zero point, clamp range) and their use.
+CONST_HOPS = 2
+
+#: Cycles the constant inputs must be stable before the first accumulator of a pass arrives
+#: (the bias is added in the first stage; the shift's decode is done before the product is).
+CONST_LEAD = CONST_HOPS
 
 
 def _hold(m: Module, value, name: str, sync: bool):
@@ -70,6 +81,23 @@ def _by_groups(m: Module, bits, reduce, name: str, sync: bool):
     return _hold(m, Cat(*(reduce(bits[i:i + 4]) for i in range(0, len(bits), 4))), name, sync)
 
 
+def _shift_by_groups(m: Module, x, amount, step: int, name: str, sync: bool):
+    """``x >> (amount << step)`` (``amount`` a per-pass constant), built per group of
+    :data:`SHIFT_GROUP` result bits, each with its own kept register copy of ``amount``
+    when ``sync``, so that no register drives every bit of a wide shifter."""
+    groups = []
+    for lo in range(0, len(x), SHIFT_GROUP):
+        hi = min(lo + SHIFT_GROUP, len(x))
+        if sync:
+            amount_g = Signal(amount.shape(), name=f"{name}_amount{lo // SHIFT_GROUP}",
+                              attrs=KEEP)
+            m.d.sync += amount_g.eq(amount)
+        else:
+            amount_g = amount
+        groups.append((x >> Cat(Const(0, step), amount_g))[lo:hi])
+    return _hold(m, Cat(*groups).as_signed(), name, sync)
+
+
 def round_stages(m: Module, x, s, mask, width: int, narrow: int, mode: str,
                  name: str = "rs", sync: bool = True):
     """Rounding shift of a signed ``width``-bit ``x`` by ``s`` (see :func:`shift_config`), in
@@ -80,9 +108,9 @@ def round_stages(m: Module, x, s, mask, width: int, narrow: int, mode: str,
     registered by the caller), and the sign of ``q``; the rounded result is ``q + up``.
     """
     x2 = Cat(Const(0, 1), x).as_signed()                      # 2x: guard bit lands at bit 0
-    coarse = _hold(m, x2 >> Cat(Const(0, 3), s[3:]), f"{name}_coarse", sync)
+    coarse = _shift_by_groups(m, x2, s[3:], 3, f"{name}_coarse", sync)
     part = _by_groups(m, x2.as_unsigned() & mask, Value.any, f"{name}_sticky4", sync)
-    fine = _hold(m, coarse >> s[:3], f"{name}_fine", sync)
+    fine = _shift_by_groups(m, coarse, s[:3], 0, f"{name}_fine", sync)
     sticky = _hold(m, part.any(), f"{name}_sticky", sync)
     q = fine[1:].as_signed()
     guard = fine[0]
@@ -160,8 +188,13 @@ class OutputUnit(wiring.Component):
         oshape = layouts.out_shape(spec)
         pw = spec.product_width
 
+        # The per-pass constants come from registers that may sit far from this unit (which
+        # is placed by its DSP blocks); CONST_HOPS registers carry them over, so no adder or
+        # compare starts with that long route.
+        bias, zero_point, lo, hi = (delay(m, getattr(self, f), CONST_HOPS, f"{f}_hop")
+                                    for f in ("bias", "zero_point", "lo", "hi"))
         acc1 = Signal(signed(spec.acc_width), name="acc1")     # the spec sizes acc + bias
-        m.d.sync += acc1.eq(self.acc_in + self.bias)
+        m.d.sync += acc1.eq(self.acc_in + bias)
         prod = pipelined_product(m, acc1, self.m0, "m0mul", platform)
 
         # Saturate early: a shifted value that does not fit `narrow` bits lies beyond every
@@ -171,14 +204,16 @@ class OutputUnit(wiring.Component):
         s, mask = shift_config(m, self.shift, pw)
         low, up, fits, neg = round_stages(m, prod, s, mask, pw, narrow, spec.rounding)
 
-        total = _hold(m, low + up + self.zero_point, "total", True)
-        below = _hold(m, total < self.lo, "below", True)          # the two compares, then
-        above = _hold(m, total > self.hi, "above", True)          # the select, one stage each
+        total = _hold(m, low + up + zero_point, "total", True)
+        # the two compares, then the select, one stage each; a compare is the sign of an
+        # exact difference, the top sum bit of one carry chain with no logic after it
+        below = _hold(m, (total - lo)[-1], "below", True)
+        above = _hold(m, (hi - total)[-1], "above", True)
         total_d = delay(m, total, 1, "total_d")
         fits_d, neg_d = delay(m, fits, 2, "fits_d"), delay(m, neg, 2, "neg_d")
         low_end = Mux(fits_d, below, neg_d)
         high_end = Mux(fits_d, above, ~neg_d)
-        out = _hold(m, Mux(low_end, self.lo, Mux(high_end, self.hi, total_d)), "clamped", True)
+        out = _hold(m, Mux(low_end, lo, Mux(high_end, hi, total_d)), "clamped", True)
 
         digits = split_terms(m, out, spec.out_range, spec.out_fmt, "split")
         m.d.sync += [self.out.eq(out), self.acc.eq(delay(m, acc1, spec.out_stages - 2, "acc_d"))]

@@ -2,7 +2,7 @@
 
 ::
 
-    w_in  (rows beats) --[1]--> weight shift chain of the SystolicArray
+    w_in  (rows beats) --[2]--> weight shift chain of the SystolicArray
     cfg_in (1 beat) ------> lane masks (a register chain down the rows), output constants
                             (a chain of stages along the columns)
     a_in  (M beats) ------> SystolicArray ---> OutputUnit x cols ---> output FIFO ---> o_out
@@ -185,16 +185,16 @@ class Accelerator(wiring.Component):
         cfg_fire = self.cfg_in.valid & self.cfg_in.ready
         m.d.sync += cfg_pending.eq(cfg_fire)
 
-        # Inputs pass registers before the datapath (short nets from the handshake logic):
-        # weights two, vectors one (the array registers them once more on entry), so a
-        # vector accepted right after the last weight beat reaches row 0 one cycle after
-        # that beat has shifted in.
+        # Inputs pass two registers before the datapath (short nets from the handshake logic,
+        # then a hop to the array), and vectors one more on entry to the array, so a vector
+        # accepted right after the last weight beat reaches row 0 two cycles after that beat
+        # has shifted in: the PEs' weight multiples follow their weights a cycle later.
         w_load = self.w_in.valid & self.w_in.ready
         m.d.comb += [
             dp.load.eq(delay(m, w_load, 2, "w_load")),
             dp.w_row.eq(delay(m, self.w_in.payload, 2, "w_row")),
-            dp.in_valid.eq(a_fire_r),
-            dp.vec.eq(delay(m, self.a_in.payload, 1, "a_beat")),
+            dp.in_valid.eq(delay(m, a_fire_r, 1, "a_valid")),
+            dp.vec.eq(delay(m, self.a_in.payload, 2, "a_beat")),
             dp.cfg.eq(self.cfg_in.payload),
             dp.cfg_load.eq(cfg_fire),
             fifo.w_en.eq(dp.out_valid),

@@ -14,7 +14,7 @@ from fpxint_hw.spec import ArraySpec, SeriesFormat
 from fpxint_hw.hw.layouts import shape_for_interval
 from fpxint_hw.hw.model import pe_reference
 from fpxint_hw.hw.pe import ProcessingElement
-from fpxint_hw.hw.requant import OutputUnit, round_shift_hw
+from fpxint_hw.hw.requant import CONST_LEAD, OutputUnit, round_shift_hw
 from fpxint_hw.hw.split import magic, split_terms
 from fpxint_hw.hw.tree import adder_tree, weighted
 
@@ -158,13 +158,15 @@ def test_output_unit_matches_golden_requantize(spec):
     cases.append((spec.dot_range[0], blo, (1 << spec.m0_bits) - 1, 0, 0, olo, ohi))
     cases.append((spec.dot_range[1], bhi, (1 << spec.m0_bits) - 1, 62, 0, olo, ohi))
 
-    # The configuration is static during a pass: hold each case for the pipeline depth.
+    # The configuration is static during a pass and set CONST_LEAD cycles before the first
+    # accumulator arrives; each case is held for the pipeline depth.
     async def bench_static(ctx):
         for acc, bias, m0, shift, zp, lo, hi in cases:
-            for port, v in ((dut.acc_in, acc), (dut.bias, bias), (dut.m0, m0),
-                            (dut.shift, shift), (dut.zero_point, zp), (dut.lo, lo),
-                            (dut.hi, hi)):
+            for port, v in ((dut.bias, bias), (dut.m0, m0), (dut.shift, shift),
+                            (dut.zero_point, zp), (dut.lo, lo), (dut.hi, hi)):
                 ctx.set(port, v)
+            await ctx.tick().repeat(CONST_LEAD)
+            ctx.set(dut.acc_in, acc)
             await ctx.tick().repeat(spec.out_stages)
             want_acc = acc + bias
             want_out = int(requantize(np.array([[want_acc]]), np.array([m0]), shift, lo, hi,
@@ -248,6 +250,7 @@ def test_pe_matches_reference(spec):
             ctx.set(dut.mask, sum(b << i for i, b in enumerate(mask)))
             await ctx.tick()
             ctx.set(dut.w_load, 0)
+            await ctx.tick()            # activations from the second cycle after the load
             history = []
             for t in range(60):
                 a = [int(v) for v in rng.integers(af.qmin, af.qmax + 1, af.terms)]

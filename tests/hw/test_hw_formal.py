@@ -13,6 +13,8 @@ SMALL = {
     "column": ArraySpec(rows=2, cols=2, w_bits=2, a_bits=2, combine="column"),
     "tree-reg-3x2": ArraySpec(rows=2, cols=2, w_bits=2, a_bits=2, w_terms=3, tree_reg=True,
                               mult_reg=False),
+    "tree-reg-signed": ArraySpec(rows=2, cols=2, w_bits=2, a_bits=3, a_signed=True,
+                                 tree_reg=True, out_signed=True),
     "free-signed": ArraySpec(rows=2, cols=2, w_bits=2, a_bits=2, a_signed=True, scale="free",
                              w_terms=3, out_signed=True),
 }
