@@ -287,11 +287,13 @@ def test_ecp5_verilog_has_registered_dsp_tiles_and_plain_verilog_has_none():
 
 
 @needs_yosys
-def test_odd_activation_bits_with_pipelined_pe_synthesize(build_dir):
-    """3-bit activations in 2-bit slices leave a one-bit slice: it must synthesize (a
-    one-bit multiplier operand once crashed yosys' ABC9 step)."""
-    spec = ArraySpec(rows=2, cols=2, w_bits=3, w_terms=3, a_bits=3, a_terms=3, out_bits=3,
-                     out_terms=3, depth=4608, m0_bits=31, tree_reg=True)
-    assert spec.act_slices[-1][1] == 1
+@pytest.mark.parametrize("bits", [3, 4])
+def test_three_term_pipelined_pes_synthesize(build_dir, bits):
+    """Three-term arrays with 2-bit activation slices synthesize: 3-bit activations leave a
+    one-bit slice, 4-bit ones two full slices (a one-bit multiplier operand, and the slice
+    select written as a tree of 2-way muxes, once crashed yosys' ABC9 step)."""
+    spec = ArraySpec(rows=2, cols=2, w_bits=bits, w_terms=3, a_bits=bits, a_terms=3,
+                     out_bits=bits, out_terms=3, depth=4608, m0_bits=31, tree_reg=True)
+    assert [w for _, w, _ in spec.act_slices] == ([2, 1] if bits == 3 else [2, 2])
     s = synthesize(spec, "ecp5", build_dir=build_dir)
     assert s.luts > 0

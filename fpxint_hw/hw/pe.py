@@ -38,16 +38,6 @@ def _inclusive(width: int, is_signed: bool) -> tuple[int, int]:
     return lo, hi + 1
 
 
-def _select(bits, options: dict, width: int):
-    """``options[bits]`` for the ``width`` low bits of ``bits``, as a tree of 2-way Muxes."""
-    if width == 0:
-        return options[0]
-    top = 1 << (width - 1)
-    low = {c: v for c, v in options.items() if c < top}
-    high = {c - top: v for c, v in options.items() if c >= top}
-    return Mux(bits[width - 1], _select(bits, high, width - 1), _select(bits, low, width - 1))
-
-
 class ProcessingElement(wiring.Component):
     """Weight-stationary PE with parallel basis lanes.
 
@@ -145,10 +135,14 @@ class ProcessingElement(wiring.Component):
                     piece = self.a_in[j][lo:lo + width]
                     if width > 2:             # a whole digit (no tree_reg): a multiplier
                         value = w[k] * (piece.as_signed() if sgn else piece)
-                    else:                     # a select on the slice's raw bits
-                        options = {c % (1 << width): self._multiple(w[k], k, c)
-                                   for c in range(*_inclusive(width, sgn))}
-                        value = _select(piece, options, width)
+                    else:
+                        # a case on the slice's raw bits (written as a tree of 2-way muxes,
+                        # some three-term arrays crash yosys' ABC9 step)
+                        value = Signal(shape_for_interval(*prange), name=f"v{k}_{j}_s{i}")
+                        with m.Switch(piece):
+                            for c in range(*_inclusive(width, sgn)):
+                                with m.Case(c % (1 << width)):
+                                    m.d.comb += value.eq(self._multiple(w[k], k, c))
                     name = f"p{k}_{j}" if len(slices) == 1 else f"p{k}_{j}_s{i}"
                     p = self._product(m, value, prange, lane, name)
                     terms.append(weighted(p, prange, spec.lane_weights[lane] << lo, shifts))
