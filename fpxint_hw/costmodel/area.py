@@ -28,8 +28,8 @@ The output FIFO's memory is left out: synthesis reports it as LUT RAM or block R
 not LUTs or flip-flops. Two linear models are fitted (non-negative coefficients, plus a
 constant for the control logic): *logic* (LUT-equivalents: ``luts + 2 * carries`` on ECP5,
 where a CCU2C carry cell fills two LUT4 slots; ``luts + carries`` elsewhere) from the first
-three features, and *flip-flops* from the register bits. :meth:`AreaModel.breakdown` splits a prediction into
-those components; :meth:`AreaModel.errors` reports the relative error on the fitted
+three features, and *flip-flops* from the register bits. :meth:`AreaModel.breakdown` splits
+a prediction into those components; :meth:`AreaModel.errors` reports the relative error on the fitted
 configurations and by leave-one-out.
 """
 
@@ -126,10 +126,12 @@ def area_features(spec: ArraySpec, lut_mult_below: int = 10) -> dict[str, int]:
     combine_reg = spec.cols * spec.acc_width if spec.combine == "column" else 0
     # per column: the accumulator travelling along every stage, the multiplier's operand,
     # tile and sum registers (about four products), the rounding stages and sticky mask
-    # (three of 2 * product) with a shift-amount copy per 8 bits, the constants' hops, the
+    # (three of 2 * product) with a shift-amount copy per group, the constants' hops, the
     # output stages and digits
-    shift_copies = -(-(spec.product_width + 1) // 8) * spec.product_width.bit_length()
-    hops = 2 * (spec.bias_width + spec.zp_width + 2 * spec.out_width)
+    from ..hw.requant import CONST_HOPS, SHIFT_GROUP
+
+    shift_copies = -(-(spec.product_width + 1) // SHIFT_GROUP) * spec.product_width.bit_length()
+    hops = CONST_HOPS * (spec.bias_width + spec.zp_width + 2 * spec.out_width)
     out_regs = spec.cols * (spec.acc_width * spec.out_stages + spec.acc_width + spec.m0_bits
                             + 7 * spec.product_width + shift_copies + hops
                             + spec.out_width * 4 + spec.out_bits * spec.out_terms)
