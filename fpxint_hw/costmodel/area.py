@@ -125,15 +125,16 @@ def area_features(spec: ArraySpec, lut_mult_below: int = 10) -> dict[str, int]:
     deskew = sum(spec.acc_width * (spec.cols - 1 - j) for j in range(spec.cols))
     combine_reg = spec.cols * spec.acc_width if spec.combine == "column" else 0
     # per column: the accumulator travelling along every stage, the multiplier's operand,
-    # tile and sum registers (about four products), the rounding stages and sticky mask
-    # (three of 2 * product) with a shift-amount copy per group, the constants' hops, the
-    # output stages and digits
-    from ..hw.requant import CONST_HOPS, SHIFT_GROUP
+    # tile and sum registers (about four products), the shifter stages and sticky mask with
+    # a shift-amount copy per group, the shift's decode, the constants' hops, the output
+    # stages and digits
+    from ..hw.requant import CONST_HOPS, SHIFT_GROUP, SHIFT_STEPS
 
-    shift_copies = -(-(spec.product_width + 1) // SHIFT_GROUP) * spec.product_width.bit_length()
-    hops = CONST_HOPS * (spec.bias_width + spec.zp_width + 2 * spec.out_width)
+    shift_copies = -(-(spec.product_width + 1) // SHIFT_GROUP) * spec.shift_width
+    decode = 2 * (spec.product_width // 8 + 1) + 8 + 3 * spec.shift_width
+    hops = CONST_HOPS * (spec.bias_width + spec.zp_width + 2 * spec.out_width + spec.shift_width)
     out_regs = spec.cols * (spec.acc_width * spec.out_stages + spec.acc_width + spec.m0_bits
-                            + 7 * spec.product_width + shift_copies + hops
+                            + (5 + SHIFT_STEPS) * spec.product_width + shift_copies + decode + hops
                             + spec.out_width * 4 + spec.out_bits * spec.out_terms)
     # per-pass constants: one lane-mask copy per row, one shift/zero point/clamp copy per column
     config = spec.rows * spec.lanes + spec.cols * (spec.shift_width + spec.zp_width

@@ -74,8 +74,8 @@ class SystolicArray(wiring.Component):
         vec = delay(m, self.vec, 1, "in")
         # Every PE on an anti-diagonal sees the same mask value at the same time: its
         # registers are kept apart, or synthesis merges them into one that drives PEs
-        # across the whole array.
-        mask = delay(m, self.mask, 1, "in_mask", keep=True)
+        # across the whole array. Each row has its own chain of 1 + row registers, so the
+        # one that feeds the row's first PE (its products' sync resets) can sit by it.
 
         pes = [[ProcessingElement(spec) for _ in range(spec.cols)] for _ in range(spec.rows)]
         for i, row in enumerate(pes):
@@ -85,7 +85,7 @@ class SystolicArray(wiring.Component):
                 m.d.comb += pe.w_in.eq(self.w_row[j] if i == 0 else pes[i - 1][j].w_out)
                 if j == 0:
                     m.d.comb += [pe.a_in.eq(delay(m, vec.acts[i], i, f"skew_row{i}")),
-                                 pe.mask.eq(delay(m, mask, i, f"skew_mask{i}", keep=True))]
+                                 pe.mask.eq(delay(m, self.mask, 1 + i, f"skew_mask{i}", keep=True))]
                 else:
                     m.d.comb += [pe.a_in.eq(row[j - 1].a_out), pe.mask.eq(row[j - 1].mask_out)]
                 if i > 0:

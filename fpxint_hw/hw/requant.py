@@ -5,9 +5,10 @@ Exactly :func:`fpxint_hw.golden.requantize` followed by
 carry chain or about three LUT levels::
 
     acc_in --(+ bias)--[acc]--(x M0: DSP tiles + adder tree)--[prod] (product_stages)
-        --(shift by 8s, sticky bits in groups)--[A]--(shift by s mod 8, sticky OR)--[B]
-        --(round-up bit, range flags)--[C]--(+ round-up + zero point)--[D]
-        --(compare with lo, hi)--[E]--(select)--[F]--(split into out_terms digits)--[digits]
+        --(shift by 16s, sticky bits in groups)--[A]--(shift by 4s, sticky groups)--[B]
+        --(shift by 1s, sticky groups)--[C]--(round-up bit, range flags)--[D]
+        --(+ round-up + zero point)--[E]
+        --(compare with lo, hi)--[F]--(select)--[G]--(split into out_terms digits)--[digits]
 
 The exact accumulator (bias included) travels along, so every output beat carries ``acc``,
 ``out`` and ``digits`` of one vector.
@@ -20,10 +21,10 @@ never rounds. A shift wider than the product gives the same result as a shift by
 so it is saturated there. The zero point and the clamp work on the low ``out_width + 3``
 bits of ``q``; a ``q`` outside that range saturates directly to ``lo`` or ``hi``.
 
-The configuration inputs (``bias`` .. ``hi``) are per-pass constants: the unit registers a
-decoded copy of the shift (saturated shift and sticky mask) and carries the others over
-:data:`CONST_HOPS` registers, so they must be stable :data:`CONST_LEAD` cycles before the
-first accumulator of a pass arrives.
+The configuration inputs (``bias`` .. ``hi``) are per-pass constants: the unit carries them
+over :data:`CONST_HOPS` registers (and then registers a decoded copy of the shift: saturated
+shift and sticky mask), so they must be stable :data:`CONST_LEAD` cycles before the first
+accumulator of a pass arrives.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigne
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..spec import ArraySpec
+from ..spec import MAX_SHIFT, ArraySpec
 from . import layouts
 from .multiplier import pipelined_product
 from .pipe import KEEP, delay
@@ -40,8 +41,16 @@ from .split import split_terms
 
 __all__ = ["CONST_LEAD", "OutputUnit", "shift_config", "round_stages", "round_shift_hw"]
 
-#: Pipeline stages of the rounding shift (:func:`round_stages`).
-ROUND_STAGES = 3
+#: Bits of the shift amount decoded by one shifter stage: a 4-way select per result bit,
+#: one LUT level and a slice mux on ECP5.
+SHIFT_STEP = 2
+
+#: Shifter stages of a shift by ``0 .. MAX_SHIFT``.
+SHIFT_STEPS = -(-MAX_SHIFT.bit_length() // SHIFT_STEP)
+
+#: Pipeline stages of the rounding shift (:func:`round_stages`): the shifter stages, then
+#: the round-up bit and range flags.
+ROUND_STAGES = SHIFT_STEPS + 1
 
 #: Result bits of the rounding shifters per copy of the shift amount.
 SHIFT_GROUP = 8
@@ -50,7 +59,8 @@ SHIFT_GROUP = 8
 CONST_HOPS = 2
 
 #: Cycles the constant inputs must be stable before the first accumulator of a pass arrives
-#: (the bias is added in the first stage; the shift's decode is done before the product is).
+#: (the bias is added in the first stage; the shift's decode is done before the product is,
+#: checked in :class:`OutputUnit`).
 CONST_LEAD = CONST_HOPS
 
 
@@ -64,14 +74,35 @@ def _hold(m: Module, value, name: str, sync: bool):
     return sig
 
 
+#: Register stages of :func:`shift_config`.
+SHIFT_DECODE_STAGES = 3
+
+
 def shift_config(m: Module, shift, width: int, name: str = "rs", sync: bool = True):
-    """``(s, mask)``: the shift saturated at ``width`` and the sticky mask ``2^s - 1`` over
-    ``width + 1`` bits, decoded once per pass (registered when ``sync``)."""
-    # saturation in two steps (compare, then select): this is static, but still timed
-    over = _hold(m, shift > width, f"{name}_over", sync)
+    """``(s, mask)``: the shift (``0 .. MAX_SHIFT``) saturated at ``width`` and the sticky mask
+    ``2^s - 1`` over ``width + 1`` bits, decoded once per pass (in
+    :data:`SHIFT_DECODE_STAGES` registers when ``sync``; the mask is ready a stage early)."""
+    if len(shift) > MAX_SHIFT.bit_length():
+        raise ValueError(f"shift_config: shift has {len(shift)} bits, more than the "
+                         f"{MAX_SHIFT.bit_length()} that hold 0..{MAX_SHIFT}")
+    # Static, but still timed: each of the ~60 mask bits is `shift > i`, so the shift would
+    # drive a compare per bit. Stage 1 registers thermometer codes of its 8s and its
+    # remainder, stage 2 combines three of their bits per compare, stage 3 saturates s
+    # (when saturated, width < shift fits the shift's width).
+    eights, rest = shift[3:], shift[:3]
+    groups = range(width // 8 + 1)
     shift_d = _hold(m, shift, f"{name}_shift", sync)
-    s = _hold(m, Mux(over, width, shift_d), f"{name}_s", sync)
-    mask = _hold(m, Cat(*(shift > i for i in range(width)), Const(0, 1)), f"{name}_mask", sync)
+    e_gt = _hold(m, Cat(*(eights > k for k in groups)), f"{name}_e_gt", sync)
+    e_eq = _hold(m, Cat(*(eights == k for k in groups)), f"{name}_e_eq", sync)
+    r_gt = _hold(m, Cat(*(rest > r for r in range(8))), f"{name}_r_gt", sync)
+
+    def greater(i: int):                                       # shift > i
+        return e_gt[i // 8] | (e_eq[i // 8] & r_gt[i % 8])
+
+    over = _hold(m, greater(width), f"{name}_over", sync)
+    mask = _hold(m, Cat(*(greater(i) for i in range(width)), Const(0, 1)), f"{name}_mask", sync)
+    shift_dd = _hold(m, shift_d, f"{name}_shift_d", sync)
+    s = _hold(m, Mux(over, width, shift_dd)[:len(shift)], f"{name}_s", sync)
     return s, mask
 
 
@@ -108,13 +139,16 @@ def round_stages(m: Module, x, s, mask, width: int, narrow: int, mode: str,
     registered by the caller), and the sign of ``q``; the rounded result is ``q + up``.
     """
     x2 = Cat(Const(0, 1), x).as_signed()                      # 2x: guard bit lands at bit 0
-    coarse = _shift_by_groups(m, x2, s[3:], 3, f"{name}_coarse", sync)
-    part = _by_groups(m, x2.as_unsigned() & mask, Value.any, f"{name}_sticky4", sync)
-    fine = _shift_by_groups(m, coarse, s[:3], 0, f"{name}_fine", sync)
-    sticky = _hold(m, part.any(), f"{name}_sticky", sync)
-    q = fine[1:].as_signed()
-    guard = fine[0]
-    up = guard & (sticky | (1 if mode == "half_up" else q[0]))
+    # the shift by s, SHIFT_STEP bits of s per stage from the top; alongside, the sticky
+    # bits under the mask are OR-ed by groups of 4, a LUT level per stage
+    shifted, sticky = x2, x2.as_unsigned() & mask
+    for k, lo in enumerate(reversed(range(0, SHIFT_STEPS * SHIFT_STEP, SHIFT_STEP))):
+        shifted = _shift_by_groups(m, shifted, s[lo:lo + SHIFT_STEP], lo, f"{name}_shift{k}",
+                                   sync)
+        sticky = _by_groups(m, sticky, Value.any, f"{name}_sticky{k}", sync)
+    q = shifted[1:].as_signed()
+    guard = shifted[0]
+    up = guard & (sticky.any() | (1 if mode == "half_up" else q[0]))
     # q fits `narrow` bits when its high bits are all 0 or all 1: register one flag pair per
     # group of 4 bits here, and combine the flags after the register
     high = q[narrow - 1:]
@@ -191,8 +225,8 @@ class OutputUnit(wiring.Component):
         # The per-pass constants come from registers that may sit far from this unit (which
         # is placed by its DSP blocks); CONST_HOPS registers carry them over, so no adder or
         # compare starts with that long route.
-        bias, zero_point, lo, hi = (delay(m, getattr(self, f), CONST_HOPS, f"{f}_hop")
-                                    for f in ("bias", "zero_point", "lo", "hi"))
+        bias, zero_point, lo, hi, shift = (delay(m, getattr(self, f), CONST_HOPS, f"{f}_hop")
+                                           for f in ("bias", "zero_point", "lo", "hi", "shift"))
         acc1 = Signal(signed(spec.acc_width), name="acc1")     # the spec sizes acc + bias
         m.d.sync += acc1.eq(self.acc_in + bias)
         prod = pipelined_product(m, acc1, self.m0, "m0mul", platform)
@@ -201,7 +235,10 @@ class OutputUnit(wiring.Component):
         # clamp bound even after the round-up bit and the zero point are added, so only
         # `narrow`-bit adders and comparators are needed (short carry chains).
         narrow = min(pw, spec.out_width + 3)
-        s, mask = shift_config(m, self.shift, pw)
+        # the shift amounts' copies (a register after the decode) hold the pass's shift when
+        # its first product reaches the shifter, 1 + m0_stages cycles after its accumulator
+        assert CONST_HOPS + SHIFT_DECODE_STAGES + 1 <= CONST_LEAD + 1 + spec.m0_stages, spec
+        s, mask = shift_config(m, shift, pw)
         low, up, fits, neg = round_stages(m, prod, s, mask, pw, narrow, spec.rounding)
 
         total = _hold(m, low + up + zero_point, "total", True)

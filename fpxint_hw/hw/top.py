@@ -3,8 +3,8 @@
 ::
 
     w_in  (rows beats) --[2]--> weight shift chain of the SystolicArray
-    cfg_in (1 beat) ------> lane masks (a register chain down the rows), output constants
-                            (a chain of stages along the columns)
+    cfg_in (1 beat) --[1]--> lane masks (a register chain down the rows), output constants
+                             (a chain of stages along the columns)
     a_in  (M beats) ------> SystolicArray ---> OutputUnit x cols ---> output FIFO ---> o_out
                              |___ valid bit, datapath_latency cycles ___|
 
@@ -80,13 +80,14 @@ class _Datapath(wiring.Component):
                      array.vec.eq(self.vec)]
         # The lane mask enters the array with each vector (it travels with the activations);
         # it is copied from a registered beat a cycle after cfg_load, in time for the first
-        # vector (vectors wait the cycle after a config beat).
+        # vector (vectors wait the cycle after a config beat). Its load strobe is a kept copy
+        # of its own: the array's input and column 0's output unit lie far apart.
         load_at = [self.cfg_load]                  # cfg_load delayed by 0 .. cols cycles
         for k in range(spec.cols):
             load_at.append(delay(m, load_at[-1], 1, f"cfg_load{k + 1}"))
         mask = Signal(spec.lanes, init=(1 << spec.lanes) - 1, name="lane_mask")
         beat_mask = delay(m, self.cfg.lane_mask, 1, "cfg_mask")
-        with m.If(load_at[1]):
+        with m.If(delay(m, self.cfg_load, 1, "mask_load", keep=True)):
             m.d.sync += mask.eq(beat_mask)
         m.d.comb += array.mask.eq(mask)
         # Output constants: the beat flows along a chain of registers, one per column, that
@@ -179,9 +180,11 @@ class Accelerator(wiring.Component):
             self.a_in.ready.eq(credit & ~cfg_pending & ~self.w_in.valid & ~self.cfg_in.valid),
         ]
 
-        # The config beat goes straight into _Datapath. Vectors wait the one cycle after it,
-        # so every pass loads in at least 2 cycles, which also covers a chained pass's wait
-        # for the previous results on a one-row array (ArraySpec.load_cycles).
+        # The config beat passes one register (placed by the handshake logic) into
+        # _Datapath. Vectors wait the one cycle after it, so every pass loads in at least 2
+        # cycles, which also covers a chained pass's wait for the previous results on a
+        # one-row array (ArraySpec.load_cycles); a vector still reaches the array after
+        # the beat, over its own two registers.
         cfg_fire = self.cfg_in.valid & self.cfg_in.ready
         m.d.sync += cfg_pending.eq(cfg_fire)
 
@@ -195,8 +198,8 @@ class Accelerator(wiring.Component):
             dp.w_row.eq(delay(m, self.w_in.payload, 2, "w_row")),
             dp.in_valid.eq(delay(m, a_fire_r, 1, "a_valid")),
             dp.vec.eq(delay(m, self.a_in.payload, 2, "a_beat")),
-            dp.cfg.eq(self.cfg_in.payload),
-            dp.cfg_load.eq(cfg_fire),
+            dp.cfg.eq(delay(m, self.cfg_in.payload, 1, "cfg_beat")),
+            dp.cfg_load.eq(delay(m, cfg_fire, 1, "cfg_fire")),
             fifo.w_en.eq(dp.out_valid),
             fifo.w_data.eq(dp.result.as_value()),
             self.o_out.valid.eq(fifo.r_valid),
