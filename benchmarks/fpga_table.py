@@ -176,8 +176,8 @@ def summary(data: dict) -> list[str]:
     if d and "fast" in d:
         lines += ["", f"The default 8x8 W4x2/A4x2 array reaches {d['fast']['fmax_mhz']:.1f} MHz "
                   f"at speed grade {FAST_GRADE} and {d['fmax_mhz']:.1f} MHz at grade 6 with "
-                  f"placer seed 1 (target {TARGET_MHZ:g} MHz); Fmax moves by a few percent "
-                  "with the seed."]
+                  f"placer seed 1 (target {TARGET_MHZ:g} MHz); on the 8x8 arrays Fmax moves by "
+                  "up to 15 % with the seed (docs/results.md)."]
     return lines
 
 
