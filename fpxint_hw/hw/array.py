@@ -84,8 +84,9 @@ class SystolicArray(wiring.Component):
                 m.d.comb += pe.w_load.eq(self.load)
                 m.d.comb += pe.w_in.eq(self.w_row[j] if i == 0 else pes[i - 1][j].w_out)
                 if j == 0:
-                    m.d.comb += [pe.a_in.eq(delay(m, vec.acts[i], i, f"skew_row{i}")),
-                                 pe.mask.eq(delay(m, self.mask, 1 + i, f"skew_mask{i}", keep=True))]
+                    acts = delay(m, vec.acts[i], i, f"skew_row{i}")
+                    row_mask = delay(m, self.mask, 1 + i, f"skew_mask{i}", keep=True)
+                    m.d.comb += [pe.a_in.eq(acts), pe.mask.eq(row_mask)]
                 else:
                     m.d.comb += [pe.a_in.eq(row[j - 1].a_out), pe.mask.eq(row[j - 1].mask_out)]
                 if i > 0:

@@ -52,10 +52,14 @@ SHIFT_STEPS = -(-MAX_SHIFT.bit_length() // SHIFT_STEP)
 #: the round-up bit and range flags.
 ROUND_STAGES = SHIFT_STEPS + 1
 
+#: Register stages of :func:`shift_config`.
+SHIFT_DECODE_STAGES = 3
+
 #: Result bits of the rounding shifters per copy of the shift amount.
 SHIFT_GROUP = 8
 
-#: Registers between the unit's constant inputs (bias, zero point, clamp range) and their use.
+#: Registers between the unit's constant inputs (bias, shift, zero point, clamp range) and
+#: their use.
 CONST_HOPS = 2
 
 #: Cycles the constant inputs must be stable before the first accumulator of a pass arrives
@@ -72,10 +76,6 @@ def _hold(m: Module, value, name: str, sync: bool):
     else:
         m.d.comb += sig.eq(value)
     return sig
-
-
-#: Register stages of :func:`shift_config`.
-SHIFT_DECODE_STAGES = 3
 
 
 def shift_config(m: Module, shift, width: int, name: str = "rs", sync: bool = True):
