@@ -68,7 +68,7 @@ class Series:
                              f"got {d.shape}")
         np.broadcast_shapes(np.shape(self.scale), d.shape[1:])
         if self.digit_range is None:
-            object.__setattr__(self, "digit_range", (self.fmt.qmin, self.fmt.qmax))
+            object.__setattr__(self, "digit_range", self.fmt.digit_range)
 
     # -- shape and steps -------------------------------------------------------------------
 

@@ -153,6 +153,11 @@ class SeriesFormat:
         return int_range(self.bits, self.signed, narrow=True)[1]
 
     @property
+    def digit_range(self) -> tuple[int, int]:
+        """Inclusive range ``(qmin, qmax)`` of one digit."""
+        return self.qmin, self.qmax
+
+    @property
     def radix(self) -> int:
         """Ratio ``s_k / s_(k+1)`` between consecutive term steps (an integer >= 2)."""
         if not self.signed:
@@ -361,8 +366,7 @@ class ArraySpec:
     @property
     def digit_product_range(self) -> tuple[int, int]:
         """Range of one lane product ``q_k * p_j`` (a digit times a digit)."""
-        return product_interval((self.w_fmt.qmin, self.w_fmt.qmax),
-                                (self.a_fmt.qmin, self.a_fmt.qmax))
+        return product_interval(self.w_fmt.digit_range, self.a_fmt.digit_range)
 
     @property
     def pe_sum_range(self) -> tuple[int, int]:
@@ -413,8 +417,7 @@ class ArraySpec:
     @property
     def lane_acc_range(self) -> tuple[int, int]:
         """Range of one lane's column sum over ``rows`` products (``combine: column``)."""
-        return dot_interval(self.rows, (self.w_fmt.qmin, self.w_fmt.qmax),
-                            (self.a_fmt.qmin, self.a_fmt.qmax))
+        return dot_interval(self.rows, self.w_fmt.digit_range, self.a_fmt.digit_range)
 
     @property
     def unit_lane_range(self) -> tuple[int, int]:

@@ -92,7 +92,7 @@ def area_features(spec: ArraySpec, lut_mult_below: int = 10) -> dict[str, int]:
     pe_regs = spec.w_bits * spec.w_terms + spec.a_bits * spec.a_terms
     if spec.combine == "pe":
         # one tree term per lane and activation slice (2-bit slices with tree_reg)
-        wrange = (spec.w_fmt.qmin, spec.w_fmt.qmax)
+        wrange = spec.w_fmt.digit_range
         pieces = [(product_interval(wrange, int_range(width, sgn)), wt << lo)
                   for wt in spec.lane_weights for lo, width, sgn in spec.act_slices]
         terms = [(r[0] * wt, r[1] * wt) for r, wt in pieces]

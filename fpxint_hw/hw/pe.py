@@ -76,9 +76,8 @@ class ProcessingElement(wiring.Component):
         if not isinstance(spec, ArraySpec):
             raise TypeError(f"ProcessingElement: spec must be an ArraySpec, got {spec!r}")
         self.spec = spec
-        w_range = (spec.w_fmt.qmin, spec.w_fmt.qmax)
         self.weight_multiples = {
-            (k, o): Signal(shape_for_interval(*product_interval(w_range, (o, o))),
+            (k, o): Signal(shape_for_interval(*product_interval(spec.w_fmt.digit_range, (o, o))),
                            name=f"w{k}_x{o}".replace("-", "m"))
             for k in range(spec.w_terms) for o in spec.weight_multiples}
         super().__init__({
@@ -120,7 +119,6 @@ class ProcessingElement(wiring.Component):
         # between the activation and the product register. The tree adds the slices.
         slices = spec.act_slices
         shifts = spec.scale == "pow2"
-        w_range = (spec.w_fmt.qmin, spec.w_fmt.qmax)
         for (k, o), reg in self.weight_multiples.items():
             # shifts and one short adder (3w = 2w + w) or a negation (-w), no multiplier
             parts = [w[k].shift_left(i) for i in range(abs(o).bit_length()) if abs(o) >> i & 1]
@@ -131,7 +129,7 @@ class ProcessingElement(wiring.Component):
             for j in range(spec.a_terms):
                 lane = k * spec.a_terms + j
                 for i, (lo, width, sgn) in enumerate(slices):
-                    prange = product_interval(w_range, int_range(width, sgn))
+                    prange = product_interval(spec.w_fmt.digit_range, int_range(width, sgn))
                     piece = self.a_in[j][lo:lo + width]
                     if width > 2:             # a whole digit (no tree_reg): a multiplier
                         value = w[k] * (piece.as_signed() if sgn else piece)
