@@ -60,7 +60,8 @@ def _db(v):
 
 
 def mnist_table():
-    from fpxint_hw.commands.simulate import input_range, run_simulation
+    from fpxint_hw.workflows.network import input_range
+    from fpxint_hw.workflows.simulate import run_simulation
     from fpxint_hw.models import build_model, get_model_info, sample_inputs
     from fpxint_hw.spec import SeriesFormat
     g = build_model("mnist-resnet", fold_bn=False)
@@ -83,7 +84,8 @@ def mnist_table():
 
 
 def imagenet_table(model, title):
-    from fpxint_hw.commands.simulate import input_range, run_simulation
+    from fpxint_hw.workflows.network import input_range
+    from fpxint_hw.workflows.simulate import run_simulation
     from fpxint_hw.models import build_model, get_model_info, sample_inputs
     from fpxint_hw.spec import SeriesFormat
     info = get_model_info(model)

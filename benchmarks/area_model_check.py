@@ -53,7 +53,7 @@ def main(argv=None) -> int:
             rows.append((n, f"{s.rows}x{s.cols}", logic, f"{p['logic']:.0f}",
                          f"{100 * (p['logic'] - logic) / logic:+.1f} %", d["ffs"],
                          f"{p['ffs']:.0f}", f"{100 * (p['ffs'] - d['ffs']) / d['ffs']:+.1f} %"))
-        print("\nthat model on the array specs of models/arrays/ (other sizes):")
+        print("\nthat model on the shipped array specs (other sizes):")
         print(format_table(("spec", "array", "logic", "model", "error", "FF", "model",
                             "error"), rows))
         both = sweep + [(n, ArraySpec.from_dict(d["spec"]), d) for n, d in table.items()]

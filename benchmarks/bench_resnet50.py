@@ -38,11 +38,11 @@ def main(argv=None):
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     import onnxruntime as ort
 
-    from fpxint_hw.expansion import expand_graph
+    from fpxint_hw.quant import expand_graph
     from fpxint_hw.io.onnx_export import graph_to_onnx
     from fpxint_hw.intsim import Simulator
     from fpxint_hw.models import build_model, get_model_info, sample_inputs
-    from fpxint_hw.commands.simulate import input_range
+    from fpxint_hw.workflows.network import input_range
     from fpxint_hw.spec import SeriesFormat
 
     graph = build_model("resnet50", fold_bn=False)

@@ -1,4 +1,4 @@
-"""Synthesize and place every array spec of models/arrays/ on ECP5 and write the Fmax table.
+"""Synthesize and place every shipped array spec (fpxint_hw/data/arrays/) on ECP5, write Fmax.
 
     python benchmarks/fpga_table.py                      # all specs, writes docs/fpga_results.md
     python benchmarks/fpga_table.py --only tiny small    # a subset (others kept from the JSON)
@@ -22,7 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fpxint_hw.commands.synth import synth_record  # noqa: E402
+from fpxint_hw.data import resource_names  # noqa: E402
+from fpxint_hw.workflows.synth import synth_record  # noqa: E402
 from fpxint_hw.costmodel.area import fit_area_model  # noqa: E402
 from fpxint_hw.errors import FpxintError  # noqa: E402
 from fpxint_hw.flow.pnr import NoDeviceFits  # noqa: E402
@@ -86,11 +87,12 @@ def measure_array_only(name: str, freq: float, timeout: float | None) -> dict:
     from amaranth.back import verilog
 
     from fpxint_hw.flow.pnr import place_and_route
-    from fpxint_hw.flow.synth import TOP, synthesize
+    from fpxint_hw.flow.synth import synthesize
     from fpxint_hw.hw.array import SystolicArray
+    from fpxint_hw.hw.top import TOP_NAME
     spec = load_array_spec(name)
     print(f"{name}: PE grid alone ...", file=sys.stderr, flush=True)
-    text = verilog.convert(SystolicArray(spec), name=TOP, emit_src=False)
+    text = verilog.convert(SystolicArray(spec), name=TOP_NAME, emit_src=False)
     s = synthesize(spec, "ecp5", verilog_text=text, timeout=timeout)
     r = place_and_route(s, freq_mhz=freq, timeout=timeout)
     return {"luts": s.luts, "carries": s.carries, "ffs": s.ffs, "dsps": s.dsps,
@@ -148,11 +150,11 @@ def summary(data: dict) -> list[str]:
                             _fast_cell(d)))
     tools = next((d["tools"] for d in data.values() if "tools" in d), {})
     lines = [
-        "Every array spec of `models/arrays/` synthesized with yosys (`synth_ecp5`; multipliers "
-        "with an operand under 10 bits built from LUTs, the output units' `acc x M0` in "
-        "MULT18X18D blocks) and placed and routed out of context with nextpnr-ecp5 on the "
-        "smallest LFE5U device that holds it at 80 % fill, at speed grade 6 (the slowest "
-        f"part) and {FAST_GRADE} (the fastest), target {TARGET_MHZ:g} MHz. "
+        "Every shipped array spec (`fpxint_hw/data/arrays/`) synthesized with yosys "
+        "(`synth_ecp5`; multipliers with an operand under 10 bits built from LUTs, the output "
+        "units' `acc x M0` in MULT18X18D blocks) and placed and routed out of context with "
+        "nextpnr-ecp5 on the smallest LFE5U device that holds it at 80 % fill, at speed grade "
+        f"6 (the slowest part) and {FAST_GRADE} (the fastest), target {TARGET_MHZ:g} MHz. "
         "Tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()) + ".",
         "",
         "```",
@@ -167,8 +169,7 @@ def summary(data: dict) -> list[str]:
                  f"{', '.join(data[n]['unplaced'])} device, although the counts fit it at "
                  "80 %; placed on the next larger one." for n in names
                  if data[n].get("unplaced")]
-    absent = sorted(p.stem for p in (REPO / "models" / "arrays").glob("*.yaml")
-                    if p.stem not in data)
+    absent = sorted(n for n in resource_names("arrays") if n not in data)
     if absent:
         unplaced.append("- Not measured yet: " + ", ".join(absent) + ".")
     lines += [""] + unplaced if unplaced else []
@@ -249,7 +250,7 @@ def main(argv=None) -> int:
     path = Path(args.json)
     data = json.loads(path.read_text()) if path.exists() else {}
     names = args.only if args.only is not None else \
-        [n for n in ORDER if (REPO / "models" / "arrays" / f"{n}.yaml").exists()]
+        [n for n in ORDER if n in resource_names("arrays")]
     for name in names:
         data[name] = measure([name], args.freq, args.timeout)[name]
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,11 +15,17 @@ import os
 # set before the first parallel kernel starts the OpenMP runtime.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .abelian import abelian_add, abelian_mul, abelian_neg, zero_like
 from .errors import FormatError, FpxintError, InputError, WidthError
-from .lanes import Lanes, lane_sum, tree_sum
-from .series import Series, convergence, expand, sqnr_db
-from .spec import SeriesFormat
+
+#: Public name -> the submodule defining it. Imported on first use (PEP 562), so that
+#: ``import fpxint_hw.errors`` (or the command line's ``--help``) does not start Numba.
+_LAZY = {
+    "SeriesFormat": "spec",
+    "Series": "series", "expand": "series", "convergence": "series", "sqnr_db": "series",
+    "Lanes": "lanes", "lane_sum": "lanes", "tree_sum": "lanes",
+    "abelian_add": "abelian", "abelian_neg": "abelian", "abelian_mul": "abelian",
+    "zero_like": "abelian",
+}
 
 __all__ = [
     "SeriesFormat", "Series", "expand", "convergence", "sqnr_db",
@@ -29,3 +35,18 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from .errors import FpxintError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_BUG", "EXIT_USER", "EXIT_INTERRUPTED"]
+
+#: Exit statuses: success, an internal error (a bug), a user error (as argparse's), Ctrl-C.
+EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 #: Subcommand modules under fpxint_hw.commands, in the order ``--help`` lists them.
 COMMANDS = (
@@ -39,13 +43,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 on success, 2 on a user error)."""
+    """Run the command line; returns the exit status.
+
+    0 on success (or what the command returns, e.g. 1 for a failed check); 2 on a user error
+    (an :class:`~fpxint_hw.errors.FpxintError` or an ``OSError`` such as a missing file:
+    ``fpxint CMD: error: MESSAGE`` on stderr, no traceback; argparse's usage errors exit 2
+    too); 1 on an internal error (any other exception: its traceback, then a line asking
+    for a report); 130 on Ctrl-C.
+    """
     args = build_parser().parse_args(argv)
+    prog = f"fpxint {args.command}"
     try:
         return int(args.func(args) or 0)
     except (FpxintError, OSError) as exc:
-        print(f"fpxint {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:
+        traceback.print_exc(file=sys.stderr)
+        print(f"{prog}: internal error (a bug): please report it with the command line and "
+              f"the traceback above", file=sys.stderr)
+        return EXIT_BUG
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,12 +28,17 @@ from .errors import InputError
 from .graph import (Add, AvgPool, BatchNorm, Clip, Conv2d, Flatten, GlobalAvgPool, Graph,
                     Input, Linear, MaxPool, Node, Relu)
 
-__all__ = ["FloatExecutor", "run_float", "float_activations", "to_nchw"]
+__all__ = ["FloatExecutor", "run_float", "float_activations", "to_nchw", "to_nhwc"]
 
 
 def to_nchw(x: np.ndarray) -> np.ndarray:
     """An internal channels-last tensor as a contiguous batch-first NCHW (or (N, F)) array."""
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x
+
+
+def to_nhwc(x: np.ndarray) -> np.ndarray:
+    """An NCHW batch as a contiguous channels-last NHWC array ((N, F) passes through)."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
 
 
 def _pad(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:

@@ -2,16 +2,18 @@
 
 Tiles, requantization and residual adds compute on Python integers (numpy ``object``
 arrays), so no width can wrap; convolutions and matrix products compute on int64 one kernel
-tap / one reduction index at a time after an explicit bound check (OverflowError instead of
+tap / one reduction index at a time after an explicit bound check (WidthError instead of
 wrapping). The fast simulator and the generated hardware are checked against these functions,
-and these functions against external integer oracles (tests/test_golden_oracles.py).
+and these functions against external integer oracles (tests/test_golden.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError, WidthError
 from .intops import round_shift
+from .quant import program as P
 from .series import split_integer
 from .tile import GemmTile, TileResult
 
@@ -53,7 +55,7 @@ def reference_tile(tile: GemmTile) -> TileResult:
     out = requantize(acc, rq.multiplier, rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode)
     digits = None if tile.out_fmt is None else split_integer(out, tile.out_fmt)
     if any(abs(int(v)) >= 1 << 63 for v in acc.ravel()):
-        raise OverflowError("reference_tile: accumulator leaves int64; the tile's formats are "
+        raise WidthError("reference_tile: accumulator leaves int64; the tile's formats are "
                             "too wide for any int64 simulator")
     return TileResult(acc.astype(np.int64), out, digits)
 
@@ -63,7 +65,7 @@ def reference_tile(tile: GemmTile) -> TileResult:
 # Layout: NCHW activations ``(N, C, H, W)`` and OIHW weights ``(C_out, C_in / groups, kh, kw)``,
 # as in ONNX. Every operator works on int64 after an explicit bound check: the largest possible
 # magnitude of every partial sum is computed from the operands first, and an operator whose
-# sums could leave int64 raises OverflowError instead of wrapping.
+# sums could leave int64 raises WidthError instead of wrapping.
 
 _INT64_LIMIT = 1 << 63
 
@@ -72,12 +74,12 @@ def _int64(a, what: str) -> np.ndarray:
     arr = np.asarray(a)
     if arr.dtype == object:
         if any(abs(int(v)) >= _INT64_LIMIT for v in arr.ravel()):
-            raise OverflowError(f"{what}: values leave int64")
+            raise WidthError(f"{what}: values leave int64")
         return arr.astype(np.int64)
     if not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{what}: expected integers, got dtype {arr.dtype}")
+        raise InputError(f"{what}: expected integers, got dtype {arr.dtype}")
     if arr.dtype == np.uint64 and arr.size and int(arr.max()) >= _INT64_LIMIT:
-        raise OverflowError(f"{what}: values leave int64")
+        raise WidthError(f"{what}: values leave int64")
     return arr.astype(np.int64)
 
 
@@ -89,13 +91,13 @@ def _check_sum_bound(terms: int, a: np.ndarray, b: np.ndarray, what: str) -> Non
     """Raise unless ``terms`` products of elements of ``a`` and ``b`` always fit int64."""
     bound = terms * _maxabs(a) * _maxabs(b)
     if bound >= _INT64_LIMIT:
-        raise OverflowError(f"{what}: a sum of {terms} products may reach {bound}, beyond int64")
+        raise WidthError(f"{what}: a sum of {terms} products may reach {bound}, beyond int64")
 
 
 def _pair(v, name: str) -> tuple[int, int]:
     t = (v, v) if np.isscalar(v) else tuple(v)
     if len(t) != 2 or any(int(x) != x for x in t):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+        raise InputError(f"{name} must be an int or a pair of ints, got {v!r}")
     return int(t[0]), int(t[1])
 
 
@@ -108,7 +110,7 @@ def _pads(p) -> tuple[int, int, int, int]:
         return p[0], p[1], p[0], p[1]
     if len(p) == 4:
         return p
-    raise ValueError(f"padding must be an int, (h, w) or (top, left, bottom, right), got {p!r}")
+    raise InputError(f"padding must be an int, (h, w) or (top, left, bottom, right), got {p!r}")
 
 
 def conv2d(x, w, stride=1, padding=0, dilation=1, groups: int = 1) -> np.ndarray:
@@ -131,20 +133,20 @@ def conv2d(x, w, stride=1, padding=0, dilation=1, groups: int = 1) -> np.ndarray
     x = _int64(x, "conv2d x")
     w = _int64(w, "conv2d w")
     if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"conv2d: need x (N,C,H,W) and w (O,C/g,kh,kw), got {x.shape}, {w.shape}")
+        raise InputError(f"conv2d: need x (N,C,H,W) and w (O,C/g,kh,kw), got {x.shape}, {w.shape}")
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     if groups < 1 or c % groups or o % groups or c // groups != cg:
-        raise ValueError(f"conv2d: groups={groups} does not fit C={c}, O={o}, w C/g={cg}")
+        raise InputError(f"conv2d: groups={groups} does not fit C={c}, O={o}, w C/g={cg}")
     sh, sw = _pair(stride, "stride")
     dh, dw = _pair(dilation, "dilation")
     top, left, bottom, right = _pads(padding)
     if min(sh, sw, dh, dw) < 1 or min(top, left, bottom, right) < 0:
-        raise ValueError("conv2d: strides and dilations must be >= 1, padding >= 0")
+        raise InputError("conv2d: strides and dilations must be >= 1, padding >= 0")
     ho = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
     wo = (wd + left + right - dw * (kw - 1) - 1) // sw + 1
     if ho < 1 or wo < 1:
-        raise ValueError(f"conv2d: kernel {kh}x{kw} (dilation {dh},{dw}) larger than padded "
+        raise InputError(f"conv2d: kernel {kh}x{kw} (dilation {dh},{dw}) larger than padded "
                          f"input {h}x{wd}")
     _check_sum_bound(cg * kh * kw, x, w, "conv2d")
     xp = np.zeros((n, c, h + top + bottom, wd + left + right), dtype=np.int64)
@@ -170,7 +172,7 @@ def matmul(a, b) -> np.ndarray:
     a = _int64(a, "matmul a")
     b = _int64(b, "matmul b")
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(f"matmul: need (M, K) @ (K, N), got {a.shape} @ {b.shape}")
+        raise InputError(f"matmul: need (M, K) @ (K, N), got {a.shape} @ {b.shape}")
     _check_sum_bound(max(1, a.shape[1]), a, b, "matmul")
     out = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
     for k in range(a.shape[1]):
@@ -178,19 +180,25 @@ def matmul(a, b) -> np.ndarray:
     return out
 
 
-def lane_products(op, x_digits, x_fmt, w_digits, w_fmt, **kwargs) -> np.ndarray:
+def lane_products(op, x_digits, x_fmt, w_digits, w_fmt, mask=None, **kwargs) -> np.ndarray:
     """The weighted lane sum ``sum_{k, j} m_k n_j op(p_j, q_k)`` of a layer, lane by lane.
 
     ``x_digits`` ``(T_a, ...)`` are the activation terms ``p_j`` (lane weights ``n_j`` from
     ``x_fmt``), ``w_digits`` ``(T_w, ...)`` the weight terms ``q_k`` (weights ``m_k`` from
-    ``w_fmt``); ``op`` is :func:`conv2d` or :func:`matmul` (``kwargs`` go to it). Returns the
-    exact int64 sum (checked against int64 on Python integers).
+    ``w_fmt``); ``op`` is :func:`conv2d` or :func:`matmul` (``kwargs`` go to it); ``mask``
+    ``(T_w, T_a)`` switches lanes off. Returns the exact int64 sum (checked against int64 on
+    Python integers).
     """
-    total = None
+    total = 0
     for k, m in enumerate(w_fmt.lane_weights):
         for j, nj in enumerate(x_fmt.lane_weights):
+            if mask is not None and not mask[k, j]:
+                continue
             part = _as_pyint(op(x_digits[j], w_digits[k], **kwargs)) * (m * nj)
-            total = part if total is None else total + part
+            total = total + part
+    if isinstance(total, int):                  # every lane masked off
+        shape = op(x_digits[0], w_digits[0], **kwargs).shape
+        return np.zeros(shape, dtype=np.int64)
     return _int64(total, "lane sum")
 
 
@@ -266,63 +274,73 @@ def global_sum(x) -> np.ndarray:
 
 # -- whole integer programs --------------------------------------------------------------------
 
-def run_layer(q, args: list[np.ndarray], tensors: dict, lanes: str = "layer") -> np.ndarray:
-    """One layer of a :class:`~fpxint_hw.expansion.QProgram` on NCHW / (N, F) integer inputs.
+def _gemm_acc(q, x, fin, lanes: str) -> np.ndarray:
+    """The exact accumulator of a conv/linear layer ``q`` on input ``x`` of format ``fin``."""
+    if isinstance(q, P.Conv):
+        op = conv2d
+        kw = dict(stride=q.stride, padding=q.padding, dilation=q.dilation, groups=q.groups)
+        wd = q.w_digits
+    else:
+        op, kw = matmul, {}
+        wd = np.transpose(q.w_digits, (0, 2, 1))                # (T_w, F, O)
+    mask = q.lanes_on(fin.terms)
+    if lanes == "model" and mask.all():
+        total = None
+        for k, m in enumerate(q.w_fmt.lane_weights):
+            part = _as_pyint(op(x, wd[k], **kw)) * m
+            total = part if total is None else total + part
+        acc = _int64(total, f"layer {q.name!r} basis-model sum")
+    else:
+        acc = lane_products(op, split_integer(x, fin), fin, wd, q.w_fmt, mask=mask, **kw)
+    bshape = (1, -1) + (1,) * (acc.ndim - 2)
+    return _int64(_as_pyint(acc) + _as_pyint(q.bias).reshape(bshape), f"layer {q.name!r}")
 
-    ``tensors`` maps tensor names to their :class:`~fpxint_hw.expansion.QTensor`. With
+
+def _gemm(q, args, tensors, lanes):
+    acc = _gemm_acc(q, args[0], tensors[q.inputs[0]].fmt, lanes)
+    if q.requant is None:
+        return acc
+    rq = q.requant
+    return requantize_channels(acc, rq.multiplier, rq.shift, rq.lo, rq.hi, rq.zero_point,
+                               rq.mode, axis=1)
+
+
+def _scaled(q, sums):
+    mult = np.full(sums.shape[1], q.m0, dtype=np.int64)
+    return requantize_channels(sums, mult, q.shift, q.out.lo, q.out.hi, 0, q.mode, axis=1)
+
+
+def _no_input(q, args, tensors, lanes):
+    raise InputError(f"golden.run_layer: layer {q.name!r} quantizes the float input; use "
+                     f"QProgram.quantize_input")
+
+
+_RUN = {
+    P.Quantize: _no_input,
+    P.Conv: _gemm,
+    P.Linear: _gemm,
+    P.Add: lambda q, a, t, lanes: add_requant(a[0], a[1], q.ma, q.mb, q.shift, q.out.lo,
+                                              q.out.hi, 0, q.mode),
+    P.MaxPool: lambda q, a, t, lanes: maxpool2d(a[0], q.kernel, q.stride, q.padding),
+    P.AvgPool: lambda q, a, t, lanes: _scaled(q, sumpool2d(a[0], q.kernel, q.stride,
+                                                           q.padding)),
+    P.GlobalAvgPool: lambda q, a, t, lanes: _scaled(q, global_sum(a[0])[:, :, None, None]),
+    P.Clamp: lambda q, a, t, lanes: np.clip(_int64(a[0], "clamp"), q.out.lo, q.out.hi),
+    P.Flatten: lambda q, a, t, lanes: _int64(a[0], "flatten").reshape(a[0].shape[0], -1),
+}
+P.check_handlers(_RUN, "golden")
+
+
+def run_layer(q, args: list[np.ndarray], tensors: dict, lanes: str = "layer") -> np.ndarray:
+    """One layer of a :class:`~fpxint_hw.quant.QProgram` on NCHW / (N, F) integer inputs.
+
+    ``tensors`` maps tensor names to their :class:`~fpxint_hw.quant.QTensor`. With
     ``lanes="layer"`` a conv/linear computes all ``T_w x T_a`` lane products of the split
     activation terms and weight terms (:func:`lane_products`); with ``"model"`` the T_w basis
     models each multiply the whole activation by one weight term, and their outputs are
     summed (``sum_k m_k op(x, q_k)``). Returns int64.
     """
-    if q.op in ("conv", "linear"):
-        x = args[0]
-        fin = tensors[q.inputs[0]].fmt
-        if q.op == "conv":
-            op = conv2d
-            kw = dict(stride=q.attrs["stride"], padding=q.attrs["padding"],
-                      dilation=q.attrs["dilation"], groups=q.attrs["groups"])
-            wd = q.w_digits
-        else:
-            op = matmul
-            kw = {}
-            wd = np.transpose(q.w_digits, (0, 2, 1))            # (T_w, F, O)
-        if lanes == "model":
-            total = None
-            for k, m in enumerate(q.w_fmt.lane_weights):
-                part = _as_pyint(op(x, wd[k], **kw)) * m
-                total = part if total is None else total + part
-            acc = _int64(total, f"layer {q.name!r} basis-model sum")
-        else:
-            acc = lane_products(op, split_integer(x, fin), fin, wd, q.w_fmt, **kw)
-        bshape = (1, -1) + (1,) * (acc.ndim - 2)
-        acc = _int64(_as_pyint(acc) + _as_pyint(q.bias).reshape(bshape), f"layer {q.name!r}")
-        if q.requant is None:
-            return acc
-        rq = q.requant
-        return requantize_channels(acc, rq.multiplier, rq.shift, rq.lo, rq.hi, rq.zero_point,
-                                   rq.mode, axis=1)
-    rq = q.requant
-    if q.op == "add":
-        ma, mb = (int(v) for v in rq.multiplier)
-        return add_requant(args[0], args[1], ma, mb, rq.shift, rq.lo, rq.hi, rq.zero_point,
-                           rq.mode)
-    if q.op == "maxpool":
-        return maxpool2d(args[0], q.attrs["kernel"], q.attrs["stride"], q.attrs["padding"])
-    if q.op in ("avgpool", "global_avgpool"):
-        x = args[0]
-        if q.op == "avgpool":
-            s = sumpool2d(x, q.attrs["kernel"], q.attrs["stride"], q.attrs["padding"])
-        else:
-            s = global_sum(x)[:, :, None, None]
-        mult = np.full(x.shape[1], int(rq.multiplier[0]), dtype=np.int64)
-        return requantize_channels(s, mult, rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode,
-                                   axis=1)
-    if q.op == "clamp":
-        return np.clip(_int64(args[0], "clamp"), q.out.lo, q.out.hi)
-    if q.op == "flatten":
-        return _int64(args[0], "flatten").reshape(args[0].shape[0], -1)
-    raise ValueError(f"golden.run_layer: layer {q.name!r} has unknown op {q.op!r}")
+    return _RUN[type(q)](q, args, tensors, lanes)
 
 
 def run_program(program, x: np.ndarray, capture: bool = False):
@@ -332,10 +350,10 @@ def run_program(program, x: np.ndarray, capture: bool = False):
     evaluated basis model by basis model, a ``layer``-level one lane by lane. Returns
     ``(output, captured)`` like the fast simulator: int64 NCHW / (N, F) arrays.
     """
-    tensors = {q.name: q.out for q in program.layers}
+    tensors = program.tensors()
     env: dict[str, np.ndarray] = {}
     for q in program.layers:
-        if q.op == "quantize":
+        if isinstance(q, P.Quantize):
             env[q.name] = program.quantize_input(x).astype(np.int64)
         else:
             env[q.name] = run_layer(q, [env[i] for i in q.inputs], tensors, program.level)

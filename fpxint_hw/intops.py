@@ -36,6 +36,7 @@ __all__ = [
     "product_interval",
     "dot_interval",
     "odd_part",
+    "acc_intervals",
     "accumulator_width",
     "check_width",
 ]
@@ -201,6 +202,29 @@ def dot_interval(k: int, a: tuple[int, int], b: tuple[int, int]) -> tuple[int, i
         raise ValueError(f"dot_interval: k must be an integer >= 1, got {k!r}")
     lo, hi = product_interval(a, b)
     return int(k) * lo, int(k) * hi
+
+
+def acc_intervals(weights, lo: int, hi: int, bias=None) -> tuple[list[int], list[int]]:
+    """Per output channel, the tight interval of ``sum_i w[c, i] x_i + bias[c]`` over every
+    input ``x_i`` in ``[lo, hi]`` (``lo <= 0 <= hi``): ``(mins, maxes)`` as Python ints.
+
+    ``weights`` is an integer array ``(O, ...)`` (the reduction axes flattened). Each product
+    lies in ``[min(w lo, w hi), max(w lo, w hi)]``, an interval holding 0, so every partial
+    sum over a subset of the reduction (a chained pass of the array) lies inside it too.
+    """
+    w = np.asarray(weights)
+    w = w.reshape(w.shape[0], -1)
+    wmax = int(np.abs(w).max()) if w.size else 0
+    exact64 = wmax * max(abs(int(lo)), abs(int(hi))) * max(1, w.shape[1]) < (1 << 62)
+    w = w.astype(np.int64 if exact64 else object)
+    a, b = w * int(lo), w * int(hi)
+    mins = [int(v) for v in np.minimum(a, b).sum(axis=1)]
+    maxes = [int(v) for v in np.maximum(a, b).sum(axis=1)]
+    if bias is not None:
+        bias = [int(v) for v in np.asarray(bias).ravel()]
+        mins = [v + c for v, c in zip(mins, bias)]
+        maxes = [v + c for v, c in zip(maxes, bias)]
+    return mins, maxes
 
 
 def accumulator_width(k: int, a_bits: int, b_bits: int, a_signed: bool = True,

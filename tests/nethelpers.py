@@ -1,7 +1,56 @@
-"""Helpers shared by the network tests: the onnxruntime oracle and optional-weight checks."""
+"""Helpers shared by the network tests: a graph with every integer op, the onnxruntime oracle
+and optional-weight checks."""
 
 import numpy as np
 import pytest
+
+from fpxint_hw.graph import (Add, AvgPool, BatchNorm, Clip, Conv2d, Flatten, GlobalAvgPool,
+                             Graph, Input, Linear, MaxPool, Relu)
+
+
+def tiny_graph(seed: int = 0) -> Graph:
+    """Every op the integer program supports: grouped, depthwise (dilated, strided) and plain
+    convs with BatchNorm, ReLU, ReLU6, a signed Clip, max/avg pooling, residual adds with and
+    without ReLU, flatten and a classifier."""
+    rng = np.random.default_rng(seed)
+    p = {}
+
+    def conv(name, cin, cout, k, groups=1, bias=False):
+        p[f"{name}.w"] = rng.standard_normal((cout, cin // groups, k, k)) * np.sqrt(2 / (cin // groups * k * k))
+        if bias:
+            p[f"{name}.b"] = 0.1 * rng.standard_normal(cout)
+        return dict(weight=f"{name}.w", bias=f"{name}.b" if bias else None, groups=groups)
+
+    def bn(name, c):
+        p[f"{name}.g"] = rng.uniform(0.5, 1.5, c)
+        p[f"{name}.b"] = 0.2 * rng.standard_normal(c)
+        p[f"{name}.m"] = 0.1 * rng.standard_normal(c)
+        p[f"{name}.v"] = rng.uniform(0.5, 2.0, c)
+        return BatchNorm(name=name, inputs=(name[:-3],), weight=f"{name}.g", bias=f"{name}.b",
+                         mean=f"{name}.m", var=f"{name}.v")
+
+    nodes = [Input(name="x", shape=(4, 13, 11))]
+    nodes.append(Conv2d(name="c1", inputs=("x",), stride=1, padding=1, **conv("c1", 4, 8, 3)))
+    nodes.append(bn("c1_bn", 8))
+    nodes.append(Relu(name="r1", inputs=("c1_bn",)))
+    nodes.append(Conv2d(name="dw", inputs=("r1",), stride=2, padding=(2, 1, 2, 2), dilation=2,
+                        **conv("dw", 8, 8, 3, groups=8, bias=True)))
+    nodes.append(Clip(name="r6", inputs=("dw",), lo=0.0, hi=6.0))
+    nodes.append(Conv2d(name="g2", inputs=("r6",), padding=1, **conv("g2", 8, 8, 3, groups=2)))
+    nodes.append(bn("g2_bn", 8))
+    nodes.append(MaxPool(name="mp", inputs=("r6",), kernel=3, stride=1, padding=1))
+    nodes.append(Add(name="add1", inputs=("g2_bn", "mp")))                 # signed add
+    nodes.append(Clip(name="cl", inputs=("add1",), lo=-1.5, hi=2.0))       # signed clip
+    nodes.append(Conv2d(name="c3", inputs=("cl",), padding=0, **conv("c3", 8, 8, 1, bias=True)))
+    nodes.append(Add(name="add2", inputs=("c3", "cl")))
+    nodes.append(Relu(name="r2", inputs=("add2",)))
+    nodes.append(AvgPool(name="ap", inputs=("r2",), kernel=2, stride=2, padding=(0, 0, 1, 1)))
+    nodes.append(GlobalAvgPool(name="gap", inputs=("ap",)))
+    nodes.append(Flatten(name="fl", inputs=("gap",)))
+    p["fc.w"] = rng.standard_normal((5, 8)) / np.sqrt(8)
+    p["fc.b"] = 0.1 * rng.standard_normal(5)
+    nodes.append(Linear(name="fc", inputs=("fl",), weight="fc.w", bias="fc.b"))
+    return Graph(tuple(nodes), p, name="tiny")
 
 
 def rel_err(out: np.ndarray, ref: np.ndarray) -> float:
@@ -23,13 +72,13 @@ def ort_run(graph, x: np.ndarray, batch=None) -> np.ndarray:
 
 def need_efficientnet_weights():
     """Skip unless EfficientNet-Lite0's real weights can be loaded here."""
-    from fpxint_hw.errors import InputError
+    from fpxint_hw.errors import InputError, ToolMissingError
     from fpxint_hw.models import default_weights
     from fpxint_hw.io.torch_state import torch_available
 
     try:
         path = default_weights("efficientnet-lite0")
-    except InputError as exc:
+    except (InputError, ToolMissingError) as exc:
         pytest.skip(f"EfficientNet-Lite0 weights absent: {exc}")
     if path.suffix == ".pth" and not torch_available():
         pytest.skip("EfficientNet-Lite0 weights are a .pth and torch is not installed "

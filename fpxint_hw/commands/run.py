@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import FormatError, InputError
 from ..float_exec import FloatExecutor
 from ..graph import Graph
 from ..report import format_table, write_json
@@ -119,14 +119,16 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 def _recorded_accuracy(info) -> float | None:
-    from ..models import models_dir
+    """The held-out accuracy recorded in the ``.json`` beside the default weights, if any."""
+    from ..errors import FpxintError
+    from ..models import default_weights
 
     if info is None or info.weights_file is None:
         return None
-    meta = models_dir() / Path(info.weights_file).with_suffix(".json")
     try:
+        meta = default_weights(info.name).with_suffix(".json")
         return float(json.loads(meta.read_text())["heldout_accuracy_fpxint_float"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (FpxintError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -134,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..data import imagenet_classes
 
     if args.limit is not None and args.limit < 1:
-        raise InputError(f"--limit must be >= 1, got {args.limit}")
+        raise FormatError(f"--limit must be >= 1, got {args.limit}")
     graph, info = load_network(args.model, args.weights, fold_bn=not args.keep_bn)
     task = _task(graph, info)
     samples = prepare_inputs(graph, info, args.input, args.limit)

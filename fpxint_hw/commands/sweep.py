@@ -20,7 +20,8 @@ def register(subparsers) -> None:
         "sweep", help="design-space sweep: accuracy, area, Fmax, throughput per point",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", required=True, help="sweep YAML (see models/sweeps/)")
+    p.add_argument("--config", required=True,
+                   help="sweep YAML file, or a shipped sweep's name (e.g. tiny, mnist)")
     p.add_argument("--out", required=True, help="output folder (results.jsonl, cache/)")
     p.add_argument("--workers", type=int, default=None,
                    help="points in parallel (default: the file's 'workers')")

@@ -8,14 +8,16 @@ critical path. Results are cached by the Verilog, options and tool versions.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
+from ..flow.pnr import SPEED_GRADES
+from ..flow.synth import TARGETS
 from ..report import format_table, write_json
 from ..spec import load_array_spec
+from ..workflows.synth import synth_record
 from . import add_spec_option
 
-__all__ = ["register", "synth_record", "main"]
+__all__ = ["register", "main"]
 
 
 def register(subparsers) -> None:
@@ -25,7 +27,7 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_spec_option(p)
-    p.add_argument("--target", choices=("ecp5", "xilinx", "ice40"), default="ecp5",
+    p.add_argument("--target", choices=tuple(TARGETS), default="ecp5",
                    help="FPGA family")
     p.add_argument("--pnr", action="store_true",
                    help="also place and route (ecp5, ice40) and report Fmax")
@@ -35,7 +37,7 @@ def register(subparsers) -> None:
                         "where nextpnr finds no legal placement on it")
     p.add_argument("--freq", type=float, default=200.0, help="target frequency in MHz")
     p.add_argument("--seed", type=int, default=1, help="placer seed")
-    p.add_argument("--speed", type=int, choices=(6, 7, 8), default=6,
+    p.add_argument("--speed", type=int, choices=SPEED_GRADES, default=6,
                    help="ECP5 speed grade for --pnr (6: the slowest and cheapest part)")
     p.add_argument("--lut-mult-below", type=int, default=10, metavar="BITS",
                    help="build multipliers with an operand narrower than BITS from LUTs "
@@ -45,36 +47,6 @@ def register(subparsers) -> None:
     p.add_argument("--timeout", type=float, default=None, help="seconds per tool run")
     p.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     p.set_defaults(func=main)
-
-
-def synth_record(spec, target: str, *, pnr: bool = False, device=None, freq: float = 200.0,
-                 seed: int = 1, lut_mult_below: int = 10, build_dir=None,
-                 timeout=None, speed: int = 6) -> dict:
-    """Synthesize (and place and route) ``spec``; return the flat figures as a dict.
-
-    Keys: ``target``, ``luts``, ``ffs``, ``carries``, ``dsps``, ``brams``, ``lutrams``,
-    ``srls``, ``muxes``, ``cells``, ``synth_seconds``, ``synth_cached``, ``tools``,
-    ``workdir`` and with ``pnr``: ``fmax_mhz``, ``freq_mhz``, ``device``, ``critical_path``,
-    ``pnr_seconds``, ``pnr_cached``, ``speed`` (the ECP5 speed grade), ``unplaced`` (smaller
-    devices on which nextpnr found no legal placement).
-    """
-    from ..flow.pnr import place_and_route
-    from ..flow.synth import FIELDS, synthesize
-    s = synthesize(spec, target, build_dir=build_dir, lut_mult_below=lut_mult_below,
-                   timeout=timeout)
-    rec = {"target": s.target, **{f: getattr(s, f) for f in FIELDS}, "cells": s.cells,
-           "synth_seconds": s.seconds, "synth_cached": s.cached, "tools": dict(s.tools),
-           "lut_mult_below": lut_mult_below, "workdir": s.workdir}
-    if pnr:
-        r = place_and_route(s, device=device, freq_mhz=freq, seed=seed, timeout=timeout,
-                            speed=speed)
-        rec.update(speed=speed, fmax_mhz=r.fmax_mhz, freq_mhz=r.constraint_mhz, device=r.device,
-                   critical_path=None if r.critical_path is None else
-                   dataclasses.asdict(r.critical_path), pnr_seconds=r.seconds, pnr_cached=r.cached,
-                   pnr_shell=r.shell, utilization=r.utilization, pnr_workdir=r.workdir,
-                   unplaced=list(r.unplaced))
-        rec["tools"].update(r.tools)
-    return rec
 
 
 def main(args: argparse.Namespace) -> int:

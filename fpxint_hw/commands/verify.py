@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import FormatError
+from ..flow.verify import BACKENDS
 from . import add_spec_option
 
 __all__ = ["register"]
@@ -26,7 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--k", type=int, metavar="K",
                    help="reduction length of random tiles (default: random up to the "
                         "spec's depth, at most 8 passes)")
-    p.add_argument("--backend", choices=("verilator", "amaranth"), default="verilator",
+    p.add_argument("--backend", choices=BACKENDS, default="verilator",
                    help="RTL simulator (default verilator)")
     p.add_argument("--ready", type=float, default=1.0, metavar="P",
                    help="probability per cycle that the output is ready (default 1)")
@@ -57,6 +59,10 @@ def _run(args: argparse.Namespace) -> int:
     from ..flow.verify import load_tile_dir, verify
     from ..spec import load_array_spec
 
+    for opt in ("random", "m", "k"):
+        v = getattr(args, opt)
+        if v is not None and v < 1:
+            raise FormatError(f"--{opt} must be >= 1, got {v}")
     spec = load_array_spec(args.spec)
     items = load_tile_dir(args.tiles) if args.tiles else _random_items(spec, args)
     rep = verify(spec, items, backend=args.backend, ready=args.ready, valid=args.valid,

@@ -42,6 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
+from ..hw import timing
+from ..hw.requant import CONST_HOPS, SHIFT_GROUP, SHIFT_STEPS
 from ..intops import int_range, product_interval, width_for_interval
 from ..spec import ArraySpec
 
@@ -121,26 +124,24 @@ def area_features(spec: ArraySpec, lut_mult_below: int = 10) -> dict[str, int]:
     requant = spec.cols * (spec.acc_width + spec.product_width + spec.out_width)
     act_bits = spec.a_bits * spec.a_terms
     skew = act_bits * (spec.rows * (spec.rows - 1) // 2 + spec.rows)
-    psum_in = sum(spec.acc_width * (j + spec.pe_stages) for j in range(spec.cols))
+    psum_in = sum(spec.acc_width * (j + timing.pe_stages(spec)) for j in range(spec.cols))
     deskew = sum(spec.acc_width * (spec.cols - 1 - j) for j in range(spec.cols))
     combine_reg = spec.cols * spec.acc_width if spec.combine == "column" else 0
     # per column: the accumulator travelling along every stage, the multiplier's operand,
     # tile and sum registers (about four products), the shifter stages and sticky mask with
     # a shift-amount copy per group, the shift's decode, the constants' hops, the output
     # stages and digits
-    from ..hw.requant import CONST_HOPS, SHIFT_GROUP, SHIFT_STEPS
-
     shift_copies = -(-(spec.product_width + 1) // SHIFT_GROUP) * spec.shift_width
     decode = 2 * (spec.product_width // 8 + 1) + 8 + 3 * spec.shift_width
     hops = CONST_HOPS * (spec.bias_width + spec.zp_width + 2 * spec.out_width + spec.shift_width)
-    out_regs = spec.cols * (spec.acc_width * spec.out_stages + spec.acc_width + spec.m0_bits
+    out_regs = spec.cols * (spec.acc_width * (timing.out_stages(spec) + 1) + spec.m0_bits
                             + (5 + SHIFT_STEPS) * spec.product_width + shift_copies + decode + hops
                             + spec.out_width * 4 + spec.out_bits * spec.out_terms)
     # per-pass constants: one lane-mask copy per row, one shift/zero point/clamp copy per column
     config = spec.rows * spec.lanes + spec.cols * (spec.shift_width + spec.zp_width
                                                    + 2 * spec.out_width)
     regs = (pes * pe_regs + skew + psum_in + deskew + combine_reg + out_regs + config
-            + spec.datapath_latency)
+            + timing.datapath_latency(spec))
     return {"multipliers": int(mult), "adders": int(adders), "requant": int(requant),
             "registers": int(regs)}
 
@@ -289,6 +290,6 @@ def fit_area_model(points, target: str = "ecp5", lut_mult_below: int = 10) -> Ar
                         "logic": logic_cells(target, get("luts"), get("carries")),
                         "ffs": int(get("ffs"))})
     if len(samples) < len(LOGIC_FEATURES) + 1:
-        raise ValueError(f"fit_area_model: need at least {len(LOGIC_FEATURES) + 1} synthesis "
+        raise InputError(f"fit_area_model: need at least {len(LOGIC_FEATURES) + 1} synthesis "
                          f"points, got {len(samples)}")
     return AreaModel(target, _fit_logic(samples), _fit_ffs(samples), lut_mult_below, samples)

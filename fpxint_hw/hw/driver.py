@@ -10,7 +10,7 @@ use :mod:`fpxint_hw.flow.verilator` for anything large.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from amaranth.sim import Simulator
@@ -19,51 +19,13 @@ from ..errors import FpxintError
 from ..spec import ArraySpec
 from ..tile import GemmTile, TileResult
 from . import bits, layouts
-from .program import Job, assemble, chain_psum, plan
+from .passes import HwRun, PassCycles, run_tiles
+from .program import Job, chain_psum
+from .timing import latency
 from .top import Accelerator
 
 __all__ = ["PassCycles", "HwRun", "run_jobs_amaranth", "run_tiles_amaranth",
            "run_tile_amaranth"]
-
-
-@dataclass(frozen=True)
-class PassCycles:
-    """Measured cycles of one pass.
-
-    Members
-    -------
-    load : int
-        Cycle of the first ``w_in`` beat.
-    first_in, last_in : int
-        Cycles of the first and last accepted ``a_in`` beat (-1 without vectors).
-    first_out, last_out : int
-        Cycles of the first and last ``o_out`` beat (-1 without vectors).
-    """
-
-    load: int
-    first_in: int
-    last_in: int
-    first_out: int
-    last_out: int
-
-    @property
-    def total(self) -> int:
-        """Cycles from the first weight beat to the last result beat, inclusive."""
-        return self.last_out - self.load + 1
-
-    @property
-    def latency(self) -> int:
-        """Cycles from the first accepted vector to its result."""
-        return self.first_out - self.first_in
-
-
-@dataclass(frozen=True, eq=False)
-class HwRun:
-    """Results and measured cycles of a hardware run (one entry per tile / per pass)."""
-
-    results: list[TileResult]
-    passes: list[PassCycles]
-    cycles: int
 
 
 class _Stream:
@@ -123,7 +85,7 @@ def run_jobs_amaranth(spec: ArraySpec, jobs: list[Job], *, ready: float = 1.0,
     dut = Accelerator(spec)
     rl = layouts.result(spec)
     rng = np.random.default_rng(seed)
-    limit = max_idle or 50 * (spec.latency + spec.rows + 10) / min(ready, valid)
+    limit = max_idle or 50 * (latency(spec) + spec.rows + 10) / min(ready, valid)
     results = [[] for _ in jobs]
     passes = []
     total = [0]
@@ -222,19 +184,13 @@ def run_tiles_amaranth(spec: ArraySpec, tiles: list[GemmTile], *, names=None,
     """Run ``tiles`` one after another in one simulation of the accelerator.
 
     ``options`` are those of :func:`run_jobs_amaranth` (``ready``, ``valid``, ``seed``,
-    ``vcd``). Returns an :class:`HwRun` with one TileResult per tile and the cycles of every
-    pass. Tiles must fit the spec (:func:`fpxint_hw.hw.program.check_tile`); larger K and N
-    are cut into passes (:func:`fpxint_hw.hw.program.plan`).
+    ``vcd``). Returns an :class:`~fpxint_hw.hw.passes.HwRun` with one TileResult per tile
+    and the cycles of every pass (:func:`fpxint_hw.hw.passes.run_tiles`, the loop shared
+    with the Verilator driver). Tiles must fit the spec
+    (:func:`fpxint_hw.hw.program.check_tile`); larger K and N are cut into passes
+    (:func:`fpxint_hw.hw.program.plan`).
     """
-    names = names or [f"tile {i}" for i in range(len(tiles))]
-    plans = [plan(spec, t, nm) for t, nm in zip(tiles, names)]
-    jobs = [j for p in plans for j in p]
-    beats, passes, cycles = run_jobs_amaranth(spec, jobs, **options)
-    results, pos = [], 0
-    for t, p in zip(tiles, plans):
-        results.append(assemble(spec, t, p, beats[pos:pos + len(p)]))
-        pos += len(p)
-    return HwRun(results, passes, cycles)
+    return run_tiles(spec, tiles, partial(run_jobs_amaranth, spec, **options), names=names)
 
 
 def run_tile_amaranth(spec: ArraySpec, tile: GemmTile, **options) -> TileResult:

@@ -6,7 +6,7 @@ nets: the write enable is the datapath's registered valid bit, and "not empty" i
 a register of its own, so the enables that fan out to every memory bit and every output bit
 pass one LUT at most. There is no full check: the accelerator admits a vector only while
 the FIFO has room for it and for every vector ahead of it (credits), so a write never finds
-the FIFO full. A result written in cycle t can leave in cycle t + 2.
+the FIFO full. A result written in cycle t can leave in cycle t + :data:`FIFO_STAGES`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["OutputFifo"]
+__all__ = ["FIFO_STAGES", "OutputFifo"]
+
+#: Cycles from writing an entry to it being valid at ``r_data`` when the FIFO is empty and
+#: the reader ready: the write (memory and the ``nonempty`` register), then the registered
+#: read port.
+FIFO_STAGES = 2
 
 
 class OutputFifo(wiring.Component):

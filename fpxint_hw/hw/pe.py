@@ -11,7 +11,7 @@ With ``combine: column`` there is no tree: each lane keeps its own partial sum
 (``psum_out.l<lane> = psum_in.l<lane> + product``) and the column bottom combines them.
 A lane whose ``mask`` bit is 0 contributes 0. Timing: the products of the activation that
 arrives at cycle t are added to the ``psum_in`` of cycle ``t + pe_stages - 1`` and appear at
-``psum_out`` in cycle ``t + pe_stages`` (:attr:`ArraySpec.pe_stages`). An activation may
+``psum_out`` in cycle ``t + pe_stages`` (:func:`pe_stages`). An activation may
 arrive from the second cycle after the last ``w_load`` on (the weight multiples follow the
 weight register a cycle later); the accelerator top never sends one sooner.
 """
@@ -27,9 +27,32 @@ from ..spec import ArraySpec
 from . import layouts
 from .layouts import shape_for_interval
 from .pipe import KEEP
-from .tree import adder_tree, weighted
+from .tree import adder_tree, levels, weighted
 
-__all__ = ["ProcessingElement"]
+__all__ = ["PSUM_STAGES", "tree_terms", "tree_levels", "pe_stages", "ProcessingElement"]
+
+#: The partial-sum register ``psum_out`` (every PE has it).
+PSUM_STAGES = 1
+
+
+def tree_terms(spec: ArraySpec) -> int:
+    """Terms of the PE's adder tree (``combine: pe``): one per lane and activation slice
+    (:attr:`ArraySpec.act_slices`); 0 with ``combine: column`` (no tree in the PE)."""
+    return spec.lanes * len(spec.act_slices) if spec.combine == "pe" else 0
+
+
+def tree_levels(spec: ArraySpec) -> int:
+    """Adder levels of the PE's tree (:func:`~fpxint_hw.hw.tree.levels` of
+    :func:`tree_terms`; 0 with ``combine: column``): register stages (cycles) with
+    ``tree_reg``, combinational levels without."""
+    return levels(tree_terms(spec)) if spec.combine == "pe" else 0
+
+
+def pe_stages(spec: ArraySpec) -> int:
+    """Cycles from a PE's activation input to its registered partial sum: the ``psum_out``
+    register, the product registers (``mult_reg``) and, with ``tree_reg``, one register per
+    tree level."""
+    return PSUM_STAGES + int(spec.mult_reg) + (tree_levels(spec) if spec.tree_reg else 0)
 
 
 def _inclusive(width: int, is_signed: bool) -> tuple[int, int]:

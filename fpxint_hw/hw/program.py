@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError, WidthError
-from ..spec import ArraySpec, SeriesFormat
+from ..quant.bridge import gemm_fit
+from ..spec import ArraySpec
 from ..tile import GemmTile, TileResult
 from . import bits, layouts
 
@@ -63,47 +64,20 @@ class Job:
     last: bool
 
 
-def _same_format(a: SeriesFormat, b: SeriesFormat) -> bool:
-    return (a.bits, a.terms, a.signed, a.lane_weights) == (b.bits, b.terms, b.signed,
-                                                           b.lane_weights)
-
-
-def _fmt_text(f: SeriesFormat) -> str:
-    return f"{f.bits}-bit x {f.terms} {'signed' if f.signed else 'unsigned'} {f.scale}"
-
-
 def check_tile(spec: ArraySpec, tile: GemmTile, name: str = "tile") -> None:
     """Raise InputError (or WidthError) unless the array can compute ``tile`` exactly.
 
-    Messages name the tile, the field and the value.
+    The condition is :func:`fpxint_hw.quant.bridge.gemm_fit`, the one the compiler checks
+    every layer with: formats, rounding, constant ranges, and the tile's exact accumulator
+    interval (its own weights, any activations of its format) inside the array's. Messages
+    name the tile, the field and the value.
     """
-    for field, got, want in (("w_fmt", tile.w_fmt, spec.w_fmt), ("a_fmt", tile.a_fmt, spec.a_fmt)):
-        if not _same_format(got, want):
-            raise InputError(f"{name}: {field} is {_fmt_text(got)}, the array takes "
-                             f"{_fmt_text(want)}")
-    if tile.out_fmt is not None and not _same_format(tile.out_fmt, spec.out_fmt):
-        raise InputError(f"{name}: out_fmt is {_fmt_text(tile.out_fmt)}, the array makes "
-                         f"{_fmt_text(spec.out_fmt)}")
     rq = tile.requant
-    if rq.mode != spec.rounding:
-        raise InputError(f"{name}: requant.mode is {rq.mode!r}, the array rounds "
-                         f"{spec.rounding!r}")
-    checks = (
-        ("requant.multiplier", rq.multiplier, spec.m0_range),
-        ("bias", tile.bias, spec.bias_range),
-        ("requant.lo", np.array([rq.lo]), spec.out_range),
-        ("requant.hi", np.array([rq.hi]), spec.out_range),
-        ("requant.zero_point", np.array([rq.zero_point]), spec.zp_range),
-    )
-    for field, arr, (lo, hi) in checks:
-        arr = np.asarray(arr)
-        if arr.size and (arr.min() < lo or arr.max() > hi):
-            bad = arr.min() if arr.min() < lo else arr.max()
-            raise InputError(f"{name}: {field} value {int(bad)} leaves the array's range "
-                             f"[{lo}, {hi}]")
-    if tile.k > spec.reduction_depth:
-        raise WidthError(f"{name}: K = {tile.k} exceeds the accumulator's depth "
-                         f"{spec.reduction_depth}; use an ArraySpec with depth >= {tile.k}")
+    why = gemm_fit(spec, tile.w_fmt, tile.a_fmt, tile.out_fmt, tile.w_combined().T, tile.bias, rq.multiplier,
+                   rq.mode, rq.lo, rq.hi, rq.zero_point)
+    if why is not None:
+        err = WidthError if why.startswith("the accumulator") else InputError
+        raise err(f"{name}: {why}")
 
 
 def pass_count(spec: ArraySpec, tile: GemmTile) -> int:

@@ -35,11 +35,16 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec import MAX_SHIFT, ArraySpec
 from . import layouts
-from .multiplier import pipelined_product
+from .multiplier import pipelined_product, product_stages
 from .pipe import KEEP, delay
 from .split import split_terms
 
-__all__ = ["CONST_LEAD", "OutputUnit", "shift_config", "round_stages", "round_shift_hw"]
+__all__ = ["CONST_LEAD", "BIAS_STAGES", "ROUND_STAGES", "ZERO_POINT_STAGES", "CLAMP_STAGES",
+           "SPLIT_STAGES", "m0_stages", "out_stages", "OutputUnit", "shift_config",
+           "round_stages", "round_shift_hw"]
+
+#: The bias add (register ``acc1``), the first of the unit's stages (:func:`out_stages`).
+BIAS_STAGES = 1
 
 #: Bits of the shift amount decoded by one shifter stage: a 4-way select per result bit,
 #: one LUT level and a slice mux on ECP5.
@@ -51,6 +56,16 @@ SHIFT_STEPS = -(-MAX_SHIFT.bit_length() // SHIFT_STEP)
 #: Pipeline stages of the rounding shift (:func:`round_stages`): the shifter stages, then
 #: the round-up bit and range flags.
 ROUND_STAGES = SHIFT_STEPS + 1
+
+#: The zero-point add after the rounding shift (register ``total``).
+ZERO_POINT_STAGES = 1
+
+#: The clamp: the compares with ``lo`` and ``hi`` (``below``, ``above``), then the select
+#: (``clamped``).
+CLAMP_STAGES = 2
+
+#: The output registers (``out``, ``digits``, ``acc``) after the split into terms.
+SPLIT_STAGES = 1
 
 #: Register stages of :func:`shift_config`.
 SHIFT_DECODE_STAGES = 3
@@ -173,8 +188,23 @@ def round_shift_hw(m: Module, x, shift, width: int, mode: str, name: str = "rs")
     return r
 
 
+def m0_stages(spec: ArraySpec) -> int:
+    """Cycles of the unit's ``acc x M0`` product (18x18 DSP tiles, then a registered adder
+    tree: :func:`~fpxint_hw.hw.multiplier.product_stages` of a signed ``acc_width`` and an
+    unsigned ``m0_bits`` operand)."""
+    return product_stages(spec.acc_width, True, spec.m0_bits, False)
+
+
+def out_stages(spec: ArraySpec) -> int:
+    """Cycles of :class:`OutputUnit` from ``acc_in`` to ``acc``/``out``/``digits``: bias add,
+    :func:`m0_stages`, the rounding shift (:data:`ROUND_STAGES`), zero point, clamp compares
+    and select, output registers after the split."""
+    return (BIAS_STAGES + m0_stages(spec) + ROUND_STAGES + ZERO_POINT_STAGES + CLAMP_STAGES
+            + SPLIT_STAGES)
+
+
 class OutputUnit(wiring.Component):
-    """Requantization and split of one column, :attr:`ArraySpec.out_stages` cycles deep.
+    """Requantization and split of one column, :func:`out_stages` cycles deep.
 
     Parameters
     ----------
@@ -236,8 +266,10 @@ class OutputUnit(wiring.Component):
         # `narrow`-bit adders and comparators are needed (short carry chains).
         narrow = min(pw, spec.out_width + 3)
         # the shift amounts' copies (a register after the decode) hold the pass's shift when
-        # its first product reaches the shifter, 1 + m0_stages cycles after its accumulator
-        assert CONST_HOPS + SHIFT_DECODE_STAGES + 1 <= CONST_LEAD + 1 + spec.m0_stages, spec
+        # its first product reaches the shifter, BIAS_STAGES + m0_stages cycles after its
+        # accumulator
+        assert (CONST_HOPS + SHIFT_DECODE_STAGES + 1
+                <= CONST_LEAD + BIAS_STAGES + m0_stages(spec)), spec
         s, mask = shift_config(m, shift, pw)
         low, up, fits, neg = round_stages(m, prod, s, mask, pw, narrow, spec.rounding)
 
@@ -253,6 +285,8 @@ class OutputUnit(wiring.Component):
         out = _hold(m, Mux(low_end, lo, Mux(high_end, hi, total_d)), "clamped", True)
 
         digits = split_terms(m, out, spec.out_range, spec.out_fmt, "split")
-        m.d.sync += [self.out.eq(out), self.acc.eq(delay(m, acc1, spec.out_stages - 2, "acc_d"))]
+        # acc1 is the bias stage's register; the output registers follow the delay line
+        acc_d = delay(m, acc1, out_stages(spec) - BIAS_STAGES - SPLIT_STAGES, "acc_d")
+        m.d.sync += [self.out.eq(out), self.acc.eq(acc_d)]
         m.d.sync += [self.digits[k].eq(d) for k, d in enumerate(digits)]
         return m

@@ -14,8 +14,9 @@ ready only while fewer than ``fifo_depth`` vectors are accepted and not yet deli
 to reach every register of the array. ``w_in`` and ``cfg_in`` are accepted only while no
 vector is in the datapath (results may still wait in the FIFO) and take priority over
 ``a_in``; vectors also wait the one cycle after a config beat. An accepted vector's result
-is valid :attr:`ArraySpec.latency` cycles later when the FIFO is empty; results leave in
-order.
+is valid :func:`latency` cycles later when the FIFO is empty; results leave in order. The
+pass-level figures built on these (load, tile and pass cycles) are in
+:mod:`fpxint_hw.hw.timing`.
 """
 
 from __future__ import annotations
@@ -26,15 +27,50 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec import ArraySpec
 from . import layouts
-from .array import SystolicArray
-from .fifo import OutputFifo
+from .array import SystolicArray, array_latency
+from .fifo import FIFO_STAGES, OutputFifo
 from .pipe import delay
-from .requant import OutputUnit
+from .requant import OutputUnit, out_stages
 
-__all__ = ["Accelerator", "accelerator_signature", "TOP_NAME"]
+__all__ = ["Accelerator", "accelerator_signature", "TOP_NAME", "INPUT_STAGES", "CONFIG_CYCLES",
+           "CREDIT_SLACK", "datapath_latency", "latency", "fifo_depth"]
 
-#: Module name of the exported top in Verilog.
+#: Module name of the exported top in Verilog (and of the top cell in synthesis).
 TOP_NAME = "fpxint_array"
+
+#: Registers between the input handshakes and the datapath, on the weight rows, the
+#: activation vectors and their valid bit (the first is the handshake's ``a_fire`` register).
+INPUT_STAGES = 2
+
+#: Cycles from a pass's config beat to its first vector at the earliest: the beat, then the
+#: cycle ``cfg_pending`` holds ``a_in`` back while the beat's registered copy loads.
+CONFIG_CYCLES = 2
+
+#: Output FIFO entries beyond one per cycle of :func:`latency` (the credit check is
+#: registered and counts ``a_in``'s handshake a cycle late). An always-ready sink sees one
+#: result per cycle with any slack >= 1 (``tests/hw/test_timing.py`` measures the rate
+#: and the FIFO's capacity).
+CREDIT_SLACK = 3
+
+
+def datapath_latency(spec: ArraySpec) -> int:
+    """Cycles from an accepted activation vector to its result entering the output FIFO:
+    :data:`INPUT_STAGES`, the array (:func:`~fpxint_hw.hw.array.array_latency`) and the
+    output units (:func:`~fpxint_hw.hw.requant.out_stages`)."""
+    return INPUT_STAGES + array_latency(spec) + out_stages(spec)
+
+
+def latency(spec: ArraySpec) -> int:
+    """Cycles from accepting an activation vector to its result being valid at ``o_out``
+    (an empty FIFO): :func:`datapath_latency` plus
+    :data:`~fpxint_hw.hw.fifo.FIFO_STAGES`."""
+    return datapath_latency(spec) + FIFO_STAGES
+
+
+def fifo_depth(spec: ArraySpec) -> int:
+    """Entries of the output FIFO: a credit for every vector in flight, :func:`latency` plus
+    :data:`CREDIT_SLACK`, so that an always-ready sink sees one result per cycle."""
+    return latency(spec) + CREDIT_SLACK
 
 
 def accelerator_signature(spec: ArraySpec) -> wiring.Signature:
@@ -113,7 +149,7 @@ class _Datapath(wiring.Component):
                 self.result.acc[j].eq(unit.acc), self.result.out[j].eq(unit.out),
                 self.result.digits[j].eq(unit.digits),
             ]
-        depth = spec.array_latency + spec.out_stages        # the array and the output units
+        depth = array_latency(spec) + out_stages(spec)      # the array and the output units
         m.d.comb += self.out_valid.eq(delay(m, self.in_valid, depth, "valid"))
         return m
 
@@ -149,8 +185,8 @@ class Accelerator(wiring.Component):
         spec = self.spec
         m = Module()
         m.submodules.datapath = dp = _Datapath(spec)
-        m.submodules.fifo = fifo = OutputFifo(Shape.cast(layouts.result(spec)).width,
-                                              spec.fifo_depth)
+        depth = fifo_depth(spec)
+        m.submodules.fifo = fifo = OutputFifo(Shape.cast(layouts.result(spec)).width, depth)
 
         # Credits: a vector is accepted only while the FIFO has room for every vector in
         # flight, so the datapath never has to stop (no stall net across the whole array).
@@ -159,17 +195,16 @@ class Accelerator(wiring.Component):
         a_fire = self.a_in.valid & self.a_in.ready
         o_fire = self.o_out.valid & self.o_out.ready
         a_fire_r = delay(m, a_fire, 1, "a_fire")          # also the datapath's valid bit
-        outstanding = Signal(range(spec.fifo_depth + 1))   # accepted before last cycle, not out
-        in_datapath = Signal(range(spec.fifo_depth + 1))   # the same, not yet in the FIFO
+        outstanding = Signal(range(depth + 1))             # accepted before last cycle, not out
+        in_datapath = Signal(range(depth + 1))             # the same, not yet in the FIFO
         credit = Signal(init=1)                            # room even if last cycle accepted one
         empty = Signal(init=1)                             # in_datapath == 0
         cfg_pending = Signal()                             # a config beat loads next cycle
         m.d.sync += [outstanding.eq(outstanding + a_fire_r - o_fire),
                      in_datapath.eq(in_datapath + a_fire_r - dp.out_valid),
                      # next count + 1 < fifo_depth, and next count == 0
-                     credit.eq(_by_step(a_fire_r, o_fire, outstanding <= spec.fifo_depth - 3,
-                                        outstanding <= spec.fifo_depth - 2,
-                                        outstanding <= spec.fifo_depth - 1)),
+                     credit.eq(_by_step(a_fire_r, o_fire, outstanding <= depth - 3,
+                                        outstanding <= depth - 2, outstanding <= depth - 1)),
                      empty.eq(_by_step(a_fire_r, dp.out_valid, 0, in_datapath == 0,
                                        in_datapath == 1))]
         idle = empty & ~a_fire_r                           # no vector in the datapath
@@ -181,23 +216,24 @@ class Accelerator(wiring.Component):
         ]
 
         # The config beat passes one register (placed by the handshake logic) into
-        # _Datapath. Vectors wait the one cycle after it, so every pass loads in at least 2
-        # cycles, which also covers a chained pass's wait for the previous results on a
-        # one-row array (ArraySpec.load_cycles); a vector still reaches the array after
-        # the beat, over its own two registers.
+        # _Datapath. Vectors wait the one cycle after it, so every pass loads in at least
+        # CONFIG_CYCLES cycles (timing.load_cycles), which also covers a chained pass's wait
+        # for the previous results on a one-row array; a vector still reaches the array
+        # after the beat, over its own INPUT_STAGES registers.
         cfg_fire = self.cfg_in.valid & self.cfg_in.ready
         m.d.sync += cfg_pending.eq(cfg_fire)
 
-        # Inputs pass two registers before the datapath (short nets from the handshake logic,
-        # then a hop to the array), and vectors one more on entry to the array, so a vector
-        # accepted right after the last weight beat reaches row 0 two cycles after that beat
-        # has shifted in: the PEs' weight multiples follow their weights a cycle later.
+        # Inputs pass INPUT_STAGES (two) registers before the datapath (short nets from the
+        # handshake logic, then a hop to the array), and vectors one more on entry to the
+        # array, so a vector accepted right after the last weight beat reaches row 0 two
+        # cycles after that beat has shifted in: the PEs' weight multiples follow their
+        # weights a cycle later.
         w_load = self.w_in.valid & self.w_in.ready
         m.d.comb += [
-            dp.load.eq(delay(m, w_load, 2, "w_load")),
-            dp.w_row.eq(delay(m, self.w_in.payload, 2, "w_row")),
-            dp.in_valid.eq(delay(m, a_fire_r, 1, "a_valid")),
-            dp.vec.eq(delay(m, self.a_in.payload, 2, "a_beat")),
+            dp.load.eq(delay(m, w_load, INPUT_STAGES, "w_load")),
+            dp.w_row.eq(delay(m, self.w_in.payload, INPUT_STAGES, "w_row")),
+            dp.in_valid.eq(delay(m, a_fire_r, INPUT_STAGES - 1, "a_valid")),
+            dp.vec.eq(delay(m, self.a_in.payload, INPUT_STAGES, "a_beat")),
             dp.cfg.eq(delay(m, self.cfg_in.payload, 1, "cfg_beat")),
             dp.cfg_load.eq(delay(m, cfg_fire, 1, "cfg_fire")),
             fifo.w_en.eq(dp.out_valid),

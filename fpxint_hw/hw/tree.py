@@ -11,7 +11,7 @@ from amaranth.hdl import Module, Signal, Value
 
 from .layouts import shape_for_interval
 
-__all__ = ["weighted", "adder_tree"]
+__all__ = ["weighted", "adder_tree", "levels"]
 
 Term = tuple[Value, tuple[int, int]]
 
@@ -29,6 +29,18 @@ def weighted(value: Value, rng: tuple[int, int], weight: int, shift: bool) -> Te
     return value * weight, (lo, hi)
 
 
+def levels(count: int) -> int:
+    """Adder levels of :func:`adder_tree` over ``count >= 1`` terms: ``ceil(log2 count)``
+    (0 for one term); with ``registered`` its register stages (cycles).
+
+    >>> [levels(n) for n in (1, 2, 3, 4, 5, 8, 9)]
+    [0, 1, 2, 2, 3, 3, 4]
+    """
+    if count < 1:
+        raise ValueError(f"levels: count must be >= 1, got {count}")
+    return (count - 1).bit_length()
+
+
 def adder_tree(m: Module, terms: list[Term], name: str = "tree",
                registered: bool = False) -> Term:
     """Sum ``terms`` with a balanced binary tree of adders.
@@ -36,7 +48,7 @@ def adder_tree(m: Module, terms: list[Term], name: str = "tree",
     Each node is a named Signal of the shape its interval needs (see
     :func:`~fpxint_hw.hw.layouts.shape_for_interval`). With ``registered`` every level is a
     register stage (an odd term out is delayed with it), so the sum comes
-    ``ceil(log2 len(terms))`` cycles later. Returns the root and its interval.
+    :func:`levels` ``(len(terms))`` cycles later. Returns the root and its interval.
     """
     if not terms:
         raise ValueError("adder_tree: no terms to add")

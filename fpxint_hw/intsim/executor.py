@@ -1,4 +1,4 @@
-"""The fast bit-exact executor of an integer program (:class:`fpxint_hw.expansion.QProgram`).
+"""The fast bit-exact executor of an integer program (:class:`fpxint_hw.quant.QProgram`).
 
 Tensors are channels-last int32 inside. A conv/linear layer splits its weight terms and its
 activation terms into *lane groups* (consecutive terms combined exactly into one wider
@@ -22,7 +22,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..errors import InputError
+from ..errors import FormatError, InputError
+from ..float_exec import to_nchw, to_nhwc
+from ..quant import program as P
 from . import kernels
 from .gemm import OrtMatMul, choose_backend, gemm_int, have_ort
 from .widths import WidthConfig, analyze_widths
@@ -31,16 +33,6 @@ __all__ = ["Simulator", "PATHS", "to_nchw", "to_nhwc"]
 
 #: Lane-grouping paths.
 PATHS = ("combined", "lanes", "model")
-
-
-def to_nhwc(x: np.ndarray) -> np.ndarray:
-    """NCHW -> contiguous NHWC (2-D arrays pass through)."""
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
-
-
-def to_nchw(x: np.ndarray) -> np.ndarray:
-    """NHWC -> contiguous NCHW (2-D arrays pass through)."""
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x
 
 
 def _group_terms(fmt, limit_lo, limit_hi, single: bool):
@@ -75,20 +67,19 @@ class _ConvPlan:
 
     def __init__(self, q, xin, path: str, backend: str, threads: int):
         self.q, self.xin = q, xin
-        self.linear = q.op == "linear"
+        self.linear = isinstance(q, P.Linear)
         digits = q.w_digits.astype(np.int64)
         t_w, o = digits.shape[:2]
         a_fmt, w_fmt = xin.fmt, q.w_fmt
-        if not self.linear:
-            _, cg, kh, kw = digits.shape[1:]
-            self.groups = q.attrs["groups"]
-            self.depthwise = self.groups > 1 and cg == 1 and o == self.groups
-        else:
-            self.groups, self.depthwise = 1, False
+        self.mask = q.lanes_on(a_fmt.terms)
+        if not self.mask.all():
+            path = "lanes"                  # a switched-off lane: every pair on its own
+        self.groups = 1 if self.linear else q.groups
+        self.depthwise = not self.linear and q.depthwise
         want_ort = backend in ("auto", "ort") and have_ort() and not self.depthwise
         single_w = path in ("lanes", "model")
         single_a = path == "lanes"
-        k_len = int(np.prod(digits.shape[2:]))
+        k_len = q.reduction
         attempts = (["ort"] if want_ort else []) + ["any"]
         for kind in attempts:
             if kind == "ort":
@@ -112,7 +103,8 @@ class _ConvPlan:
                 be = "int"
                 break
             try:
-                be = choose_backend("ort" if kind == "ort" else backend, a_ranges, mats, k_len)
+                be = choose_backend("ort" if kind == "ort" else backend, a_ranges, mats, k_len,
+                                    what=f"layer {q.name!r}")
                 break
             except ValueError:
                 if kind == "ort" and backend == "auto":
@@ -180,12 +172,11 @@ class _ConvPlan:
         cg = c // self.groups
         if self.groups > 1:
             a = a[..., cgi * cg:(cgi + 1) * cg]
-        kh, kw = q.attrs["kernel"]
-        sh, sw = q.attrs["stride"]
-        dh, dw = q.attrs["dilation"]
-        pt, pl, pb, pr = q.attrs["padding"]
-        ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
-        wo = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+        kh, kw = q.kernel
+        sh, sw = q.stride
+        dh, dw = q.dilation
+        pt, pl, pb, pr = q.padding
+        ho, wo = q.out_hw(h, w)
         src = (a + fill).astype(dtype) if fill else a.astype(dtype, copy=False)
         if (kh, kw, sh, sw) == (1, 1, 1, 1) and not (pt or pl or pb or pr):
             return np.ascontiguousarray(src).reshape(n * h * w, cg)
@@ -204,14 +195,7 @@ class _ConvPlan:
     def _out_hw(self, x):
         if self.linear:
             return ()
-        q = self.q
-        _, h, w, _ = x.shape
-        kh, kw = q.attrs["kernel"]
-        sh, sw = q.attrs["stride"]
-        dh, dw = q.attrs["dilation"]
-        pt, pl, pb, pr = q.attrs["padding"]
-        return ((h + pt + pb - dh * (kh - 1) - 1) // sh + 1,
-                (w + pl + pr - dw * (kw - 1) - 1) // sw + 1)
+        return self.q.out_hw(x.shape[1], x.shape[2])
 
     def parts(self, x: np.ndarray) -> dict:
         """Exact partial GEMMs ``{(gw, ga): (M, O) array}`` (unweighted)."""
@@ -221,9 +205,9 @@ class _ConvPlan:
         if self.depthwise:
             q = self.q
             ho, wo = self._out_hw(x)
-            sh, sw = q.attrs["stride"]
-            dh, dw = q.attrs["dilation"]
-            pt, pl = q.attrs["padding"][:2]
+            sh, sw = q.stride
+            dh, dw = q.dilation
+            pt, pl = q.padding[:2]
             for ga, a in enumerate(groups):
                 for gw, wdw in enumerate(self.dw):
                     r = np.empty((n, ho, wo, self.o), dtype=np.int64)
@@ -258,7 +242,7 @@ class _ConvPlan:
 
     def __call__(self, x: np.ndarray, order=None) -> np.ndarray:
         parts = self.parts(x)
-        keys = list(parts) if order is None else [k for k in order if k in parts]
+        keys = self.pair_keys() if order is None else [k for k in order if k in parts]
         if len(keys) == 1 and self.w_weights[keys[0][0]] * self.a_weights[keys[0][1]] == 1:
             acc = parts[keys[0]]
         else:
@@ -277,8 +261,9 @@ class _ConvPlan:
         return out.reshape(shape)
 
     def pair_keys(self):
-        """All (weight group, activation group) pairs."""
-        return [(gw, ga) for gw in range(len(self.w_groups)) for ga in range(len(self.a_groups))]
+        """The (weight group, activation group) pairs whose lanes are on."""
+        return [(gw, ga) for gw in range(len(self.w_groups)) for ga in range(len(self.a_groups))
+                if all(self.mask[k, j] for k in self.w_groups[gw] for j in self.a_groups[ga])]
 
 
 class Simulator:
@@ -306,17 +291,16 @@ class Simulator:
         if path is None:
             path = "model" if program.level == "model" else "combined"
         if path not in PATHS:
-            raise ValueError(f"Simulator: path must be one of {', '.join(PATHS)}, got {path!r}")
+            raise FormatError(f"Simulator: path must be one of {', '.join(PATHS)}, got {path!r}")
         self.program = program
         self.path = path
         self.threads = int(threads) if threads is not None else numba.get_num_threads()
         self.width_rows = analyze_widths(program, widths)
-        self.tensors = {q.name: q.out for q in program.layers}
+        self.tensors = program.tensors()
         self.plans = {}
-        for q in program.layers:
-            if q.op in ("conv", "linear"):
-                self.plans[q.name] = _ConvPlan(q, self.tensors[q.inputs[0]], path, backend,
-                                               self.threads)
+        for q in program.gemm_layers():
+            self.plans[q.name] = _ConvPlan(q, self.tensors[q.inputs[0]], path, backend,
+                                           self.threads)
         self.orders = {}
         for name, plan in self.plans.items():
             keys = plan.pair_keys()
@@ -326,7 +310,7 @@ class Simulator:
                 rng = np.random.default_rng(lane_order)
                 keys = [keys[i] for i in rng.permutation(len(keys))]
             elif lane_order is not None:
-                raise ValueError(f"Simulator: lane_order must be None, 'reverse' or an int "
+                raise FormatError(f"Simulator: lane_order must be None, 'reverse' or an int "
                                  f"seed, got {lane_order!r}")
             self.orders[name] = keys
         last_use = {}
@@ -341,51 +325,7 @@ class Simulator:
 
     def run_layer(self, q, args: list[np.ndarray]) -> np.ndarray:
         """One layer on channels-last int32 inputs; returns its (NHWC / (N, F)) output."""
-        if q.op in ("conv", "linear"):
-            return self.plans[q.name](args[0], self.orders[q.name])
-        rq = q.requant
-        if q.op == "add":
-            a, b = args
-            out = np.empty(a.size, dtype=np.int32)
-            ma, mb = (int(v) for v in rq.multiplier)
-            kernels.add_requant(a.reshape(-1), b.reshape(-1), ma, mb, rq.shift, rq.lo, rq.hi,
-                                rq.zero_point, rq.mode == "half_up", out)
-            return out.reshape(a.shape)
-        if q.op == "maxpool":
-            x = args[0]
-            kh, kw = q.attrs["kernel"]
-            sh, sw = q.attrs["stride"]
-            pt, pl, pb, pr = q.attrs["padding"]
-            n, h, w, c = x.shape
-            out = np.empty((n, (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1, c),
-                           dtype=np.int32)
-            kernels.maxpool_nhwc(x, kh, kw, sh, sw, pt, pl, out)
-            return out
-        if q.op in ("avgpool", "global_avgpool"):
-            x = args[0]
-            n, h, w, c = x.shape
-            if q.op == "avgpool":
-                kh, kw = q.attrs["kernel"]
-                sh, sw = q.attrs["stride"]
-                pt, pl, pb, pr = q.attrs["padding"]
-                sums = np.empty((n, (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1,
-                                 c), dtype=np.int64)
-                kernels.sumpool_nhwc(x, kh, kw, sh, sw, pt, pl, sums)
-            else:
-                sums = np.empty((n, 1, 1, c), dtype=np.int64)
-                kernels.global_sum_nhwc(x, sums.reshape(n, c))
-            flat = sums.reshape(-1, c)
-            out = np.empty(flat.shape, dtype=np.int32)
-            mult = np.full(c, int(rq.multiplier[0]), dtype=np.int64)
-            kernels.requant_rows(flat, np.zeros(c, dtype=np.int64), mult, rq.shift, rq.lo,
-                                 rq.hi, rq.zero_point, rq.mode == "half_up", out)
-            return out.reshape(sums.shape)
-        if q.op == "clamp":
-            return np.clip(args[0], q.out.lo, q.out.hi).astype(np.int32)
-        if q.op == "flatten":
-            x = args[0]
-            return np.ascontiguousarray(to_nchw(x).reshape(x.shape[0], -1))
-        raise InputError(f"Simulator: layer {q.name!r} has op {q.op!r}, which it does not run")
+        return _RUN[type(q)](self, q, args)
 
     def run(self, x: np.ndarray, capture: bool = False):
         """Run the float batch ``x`` (N, *input_shape).
@@ -399,7 +339,7 @@ class Simulator:
         env: dict[str, np.ndarray] = {}
         captured = {}
         for k, q in enumerate(prog.layers):
-            if q.op == "quantize":
+            if isinstance(q, P.Quantize):
                 val = to_nhwc(prog.quantize_input(x))
             else:
                 val = self.run_layer(q, [env[i] for i in q.inputs])
@@ -418,3 +358,67 @@ class Simulator:
     def logits(self, x: np.ndarray) -> np.ndarray:
         """The dequantized (real-valued, float64) output for the float batch ``x``."""
         return self.program.dequantize_output(self(x))
+
+
+# -- the non-GEMM operations, channels-last --------------------------------------------------
+
+def _scaled(sums: np.ndarray, q) -> np.ndarray:
+    """``clamp(round_shift(sums * m0, shift))`` of a pool's int64 window sums (NHWC)."""
+    c = sums.shape[-1]
+    flat = sums.reshape(-1, c)
+    out = np.empty(flat.shape, dtype=np.int32)
+    kernels.requant_rows(flat, np.zeros(c, dtype=np.int64), np.full(c, q.m0, dtype=np.int64),
+                         q.shift, q.out.lo, q.out.hi, 0, q.mode == "half_up", out)
+    return out.reshape(sums.shape)
+
+
+def _add(sim, q, args):
+    a, b = args
+    out = np.empty(a.size, dtype=np.int32)
+    kernels.add_requant(a.reshape(-1), b.reshape(-1), q.ma, q.mb, q.shift, q.out.lo, q.out.hi,
+                        0, q.mode == "half_up", out)
+    return out.reshape(a.shape)
+
+
+def _maxpool(sim, q, args):
+    x = args[0]
+    n, h, w, c = x.shape
+    out = np.empty((n, *q.out_hw(h, w), c), dtype=np.int32)
+    kernels.maxpool_nhwc(x, *q.kernel, *q.stride, *q.padding[:2], out)
+    return out
+
+
+def _avgpool(sim, q, args):
+    x = args[0]
+    n, h, w, c = x.shape
+    sums = np.empty((n, *q.out_hw(h, w), c), dtype=np.int64)
+    kernels.sumpool_nhwc(x, *q.kernel, *q.stride, *q.padding[:2], sums)
+    return _scaled(sums, q)
+
+
+def _global_avgpool(sim, q, args):
+    x = args[0]
+    n, _, _, c = x.shape
+    sums = np.empty((n, 1, 1, c), dtype=np.int64)
+    kernels.global_sum_nhwc(x, sums.reshape(n, c))
+    return _scaled(sums, q)
+
+
+def _no_input(sim, q, args):
+    raise InputError(f"Simulator.run_layer: layer {q.name!r} quantizes the float input; "
+                     f"use QProgram.quantize_input")
+
+
+_RUN = {
+    P.Quantize: _no_input,
+    P.Conv: lambda sim, q, args: sim.plans[q.name](args[0], sim.orders[q.name]),
+    P.Linear: lambda sim, q, args: sim.plans[q.name](args[0], sim.orders[q.name]),
+    P.Add: _add,
+    P.MaxPool: _maxpool,
+    P.AvgPool: _avgpool,
+    P.GlobalAvgPool: _global_avgpool,
+    P.Clamp: lambda sim, q, args: np.clip(args[0], q.out.lo, q.out.hi).astype(np.int32),
+    P.Flatten: lambda sim, q, args: np.ascontiguousarray(
+        to_nchw(args[0]).reshape(args[0].shape[0], -1)),
+}
+P.check_handlers(_RUN, "intsim")

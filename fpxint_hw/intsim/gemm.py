@@ -10,8 +10,11 @@ of magnitudes stays below ``2^24`` / ``2^53`` (proved per layer from the weights
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 import numpy as np
 
+from ..errors import FormatError, WidthError, missing_tool
 from . import kernels
 
 __all__ = ["BACKENDS", "have_ort", "OrtMatMul", "choose_backend"]
@@ -25,9 +28,18 @@ except ImportError:  # pragma: no cover
     _ort = None
 
 
+def _ort_missing() -> tuple[str, str] | None:
+    """``(package, install command)`` when the ort backend cannot run, else None."""
+    if _ort is None:
+        return "onnxruntime", "pip install onnxruntime"
+    if find_spec("onnx") is None:                      # OrtMatMul builds its model with onnx
+        return "onnx", "pip install onnx"
+    return None
+
+
 def have_ort() -> bool:
-    """True when onnxruntime can be imported."""
-    return _ort is not None
+    """True when onnxruntime (and onnx, which builds its models) can be imported."""
+    return _ort_missing() is None
 
 
 class OrtMatMul:
@@ -59,13 +71,33 @@ class OrtMatMul:
         return self._sess.run(None, {"a": a_u8})[0]
 
 
-def choose_backend(requested: str, a_ranges, w_groups, k: int) -> str:
+def choose_backend(requested: str, a_ranges, w_groups, k: int, *,
+                   what: str | None = None) -> str:
     """The backend for a layer whose activation groups lie in ``a_ranges`` ``[(lo, hi)]`` and
     whose weight-group matrices are ``w_groups`` (each ``(K, N)`` int64).
 
     ``requested`` "auto" returns the fastest backend proved exact; a named backend is
-    returned only if it is exact here, else ValueError (tests force each backend).
+    returned only if it is exact here (tests force each backend). ``what`` names the layer
+    in the messages (e.g. ``"layer 'conv1'"``).
+
+    Raises
+    ------
+    ToolMissingError
+        ``requested`` is "ort" and onnxruntime (or onnx) is not installed.
+    WidthError
+        The named backend is not proved exact here, or (``"auto"``) no backend is: the
+        accumulator bound exceeds int64. A ``ValueError``, which the simulator catches to
+        fall back from ort.
+    FormatError
+        ``requested`` is not one of :data:`BACKENDS`.
     """
+    if requested not in BACKENDS:
+        raise FormatError(f"backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
+    miss = _ort_missing() if requested == "ort" else None
+    if miss:
+        where = "--backend ort" + (f" ({what})" if what else "")
+        raise missing_tool(miss[0], miss[1], what=where,
+                           reason=f"the ort backend needs {miss[0]}, which is not installed")
     amax = max(max(abs(lo), abs(hi)) for lo, hi in a_ranges)
     absums = [int(np.abs(w).sum(axis=0).max()) if w.size else 0 for w in w_groups]
     wmax = max((int(np.abs(w).max()) if w.size else 0) for w in w_groups)
@@ -78,16 +110,19 @@ def choose_backend(requested: str, a_ranges, w_groups, k: int) -> str:
         "f64": bound < 2 ** 53,
         "int": bound < 2 ** 63,
     }
+    what = what or "this layer"
     if requested == "auto":
         for name in ("ort", "f32", "f64", "int"):
             if ok[name]:
                 return name
-        raise ValueError("no exact GEMM backend: the accumulator bound exceeds int64")
-    if requested not in ok:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {requested!r}")
+        raise WidthError(f"{what}: no exact GEMM backend: the accumulator bound {bound} "
+                         f"exceeds int64; use fewer or narrower terms")
     if not ok[requested]:
-        raise ValueError(f"backend {requested!r} is not proved exact for this layer "
-                         f"(bound {bound}, max |w| {wmax})")
+        need = {"ort": "max |w| <= 64, activations in uint8 or int8 and "
+                       "K * 255 * 64 < 2^31",
+                "f32": "bound < 2^24", "f64": "bound < 2^53", "int": "bound < 2^63"}[requested]
+        raise WidthError(f"--backend {requested}: not proved exact for {what} (bound {bound}, "
+                         f"max |w| {wmax}, K {k}; it needs {need}); use --backend auto")
     return requested
 
 

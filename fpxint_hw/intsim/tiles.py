@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError, WidthError
+from ..quant import program as P
 from ..series import split_integer
 from ..tile import GemmTile, Requant, TileResult
 from . import kernels
@@ -84,11 +85,11 @@ def extract_tiles(program, layer: str, x: np.ndarray, tile_k: int, tile_n: int,
     "full_k"}``. Grouped convolutions are not supported (InputError).
     """
     q = program.layer(layer)
-    if q.op not in ("conv", "linear"):
-        raise InputError(f"extract_tiles: layer {layer!r} is a {q.op}, not a conv or linear")
-    if q.op == "conv" and q.attrs["groups"] != 1:
-        raise InputError(f"extract_tiles: layer {layer!r} is grouped (groups="
-                         f"{q.attrs['groups']}); only groups=1 layers cut into GEMM tiles")
+    if not isinstance(q, P.GemmOp):
+        raise InputError(f"extract_tiles: layer {layer!r} is a {q.kind}, not a conv or linear")
+    if isinstance(q, P.Conv) and q.groups != 1:
+        raise InputError(f"extract_tiles: layer {layer!r} is grouped (groups={q.groups}); "
+                         f"only groups=1 layers cut into GEMM tiles")
     if tile_k < 1 or tile_n < 1 or rows < 1:
         raise InputError(f"extract_tiles: tile shape {tile_k}x{tile_n} and rows {rows} must be "
                          f">= 1")
@@ -97,12 +98,11 @@ def extract_tiles(program, layer: str, x: np.ndarray, tile_k: int, tile_n: int,
     xin = program.layer(q.inputs[0]).out
     xi = env[q.inputs[0]]
     plan = sim.plans[q.name]
-    if q.op == "conv":
+    if isinstance(q, P.Conv):
         cols = plan._cols(to_nhwc(xi).astype(np.int32), np.int32, 0, 0)
-        wd = q.w_digits.transpose(0, 3, 4, 2, 1).reshape(q.w_fmt.terms, -1, q.w_digits.shape[1])
     else:
         cols = xi.astype(np.int32)
-        wd = q.w_digits.transpose(0, 2, 1)
+    wd = q.w_matrix()
     cols = cols[:rows]
     acts = split_integer(cols, xin.fmt)                     # (T_a, M, K)
     k_full, n_full = wd.shape[1], wd.shape[2]
@@ -119,10 +119,13 @@ def extract_tiles(program, layer: str, x: np.ndarray, tile_k: int, tile_n: int,
                               rq.mode)
                 out_fmt = q.out.fmt
             else:
-                req = Requant(np.ones(n1 - n0, dtype=np.int64), 0, -(1 << 62), (1 << 62) - 1)
+                # the final layer's output is its exact acc; out is clamped to 0 so the
+                # constants fit any array's config fields
+                req = Requant(np.ones(n1 - n0, dtype=np.int64), 0, 0, 0, 0, program.mode)
                 out_fmt = None
             tile = GemmTile(q.w_fmt, xin.fmt, wd[:, k0:k1, n0:n1].astype(np.int8),
-                            acts[:, :, k0:k1].astype(np.int16), bias, req, out_fmt)
+                            acts[:, :, k0:k1].astype(np.int16), bias, req, out_fmt,
+                            q.lane_mask)
             tiles.append((tile, {"layer": layer, "k0": k0, "n0": n0, "rows": int(cols.shape[0]),
                                  "full_k": full}))
     return tiles

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import WidthError
+from ..errors import FormatError, WidthError
 from ..intops import width_for_interval
+from ..quant import program as P
 from ..spec import SeriesFormat
 
 __all__ = ["WidthConfig", "WidthRow", "analyze_widths", "digit_maxabs", "lane_bounds"]
@@ -43,7 +44,7 @@ class WidthConfig:
         for f in ("lane_bits", "acc_bits", "act_bits"):
             v = getattr(self, f)
             if not isinstance(v, int) or not 2 <= v <= 64:
-                raise ValueError(f"WidthConfig.{f} must be an integer in 2..64, got {v!r}")
+                raise FormatError(f"WidthConfig.{f} must be an integer in 2..64, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,56 @@ def _row(layer, node, bound, bits):
     return WidthRow(layer, node, int(bound), need, bits)
 
 
+def _gemm_rows(q, tensors, config) -> list[WidthRow]:
+    """Each lane's dot product, the adder tree + bias in any order, the requant product."""
+    xin = tensors[q.inputs[0]]
+    lb = lane_bounds(q.w_digits, xin.fmt)
+    mask = q.lanes_on(xin.fmt.terms)
+    rows = []
+    for k in range(q.w_fmt.terms):
+        for j in range(xin.fmt.terms):
+            if mask[k, j]:
+                rows.append(_row(q.name, f"lane (k={k + 1}, j={j + 1}) dot product",
+                                 lb[k, j], config.lane_bits))
+    mw, na = q.w_fmt.lane_weights, xin.fmt.lane_weights
+    tree = sum(int(lb[k, j]) * mw[k] * na[j] for k in range(len(mw)) for j in range(len(na))
+               if mask[k, j])
+    bias = int(np.abs(q.bias).max()) if q.bias.size else 0
+    rows.append(_row(q.name, "adder tree + bias (any lane order)", tree + bias,
+                     config.acc_bits))
+    if q.requant is not None:
+        # the exact combined accumulator is bounded more tightly by the combined weights
+        wc = np.abs(q.w_combined().reshape(q.out_channels, -1)).sum(axis=1)
+        accs = [int(s) * xin.maxabs + abs(int(b)) for s, b in zip(wc, q.bias)]
+        prod = max(a * int(m) for a, m in zip(accs, q.requant.multiplier))
+        rows.append(_row(q.name, "requantization product acc * M0 + rounding (per channel)",
+                         prod + _half(q.requant.shift), config.acc_bits))
+    return rows
+
+
+def _add_rows(q, tensors, config) -> list[WidthRow]:
+    a, b = tensors[q.inputs[0]], tensors[q.inputs[1]]
+    return [_row(q.name, "residual add a*Ma + b*Mb + rounding",
+                 a.maxabs * q.ma + b.maxabs * q.mb + _half(q.shift), config.acc_bits)]
+
+
+def _pool_rows(q, tensors, config) -> list[WidthRow]:
+    s = q.count * tensors[q.inputs[0]].maxabs
+    return [_row(q.name, "pool sum", s, config.acc_bits),
+            _row(q.name, "requantization product sum * M0 + rounding",
+                 s * q.m0 + _half(q.shift), config.acc_bits)]
+
+
+def _no_rows(q, tensors, config) -> list[WidthRow]:
+    return []
+
+
+_ROWS = {P.Quantize: _no_rows, P.Conv: _gemm_rows, P.Linear: _gemm_rows, P.Add: _add_rows,
+         P.MaxPool: _no_rows, P.AvgPool: _pool_rows, P.GlobalAvgPool: _pool_rows,
+         P.Clamp: _no_rows, P.Flatten: _no_rows}
+P.check_handlers(_ROWS, "intsim.widths")
+
+
 def analyze_widths(program, config: WidthConfig = WidthConfig(), check: bool = True
                    ) -> list[WidthRow]:
     """Bounds of every accumulator and adder-tree node of ``program`` (a QProgram).
@@ -106,42 +157,9 @@ def analyze_widths(program, config: WidthConfig = WidthConfig(), check: bool = T
         configured widths.
     """
     rows: list[WidthRow] = []
-    tensors = {q.name: q.out for q in program.layers}
+    tensors = program.tensors()
     for q in program.layers:
-        if q.op in ("conv", "linear"):
-            xin = tensors[q.inputs[0]]
-            lb = lane_bounds(q.w_digits, xin.fmt)
-            for k in range(q.w_fmt.terms):
-                for j in range(xin.fmt.terms):
-                    rows.append(_row(q.name, f"lane (k={k + 1}, j={j + 1}) dot product",
-                                     lb[k, j], config.lane_bits))
-            mw, na = q.w_fmt.lane_weights, xin.fmt.lane_weights
-            tree = sum(int(lb[k, j]) * mw[k] * na[j] for k in range(len(mw))
-                       for j in range(len(na)))
-            bias = int(np.abs(q.bias).max()) if q.bias is not None and q.bias.size else 0
-            rows.append(_row(q.name, "adder tree + bias (any lane order)", tree + bias,
-                             config.acc_bits))
-            # the exact combined accumulator is bounded more tightly by the combined weights
-            wc = np.abs(q.w_combined().reshape(q.w_digits.shape[1], -1)).sum(axis=1)
-            accs = [int(s) * xin.maxabs + abs(int(b)) for s, b in zip(wc, q.bias)]
-            if q.requant is not None:
-                prod = max(a * int(m) for a, m in zip(accs, q.requant.multiplier))
-                rows.append(_row(q.name, "requantization product acc * M0 + rounding "
-                                 "(per channel)", prod + _half(q.requant.shift),
-                                 config.acc_bits))
-        elif q.op == "add":
-            a, b = tensors[q.inputs[0]], tensors[q.inputs[1]]
-            ma, mb = (int(v) for v in q.requant.multiplier)
-            rows.append(_row(q.name, "residual add a*Ma + b*Mb + rounding",
-                             a.maxabs * ma + b.maxabs * mb + _half(q.requant.shift),
-                             config.acc_bits))
-        elif q.op in ("avgpool", "global_avgpool"):
-            xin = tensors[q.inputs[0]]
-            s = q.attrs["count"] * xin.maxabs
-            rows.append(_row(q.name, "pool sum", s, config.acc_bits))
-            rows.append(_row(q.name, "requantization product sum * M0 + rounding",
-                             s * int(q.requant.multiplier.max()) + _half(q.requant.shift),
-                             config.acc_bits))
+        rows += _ROWS[type(q)](q, tensors, config)
         if q.out is not None:
             lo, hi = q.out.fmt.combined_range
             rows.append(_row(q.name, "activation storage", max(abs(lo), abs(hi)),

@@ -78,12 +78,21 @@ def load_graph_npz(path) -> Graph:
         raise InputError(f"{path}: entry {GRAPH_KEY!r} has format "
                          f"{meta.get('format') if isinstance(meta, dict) else meta!r}, "
                          f"expected {_FORMAT!r}")
+    raw_nodes = meta.get("nodes", [])
+    if not isinstance(raw_nodes, list):
+        raise InputError(f"{path}: entry {GRAPH_KEY!r}: 'nodes' must be a list, got "
+                         f"{type(raw_nodes).__name__}")
     nodes = []
-    for d in meta.get("nodes", []):
+    for i, d in enumerate(raw_nodes):
+        if not isinstance(d, dict):
+            raise InputError(f"{path}: entry {GRAPH_KEY!r}: node #{i} must be a mapping, got "
+                             f"{d!r}")
         d = dict(d)
-        cls = OPS.get(d.pop("op", None))
+        op = d.pop("op", None)
+        cls = OPS.get(op) if isinstance(op, str) else None
         if cls is None:
-            raise InputError(f"{path}: node {d.get('name')!r} has unknown op")
+            raise InputError(f"{path}: node {d.get('name')!r} has unknown op {op!r} (known: "
+                             f"{', '.join(OPS)})")
         try:
             nodes.append(cls(**d))
         except TypeError as exc:

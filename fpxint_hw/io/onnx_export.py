@@ -13,11 +13,21 @@ import os
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, missing_tool
 from ..graph import (Add, AvgPool, BatchNorm, Clip, Conv2d, Flatten, GlobalAvgPool, Graph,
                      Input, Linear, MaxPool, Relu)
 
 __all__ = ["graph_to_onnx", "save_onnx", "ONNX_OPSET"]
+
+
+def _onnx(graph: Graph):
+    """The ``onnx`` module; ToolMissingError saying how to install it when it is absent."""
+    try:
+        import onnx
+    except ImportError:
+        raise missing_tool("onnx", "pip install onnx", what=f"export of {graph.name!r}",
+                           reason="writing ONNX needs the 'onnx' package") from None
+    return onnx
 
 #: Default opset of exported models (onnxruntime and onnx.reference both run it).
 ONNX_OPSET = 17
@@ -25,6 +35,7 @@ ONNX_OPSET = 17
 
 def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_OPSET):
     """The graph as an ``onnx.ModelProto``; ``batch`` fixes the batch axis (None: symbolic)."""
+    _onnx(graph)
     from onnx import TensorProto, helper, numpy_helper
 
     if batch is not None and (not isinstance(batch, int) or batch < 1):
@@ -94,7 +105,6 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
 
 def save_onnx(graph: Graph, path, *, batch: int | None = None, opset: int = ONNX_OPSET) -> None:
     """Write ``graph`` as an ONNX file at ``path`` (see :func:`graph_to_onnx`)."""
-    import onnx
-
+    onnx = _onnx(graph)
     model = graph_to_onnx(graph, batch=batch, opset=opset)
     onnx.save_model(model, os.fspath(path))

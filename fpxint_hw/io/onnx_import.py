@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, missing_tool
 from ..graph import (Add, AvgPool, BatchNorm, Clip, Conv2d, Flatten, GlobalAvgPool, Graph,
                      Input, Linear, MaxPool, Node, Relu, fold_batchnorm)
 
@@ -48,8 +48,8 @@ def read_onnx(path) -> Any:
     try:
         import onnx
     except ImportError:
-        raise InputError(f"{path}: reading ONNX needs the 'onnx' package "
-                         f"(pip install onnx)") from None
+        raise missing_tool("onnx", "pip install onnx", what=str(path),
+                           reason="reading ONNX needs the 'onnx' package") from None
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, missing_tool
 
 __all__ = ["load_state_dict", "torch_available"]
 
@@ -30,15 +30,16 @@ def torch_available() -> bool:
 def load_state_dict(path) -> dict[str, np.ndarray]:
     """The tensors of the checkpoint at ``path`` by name, as numpy arrays (float32 for floats).
 
-    Raises InputError naming the file when torch is missing, the file is not a checkpoint,
-    or it holds no mapping of tensors.
+    Raises ToolMissingError when torch is missing; InputError naming the file when it is not
+    a checkpoint or holds no mapping of tensors.
     """
     try:
         import torch
     except ImportError:
-        raise InputError(f"{path}: reading a PyTorch checkpoint needs torch "
-                         f"(pip install 'torch==2.13.0'); or convert it once elsewhere with "
-                         f"'fpxint convert' and pass the .npz") from None
+        raise missing_tool("torch", "pip install 'torch==2.13.0' (or convert the checkpoint "
+                           "once elsewhere with 'fpxint convert' and pass the .npz)",
+                           what=str(path),
+                           reason="reading a PyTorch checkpoint needs torch") from None
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
     try:

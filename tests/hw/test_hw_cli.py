@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The ``fpxint rtl`` and ``fpxint verify`` commands, and the Verilog port list."""
 
 import re
@@ -9,6 +10,7 @@ from fpxint_hw.cli import main
 from fpxint_hw.flow.verilator import verilator_missing
 from fpxint_hw.flow.verilog import TOP_NAME, convert, ports
 from fpxint_hw.golden import reference_tile
+from fpxint_hw.hw import timing
 from fpxint_hw.hw.vectors import random_tile
 from fpxint_hw.spec import ArraySpec, load_array_spec
 from fpxint_hw.tile import TileResult, save_tile
@@ -27,13 +29,37 @@ def test_rtl_command_writes_the_documented_ports(tmp_path, capsys):
         decl = f"{p.direction} {p.name};" if p.width == 1 else \
             f"{p.direction} [{p.width - 1}:0] {p.name};"
         assert decl in text, decl
-    assert f"latency {spec.latency} cycles" in capsys.readouterr().out
+    assert f"latency {timing.latency(spec)} cycles" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spec", [load_array_spec("tiny"), ArraySpec(rows=3, cols=2,
+                                                                      combine="column")])
+def test_ports_agree_with_amaranth_component_metadata(spec):
+    """ports() lists what amaranth's own ComponentMetadata says the top's interface is
+    (name, direction, width, in order), after the clk and rst the backend adds."""
+    from fpxint_hw.hw.top import Accelerator
+
+    def leaves(member):
+        if isinstance(member, list):
+            for m in member:
+                yield from leaves(m)
+        elif member["type"] == "port":
+            yield member["name"], {"in": "input", "out": "output"}[member["dir"]], \
+                member["width"]
+        else:
+            for m in member["members"].values():
+                yield from leaves(m)
+
+    meta = Accelerator(spec).metadata.as_json()["interface"]["members"]
+    want = [("clk", "input", 1), ("rst", "input", 1)]
+    want += [leaf for m in meta.values() for leaf in leaves(m)]
+    assert [(p.name, p.direction, p.width) for p in ports(spec)] == want
 
 
 def test_verilog_header_names_the_spec():
     spec = ArraySpec(rows=2, cols=3, combine="column")
     text = convert(spec)
-    assert "//   combine: column" in text and f"latency = {spec.latency}" in text
+    assert "//   combine: column" in text and f"latency = {timing.latency(spec)}" in text
 
 
 def test_verify_command_amaranth_backend(capsys):
@@ -79,4 +105,4 @@ def test_verify_reports_tiles_of_another_format(tmp_path, capsys):
     t = random_tile(other, 3, np.random.default_rng(2))
     save_tile(tmp_path / "signed.npz", t)
     assert main(["verify", "--spec", "small", "--tiles", str(tmp_path)]) == 2
-    assert "ERROR signed.npz: signed.npz: a_fmt is 4-bit x 2 signed" in capsys.readouterr().out
+    assert "ERROR signed.npz: signed.npz: activations are 4-bit x 2 signed" in capsys.readouterr().out

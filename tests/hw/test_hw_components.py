@@ -13,8 +13,8 @@ from fpxint_hw.series import split_integer
 from fpxint_hw.spec import ArraySpec, SeriesFormat
 from fpxint_hw.hw.layouts import shape_for_interval
 from fpxint_hw.hw.model import pe_reference
-from fpxint_hw.hw.pe import ProcessingElement
-from fpxint_hw.hw.requant import CONST_LEAD, OutputUnit, round_shift_hw
+from fpxint_hw.hw.pe import ProcessingElement, pe_stages
+from fpxint_hw.hw.requant import CONST_LEAD, OutputUnit, out_stages, round_shift_hw
 from fpxint_hw.hw.split import magic, split_terms
 from fpxint_hw.hw.tree import adder_tree, weighted
 
@@ -167,7 +167,7 @@ def test_output_unit_matches_golden_requantize(spec):
                 ctx.set(port, v)
             await ctx.tick().repeat(CONST_LEAD)
             ctx.set(dut.acc_in, acc)
-            await ctx.tick().repeat(spec.out_stages)
+            await ctx.tick().repeat(out_stages(spec))
             want_acc = acc + bias
             want_out = int(requantize(np.array([[want_acc]]), np.array([m0]), shift, lo, hi,
                                       zp, spec.rounding)[0, 0])
@@ -198,10 +198,10 @@ def test_output_unit_is_pipelined_one_result_per_cycle(spec):
         ctx.set(dut.lo, spec.out_range[0])
         ctx.set(dut.hi, spec.out_range[1])
         got = []
-        for t in range(len(accs) + spec.out_stages):
+        for t in range(len(accs) + out_stages(spec)):
             ctx.set(dut.acc_in, accs[t] if t < len(accs) else 0)
             await ctx.tick()
-            if t + 1 >= spec.out_stages:
+            if t + 1 >= out_stages(spec):
                 got.append((ctx.get(dut.acc), ctx.get(dut.out)))
         want = requantize(np.array([accs]).T, np.array([m0]), shift, *spec.out_range, 0,
                           spec.rounding)[:, 0]
@@ -226,7 +226,7 @@ PE_SPECS = [
 
 
 @pytest.mark.parametrize("spec", PE_SPECS, ids=lambda s: f"{s.combine}-{s.scale}-"
-                         f"{s.w_terms}x{s.a_terms}-d{s.pe_stages}")
+                         f"{s.w_terms}x{s.a_terms}-d{pe_stages(s)}")
 def test_pe_matches_reference(spec):
     dut = ProcessingElement(spec)
     rng = np.random.default_rng(11)
@@ -267,7 +267,7 @@ def test_pe_matches_reference(spec):
                 await ctx.tick()
                 assert [ctx.get(dut.w_out[k]) for k in range(wf.terms)] == w
                 assert [ctx.get(dut.a_out[j]) for j in range(af.terms)] == a
-                d = spec.pe_stages
+                d = pe_stages(spec)
                 if t + 1 >= d:
                     a_old = history[t + 1 - d][0]       # activation pe_stages cycles ago
                     psum_last = history[t][1]           # partial sum of the last cycle

@@ -10,6 +10,7 @@ from fpxint_hw.spec import ArraySpec, load_array_spec
 from fpxint_hw.flow.verilator import build, run_tiles_verilator, run_tiles_verilator_timed, \
     verilator_missing
 from fpxint_hw.golden import reference_tile
+from fpxint_hw.hw import timing
 from fpxint_hw.hw.program import mismatches
 from fpxint_hw.hw.vectors import random_requant, random_tile
 
@@ -52,7 +53,7 @@ def test_tiny_exhaustive_every_weight_matrix_and_vector(tiny_model):
         bad += mismatches(spec, reference_tile(t), r, f"weights #{i}", limit=2)
     assert not bad, "\n".join(bad[:20])
     assert spread(run.results[:50]) > 4
-    assert run.cycles == len(tiles) * spec.pass_interval(256) + spec.fifo_stages
+    assert run.cycles == len(tiles) * timing.pass_interval(spec, 256) + timing.FIFO_STAGES
 
 
 @pytest.mark.parametrize("ready,valid", [(1.0, 1.0), (0.6, 0.8), (0.25, 0.5)])
@@ -78,8 +79,8 @@ def test_small_cycles_equal_the_spec_formula(small_model):
     tiles = [random_tile(spec, m, rng) for m in (1, 5, 100)]
     run = run_tiles_verilator_timed(spec, tiles, model=small_model)
     for t, p in zip(tiles, run.passes):
-        assert p.latency == spec.latency
-        assert p.total == spec.tile_cycles(t.m)
+        assert p.latency == timing.latency(spec)
+        assert p.total == timing.tile_cycles(spec, t.m)
 
 
 def test_chained_partial_sums_come_from_the_hardware(small_model):

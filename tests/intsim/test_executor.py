@@ -9,9 +9,7 @@ import pytest
 
 from fpxint_hw import golden
 from fpxint_hw.errors import WidthError
-from fpxint_hw.expansion import expand_graph
-from fpxint_hw.graph import (Add, AvgPool, BatchNorm, Clip, Conv2d, Flatten, GlobalAvgPool,
-                             Graph, Input, Linear, MaxPool, Relu)
+from fpxint_hw.quant import expand_graph
 from fpxint_hw.intops import round_shift
 from fpxint_hw.intsim import Simulator, WidthConfig, analyze_widths, extract_tiles, run_tile
 from fpxint_hw.intsim import kernels
@@ -20,50 +18,7 @@ from fpxint_hw.series import split_integer
 from fpxint_hw.spec import SeriesFormat
 from fpxint_hw.tile import GemmTile, Requant
 
-
-def tiny_graph(seed: int = 0) -> Graph:
-    """Every op the integer program supports: grouped, depthwise (dilated, strided) and plain
-    convs with BatchNorm, ReLU, ReLU6, a signed Clip, max/avg pooling, residual adds with and
-    without ReLU, flatten and a classifier."""
-    rng = np.random.default_rng(seed)
-    p = {}
-
-    def conv(name, cin, cout, k, groups=1, bias=False):
-        p[f"{name}.w"] = rng.standard_normal((cout, cin // groups, k, k)) * np.sqrt(2 / (cin // groups * k * k))
-        if bias:
-            p[f"{name}.b"] = 0.1 * rng.standard_normal(cout)
-        return dict(weight=f"{name}.w", bias=f"{name}.b" if bias else None, groups=groups)
-
-    def bn(name, c):
-        p[f"{name}.g"] = rng.uniform(0.5, 1.5, c)
-        p[f"{name}.b"] = 0.2 * rng.standard_normal(c)
-        p[f"{name}.m"] = 0.1 * rng.standard_normal(c)
-        p[f"{name}.v"] = rng.uniform(0.5, 2.0, c)
-        return BatchNorm(name=name, inputs=(name[:-3],), weight=f"{name}.g", bias=f"{name}.b",
-                         mean=f"{name}.m", var=f"{name}.v")
-
-    nodes = [Input(name="x", shape=(4, 13, 11))]
-    nodes.append(Conv2d(name="c1", inputs=("x",), stride=1, padding=1, **conv("c1", 4, 8, 3)))
-    nodes.append(bn("c1_bn", 8))
-    nodes.append(Relu(name="r1", inputs=("c1_bn",)))
-    nodes.append(Conv2d(name="dw", inputs=("r1",), stride=2, padding=(2, 1, 2, 2), dilation=2,
-                        **conv("dw", 8, 8, 3, groups=8, bias=True)))
-    nodes.append(Clip(name="r6", inputs=("dw",), lo=0.0, hi=6.0))
-    nodes.append(Conv2d(name="g2", inputs=("r6",), padding=1, **conv("g2", 8, 8, 3, groups=2)))
-    nodes.append(bn("g2_bn", 8))
-    nodes.append(MaxPool(name="mp", inputs=("r6",), kernel=3, stride=1, padding=1))
-    nodes.append(Add(name="add1", inputs=("g2_bn", "mp")))                 # signed add
-    nodes.append(Clip(name="cl", inputs=("add1",), lo=-1.5, hi=2.0))       # signed clip
-    nodes.append(Conv2d(name="c3", inputs=("cl",), padding=0, **conv("c3", 8, 8, 1, bias=True)))
-    nodes.append(Add(name="add2", inputs=("c3", "cl")))
-    nodes.append(Relu(name="r2", inputs=("add2",)))
-    nodes.append(AvgPool(name="ap", inputs=("r2",), kernel=2, stride=2, padding=(0, 0, 1, 1)))
-    nodes.append(GlobalAvgPool(name="gap", inputs=("ap",)))
-    nodes.append(Flatten(name="fl", inputs=("gap",)))
-    p["fc.w"] = rng.standard_normal((5, 8)) / np.sqrt(8)
-    p["fc.b"] = 0.1 * rng.standard_normal(5)
-    nodes.append(Linear(name="fc", inputs=("fl",), weight="fc.w", bias="fc.b"))
-    return Graph(tuple(nodes), p, name="tiny")
+from nethelpers import tiny_graph
 
 
 def _inputs(graph, n=2, seed=1):
@@ -82,7 +37,7 @@ FORMATS = [
 def _assert_layers_equal(ref_env, env, program):
     for q in program.layers:
         np.testing.assert_array_equal(env[q.name], ref_env[q.name],
-                                      err_msg=f"layer {q.name!r} ({q.op}) differs")
+                                      err_msg=f"layer {q.name!r} ({q.kind}) differs")
 
 
 @pytest.mark.parametrize("w_fmt,a_fmt", FORMATS)

@@ -1,5 +1,6 @@
 """Sweeps: configuration errors, the results file, resume after a kill, local and Dask runs."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,9 +14,10 @@ import pytest
 from fpxint_hw.dse import ResultsFile, grid_points, load_sweep_config, run_sweep
 from fpxint_hw.dse.point import point_spec
 from fpxint_hw.errors import FormatError, InputError
+from fpxint_hw.spec import load_array_spec
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+REPO = HERE.parents[1]
 
 CONFIG = """
 name: t
@@ -43,7 +45,7 @@ def write_config(tmp_path, sleep=0.0, workers=1, text=None) -> Path:
 
 @pytest.fixture
 def helpers_on_path(monkeypatch):
-    """Make tests/sweep_helpers.py importable here and in spawned workers."""
+    """Make tests/dse/sweep_helpers.py importable here and in spawned workers."""
     monkeypatch.syspath_prepend(str(HERE))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(HERE), str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
@@ -92,7 +94,7 @@ def test_grid_points_and_specs(tmp_path):
 
 
 def test_shipped_sweep_files_load():
-    for p in sorted((REPO / "models" / "sweeps").glob("*.yaml")):
+    for p in sorted((REPO / "fpxint_hw" / "data" / "sweeps").glob("*.yaml")):
         cfg = load_sweep_config(p)
         assert grid_points(cfg)
 
@@ -226,9 +228,10 @@ def test_simulate_evaluator_on_mnist():
         default_weights("mnist-resnet")
     except InputError as exc:
         pytest.skip(f"MNIST ResNet weights not present: {exc}")
-    hi = simulate({"bits": 4, "terms": 2, "scale": "pow2"}, {"model": "mnist-resnet",
+    base = load_array_spec("default")
+    hi = simulate(dataclasses.replace(base, w_bits=4, w_terms=2, a_bits=4, a_terms=2, out_bits=4, out_terms=2), {"model": "mnist-resnet",
                                                              "images": 100})
-    lo = simulate({"bits": 2, "terms": 1, "scale": "pow2"}, {"model": "mnist-resnet",
+    lo = simulate(dataclasses.replace(base, w_bits=2, w_terms=1, a_bits=2, a_terms=1, out_bits=2, out_terms=1), {"model": "mnist-resnet",
                                                              "images": 100})
     assert hi["images"] == 100 and hi["model"] == "mnist-resnet"
     assert 0.0 <= lo["accuracy"] <= 1.0 and 0.0 <= hi["accuracy"] <= 1.0
@@ -236,3 +239,44 @@ def test_simulate_evaluator_on_mnist():
     assert hi["top1_agreement"] >= 0.9
     assert hi["weight_sqnr_db"] > lo["weight_sqnr_db"] + 20
     assert hi["logit_sqnr_db"] > lo["logit_sqnr_db"]
+
+
+def test_sweep_accuracy_uses_each_points_m0_bits_and_rounding(tmp_path):
+    """A grid over m0_bits and rounding: each point's accuracy is that machine's, equal to an
+    expansion with the same multiplier width and rounding done directly."""
+    import yaml
+    from fpxint_hw.quant import expand_graph
+    from fpxint_hw.intsim import Simulator
+    from fpxint_hw.workflows.network import input_range, load_inputs, load_network
+    from fpxint_hw.workflows.simulate import fidelity
+    cfg_path = tmp_path / "grid.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "name": "m0-rounding", "base": "default",
+        "grid": {"bits": [4], "terms": [2], "array": ["2x2"], "m0_bits": [3, 31],
+                 "rounding": ["rne", "half_up"]},
+        "accuracy": {"model": "mnist-resnet", "images": 40}, "synthesis": False,
+        "throughput": {"clock_mhz": 100}}))
+    cfg = load_sweep_config(cfg_path)
+    s = run_sweep(cfg, tmp_path / "out", stream=None)
+    assert (s["total"], s["errors"]) == (4, 0)
+    recs = {(r["point"]["m0_bits"], r["point"]["rounding"]): r
+            for r in lines_of(tmp_path / "out" / "results.jsonl")}
+    graph, info = load_network("mnist-resnet")
+    x, labels, _ = load_inputs(graph, info, 40, None)
+    from fpxint_hw.float_exec import FloatExecutor
+    ref = FloatExecutor(graph)(x)
+    spec = load_array_spec("default")
+    for (m0, rounding), r in recs.items():
+        assert r["spec"]["m0_bits"] == m0 and r["spec"]["rounding"] == rounding
+        opts = r["accuracy"]["program_options"]
+        assert (opts["m0_bits"], opts["rounding"]) == (m0, rounding)
+        prog = expand_graph(graph, dataclasses.replace(spec.w_fmt, per_channel=True),
+                            spec.a_fmt, mode=rounding, multiplier_bits=m0,
+                            host_multiplier_bits=31, input_range=input_range(info))
+        want = fidelity(ref, Simulator(prog).logits(x), labels)
+        assert r["accuracy"]["logit_sqnr_db"] == pytest.approx(want["logit_sqnr_db"], abs=1e-9)
+        assert r["accuracy"]["accuracy"] == want["accuracy"]
+    assert recs[(3, "rne")]["accuracy"]["logit_sqnr_db"] < \
+        recs[(31, "rne")]["accuracy"]["logit_sqnr_db"] - 3
+    assert recs[(3, "rne")]["accuracy"]["logit_sqnr_db"] != \
+        recs[(3, "half_up")]["accuracy"]["logit_sqnr_db"]

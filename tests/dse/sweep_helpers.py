@@ -1,6 +1,6 @@
 """A stand-in accuracy evaluator for sweep tests (deterministic, optionally slow, logged).
 
-It returns figures derived from the formats only, sleeps ``options.options.sleep`` seconds,
+It returns figures derived from the point's formats only, sleeps ``options.options.sleep`` seconds,
 and appends one line ``<bits> <terms> <scale>`` to the file named by the environment variable
 ``FPXINT_TEST_EVAL_LOG`` (when set), so tests can count evaluations across processes.
 """
@@ -11,10 +11,10 @@ import time
 __all__ = ["evaluate"]
 
 
-def evaluate(formats, options):
+def evaluate(spec, options):
     """Evaluator with the call shape of :func:`fpxint_hw.dse.accuracy.simulate`."""
     time.sleep(float((options.get("options") or {}).get("sleep", 0)))
-    b, t, s = formats["bits"], formats["terms"], formats["scale"]
+    b, t, s = spec.w_bits, spec.w_terms, spec.scale
     log = os.environ.get("FPXINT_TEST_EVAL_LOG")
     if log:
         fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

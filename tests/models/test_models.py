@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 
+from fpxint_hw.data import resource
 from fpxint_hw.errors import InputError
 from fpxint_hw.float_exec import FloatExecutor, run_float
 from fpxint_hw.graph import Conv2d
-from fpxint_hw.models import (MODELS, build_model, models_dir, sample_inputs)
+from fpxint_hw.models import (MODELS, build_model, sample_inputs)
 from nethelpers import need_efficientnet_weights, rel_err
 
 
@@ -113,7 +114,8 @@ def _zero_weights(name):
 
 def test_efficientnet_lite0_names_the_sample_photos():
     need_efficientnet_weights()
-    from fpxint_hw.data import SAMPLE_PHOTOS, imagenet_classes
+    from fpxint_hw.data import imagenet_classes
+    from fpxint_hw.models.samples import SAMPLE_PHOTOS
 
     info = MODELS["efficientnet-lite0"]
     g = build_model("efficientnet-lite0")
@@ -151,7 +153,7 @@ def test_efficientnet_lite0_matches_the_pytorch_module():
 
 
 def test_mnist_resnet_reaches_its_recorded_heldout_accuracy():
-    meta = json.loads((models_dir() / "mnist_resnet.json").read_text())
+    meta = json.loads((resource("weights", "mnist_resnet.json")).read_text())
     g = build_model("mnist-resnet")
     s = sample_inputs(g.input_shape)
     assert s.kind == "digits" and len(s.labels) == 1000

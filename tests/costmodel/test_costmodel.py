@@ -8,6 +8,7 @@ import pytest
 from fpxint_hw.costmodel import (area_features, back_to_back, fit_area_model, gemm_cycles,
                                  network_cycles, pass_cycles, resnet50_layers)
 from fpxint_hw.costmodel.area import nnls_small
+from fpxint_hw.hw import timing
 from fpxint_hw.spec import ArraySpec, load_array_spec
 
 
@@ -17,9 +18,9 @@ def test_gemm_cycles_by_hand():
     spec = ArraySpec(rows=4, cols=4, depth=64)
 
     def interval(m):            # one pass's weight load, vectors and datapath, back to back
-        return 4 + m + spec.datapath_latency
+        return 4 + m + timing.datapath_latency(spec)
 
-    drain = spec.latency - spec.datapath_latency
+    drain = timing.latency(spec) - timing.datapath_latency(spec)
     # K = 9 -> 3 chunks of <= 4 rows, N = 5 -> 2 column blocks: 6 passes of 10 vectors
     g = gemm_cycles(spec, 10, 9, 5)
     assert g.passes == 6
@@ -38,9 +39,9 @@ def test_one_row_array_loads_in_two_cycles():
     spec = ArraySpec(rows=1, cols=2, depth=8)
     # K = 3 on one row: 3 chained passes; the config beat takes effect a cycle after it
     # arrives, so even one weight row takes 2 cycles, which also hides the FIFO drain
-    assert spec.load_cycles == 2
+    assert timing.load_cycles(spec) == 2
     g = gemm_cycles(spec, 5, 3, 2)
-    assert g.cycles == 3 * (2 + 5 + spec.datapath_latency) + 2
+    assert g.cycles == 3 * (2 + 5 + timing.datapath_latency(spec)) + 2
 
 
 def test_reduction_longer_than_depth_is_cut():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fpxint_hw.errors import FormatError, InputError
-from fpxint_hw.expansion import (LayerFormats, activation_ranges, calibrated_ranges,
+from fpxint_hw.quant import (LayerFormats, activation_ranges, calibrated_ranges,
                               conv_acc_interval, derive_requant, expand_graph)
 from fpxint_hw.float_exec import FloatExecutor
 from fpxint_hw.graph import fold_batchnorm
@@ -15,7 +15,7 @@ from fpxint_hw.intsim import Simulator
 from fpxint_hw.series import sqnr_db
 from fpxint_hw.spec import SeriesFormat
 
-from test_intsim import tiny_graph
+from nethelpers import tiny_graph
 
 
 def test_tensor_level_replaces_weights_by_their_series_within_the_bound():
@@ -85,7 +85,7 @@ def test_relu_outputs_are_unsigned_and_signed_tensors_signed():
     assert not prog.layer("r1").out.fmt.signed and prog.layer("r1").out.lo == 0
     assert not prog.layer("r6").out.fmt.signed
     assert prog.layer("cl").out.fmt.signed                # add1 fused with a signed Clip
-    assert prog.layer("cl").out.lo < 0 and prog.layer("cl").op == "add"
+    assert prog.layer("cl").out.lo < 0 and prog.layer("cl").kind == "add"
     # ReLU6 clamps at 6 in real units
     r6 = prog.layer("r6").out
     assert abs(r6.hi * r6.unit - min(6.0, prog.ranges["r6"][1])) <= r6.unit

@@ -72,7 +72,7 @@ def test_simulate_onnx_file_with_golden_check_and_tiles(tmp_path, capsys):
     """An ONNX file of a graph with every supported op, through the whole command."""
     from fpxint_hw.graph import fold_batchnorm
     from fpxint_hw.io.onnx_export import save_onnx
-    from test_intsim import tiny_graph
+    from nethelpers import tiny_graph
     path = tmp_path / "tiny.onnx"
     save_onnx(fold_batchnorm(tiny_graph()), path)
     out = tmp_path / "r.json"
@@ -90,3 +90,26 @@ def test_simulate_onnx_file_with_golden_check_and_tiles(tmp_path, capsys):
     for entry in index:
         tile, expected = load_tile(tmp_path / "tiles" / entry["file"])
         np.testing.assert_array_equal(reference_tile(tile).out, expected.out)
+
+
+def test_simulate_for_a_spec_records_what_shaped_the_program(tmp_path, capsys):
+    from fpxint_hw.spec import load_array_spec
+    out = tmp_path / "r.json"
+    rc = main(["simulate", "--model", "mnist-resnet", "--spec", "tiny", "--images", "20",
+               "--check", "golden", "--json", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    spec = load_array_spec("tiny")
+    assert r["spec"] == "tiny" and r["spec_fields"] == spec.to_dict()
+    opts = r["program_options"]
+    assert (opts["m0_bits"], opts["rounding"]) == (spec.m0_bits, spec.rounding) == (8, "rne")
+    assert opts["w_fmt"]["bits"] == spec.w_bits and opts["a_fmt"]["terms"] == spec.a_terms
+    assert r["golden_check"]["mismatches"] == 0
+    assert r["array_layers"] + len(r["host_layers"]) == 10
+    assert "fit the array" in capsys.readouterr().out
+
+
+def test_simulate_spec_excludes_format_flags(capsys):
+    rc = main(["simulate", "--model", "mnist-resnet", "--spec", "tiny", "--w-bits", "4"])
+    assert rc == 2
+    assert "--w-bits does not apply with --spec" in capsys.readouterr().err

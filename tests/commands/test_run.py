@@ -50,7 +50,7 @@ def test_run_efficientnet_names_the_photos(tmp_path, capsys):
 def test_run_on_image_files_and_gray_digits(tmp_path, capsys):
     from PIL import Image
 
-    from fpxint_hw.data import load_sample_photo, mnist_heldout
+    from fpxint_hw.models.samples import load_sample_photo, mnist_heldout
     Image.fromarray(load_sample_photo("coffee")).save(tmp_path / "cup.jpg")
     assert main(["run", "--model", "resnet18", "--input", str(tmp_path / "cup.jpg")]) == 0
     text = capsys.readouterr().out

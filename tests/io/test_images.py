@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from fpxint_hw.data import SAMPLE_PHOTOS, imagenet_classes, load_sample_photo
+from fpxint_hw.data import imagenet_classes
+from fpxint_hw.models.samples import SAMPLE_PHOTOS, load_sample_photo
 from fpxint_hw.errors import InputError
 from fpxint_hw.io.images import load_image, preprocess_gray, preprocess_rgb
 

@@ -1,0 +1,383 @@
+"""The lowering: a float graph -> its series expansion at tensor, layer or model granularity.
+
+``expand_graph(graph, w_fmt, a_fmt, level=...)`` returns
+
+* ``level="tensor"``: a :class:`TensorExpansion` -- the graph with every conv/linear weight
+  replaced by its series reconstruction; activations stay float (an accuracy study);
+* ``level="layer"`` or ``"model"``: an integer :class:`~fpxint_hw.quant.program.QProgram`.
+  Every activation tensor is an integer on a per-tensor grid (``real = unit * int``) that
+  splits exactly into the activation format's terms; every layer computes
+
+      acc = sum_{k, j} (m_k n_j) (q_k * p_j) + bias            (exact)
+      out = clamp(round_shift(acc * M0[c], n) + zp, lo, hi)    (one rounding per layer)
+
+  with ReLU / ReLU6 folded into the clamp, residual adds as ``round_shift(a*ma + b*mb, n)``,
+  max pooling as an integer max, average pooling as an integer sum with one requantization,
+  and the classifier's exact accumulator as the output (dequantized only for reporting).
+
+Activation ranges come from :mod:`fpxint_hw.quant.ranges` (calibration-free by default), the
+multipliers from :mod:`fpxint_hw.quant.requant`. To compile for an accelerator, use
+:func:`fpxint_hw.quant.for_array`, which takes every option from an ``ArraySpec``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import FormatError, InputError, WidthError
+from ..graph import (Add, AvgPool, BatchNorm, Clip, Conv2d, Flatten, GlobalAvgPool, Graph,
+                     Input, Linear, MaxPool, Relu, fold_batchnorm)
+from ..intops import ROUNDING_MODES
+from ..series import expand
+from ..spec import SeriesFormat
+from . import program as P
+from .ranges import activation_ranges, calibrated_ranges
+from .requant import conv_acc_bounds, derive_requant
+
+__all__ = ["LayerFormats", "TensorExpansion", "expand_graph"]
+
+
+@dataclass(frozen=True)
+class LayerFormats:
+    """Per-layer format override: ``w_fmt`` for the layer's weights and ``a_fmt`` for the
+    activation tensor it produces (for the Input node: the quantized network input). Either
+    may be None (keep the default); ``a_fmt.signed`` is ignored (set by the tensor's sign)."""
+
+    w_fmt: SeriesFormat | None = None
+    a_fmt: SeriesFormat | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class TensorExpansion:
+    """Tensor-level expansion: float graph with series weights (activations stay float).
+
+    Members
+    -------
+    graph : Graph
+        The folded float graph.
+    params : dict
+        Parameters with every conv/linear weight replaced by its series reconstruction.
+    series : dict name -> Series
+        The weight series, by weight parameter name.
+    """
+
+    graph: Graph
+    params: dict
+    series: dict
+
+    def executor(self):
+        """A :class:`~fpxint_hw.float_exec.FloatExecutor` running the expanded weights."""
+        from ..float_exec import FloatExecutor
+        return FloatExecutor(self.graph, self.params)
+
+
+def _grid(fmt: SeriesFormat, signed: bool, rlo: float, rhi: float,
+          clip_hi: float | None = None) -> P.QTensor:
+    """The grid of ``fmt`` (made signed or unsigned) for real range ``[rlo, rhi]``: the
+    format's largest integer maps to the largest magnitude; the clamp is the format range
+    (tightened by ``clip_hi``)."""
+    fmt = dataclasses.replace(fmt, signed=signed, per_channel=False)
+    lo, hi = fmt.combined_range
+    unit = max(abs(rlo), abs(rhi), 1e-12) / hi
+    if clip_hi is not None:
+        hi = min(hi, int(math.floor(clip_hi / unit + 0.5)))
+    return P.QTensor(fmt, float(unit), int(lo), int(hi))
+
+
+def _fused_activation(graph: Graph, name: str):
+    """The lone ReLU/Clip consumer of node ``name`` (fusable into its clamp), else None."""
+    cons = graph.consumers(name)
+    if len(cons) == 1 and isinstance(cons[0], (Relu, Clip)) and name != graph.output:
+        return cons[0]
+    return None
+
+
+def _nonnegative(act) -> bool:
+    return isinstance(act, Relu) or act.lo >= 0
+
+
+class _Lowering:
+    """The state of one lowering: tensors made so far and the options (see expand_graph)."""
+
+    def __init__(self, folded: Graph, w_fmt, a_fmt, overrides, ranges, *, mode,
+                 multiplier_bits, host_multiplier_bits, signed, signed_outputs, lane_mask):
+        self.g, self.w_fmt, self.a_fmt = folded, w_fmt, a_fmt
+        self.overrides, self.ranges = overrides, ranges
+        self.mode, self.mbits, self.host_mbits = mode, multiplier_bits, host_multiplier_bits
+        self.signed, self.signed_out, self.lane_mask = signed, signed_outputs, lane_mask
+        self.layers: list[P.QOp] = []
+        self.tensors: dict[str, P.QTensor] = {}
+        self.alias: dict[str, str] = {}              # graph node -> integer tensor name
+        self.fused: set[str] = set()
+
+    # -- formats and grids ------------------------------------------------------------------
+
+    def wfmt_of(self, name: str) -> SeriesFormat:
+        o = self.overrides.get(name)
+        return o.w_fmt if o is not None and o.w_fmt is not None else self.w_fmt
+
+    def afmt_of(self, name: str) -> SeriesFormat:
+        o = self.overrides.get(name)
+        return o.a_fmt if o is not None and o.a_fmt is not None else self.a_fmt
+
+    def range_of(self, name: str) -> tuple[float, float]:
+        if name not in self.ranges:
+            raise InputError(f"expand_graph: no activation range for node {name!r}")
+        return self.ranges[name]
+
+    def out_tensor(self, node, act, signed) -> P.QTensor:
+        """The grid of the output of ``node`` (fused with activation ``act`` or None); a
+        non-negative output is unsigned unless ``signed``."""
+        fmt = self.afmt_of(node.name if node.name in self.overrides or act is None
+                           else act.name)
+        if act is not None and _nonnegative(act):
+            _, rhi = self.range_of(act.name)
+            q = _grid(fmt, bool(signed), 0.0, rhi, act.hi if isinstance(act, Clip) else None)
+            return dataclasses.replace(q, lo=0) if signed else q
+        rlo, rhi = self.range_of(node.name if act is None else act.name)
+        q = _grid(fmt, True, rlo, rhi)
+        if act is not None:                         # a Clip with lo < 0
+            q = P.QTensor(q.fmt, q.unit, max(q.lo, int(math.ceil(act.lo / q.unit - 0.5))),
+                          min(q.hi, int(math.floor(act.hi / q.unit + 0.5))))
+        return q
+
+    # -- one method per graph node type -----------------------------------------------------
+
+    def input(self, n):
+        rlo, rhi = self.range_of(n.name)
+        signed = rlo < 0 if self.signed is None else self.signed
+        q = _grid(self.afmt_of(n.name), signed, min(rlo, 0.0), rhi)
+        if signed and rlo >= 0:
+            q = dataclasses.replace(q, lo=0)
+        return P.Quantize(name=n.name, inputs=(), out=q, node=n.name)
+
+    def gemm(self, n, ins, name, act):
+        xin = self.tensors[ins[0]]
+        fmt_w = self.wfmt_of(n.name)
+        p = self.g.params
+        w = p[n.weight]
+        s = expand(w, fmt_w, axis=0, name=f"{n.name}.weight")
+        wu = np.array(np.broadcast_to(np.asarray(s.unit, dtype=np.float64).reshape(-1),
+                                      (w.shape[0],)), dtype=np.float64)
+        is_out = n.name == self.g.output
+        b = p[n.bias].astype(np.float64) if n.bias is not None else np.zeros(w.shape[0])
+        zero = wu == 0
+        out = None if is_out else self.out_tensor(n, act, self.signed_out)
+        wu[zero] = 1.0 if is_out else out.unit / xin.unit      # a zero channel: its bias
+        acc_unit = wu * xin.unit
+        bias = np.rint(b / acc_unit)
+        if np.any(np.abs(bias) >= 2.0 ** 62):
+            raise WidthError(f"layer {n.name!r}: bias needs more than 62 bits on the "
+                             f"accumulator grid")
+        common = dict(name=name, inputs=ins, out=out, node=n.name,
+                      w_digits=s.digits.astype(np.int8), w_fmt=fmt_w, w_unit=wu,
+                      bias=bias.astype(np.int64), lane_mask=self.lane_mask)
+        if isinstance(n, Conv2d):
+            op = P.Conv(stride=tuple(n.stride), padding=tuple(n.padding),
+                        dilation=tuple(n.dilation), groups=n.groups, **common)
+        else:
+            op = P.Linear(**common)
+        if is_out:
+            return dataclasses.replace(op, out_unit=acc_unit)
+        bounds = conv_acc_bounds(op.w_combined(), xin.lo, xin.hi, op.bias)
+        rq = derive_requant(acc_unit / out.unit, bounds, out.lo, out.hi, self.mode,
+                            self.mbits, f"layer {n.name!r}")
+        return dataclasses.replace(op, requant=rq)
+
+    def add(self, n, ins, name, act):
+        qa, qb = self.tensors[ins[0]], self.tensors[ins[1]]
+        out = self.out_tensor(n, act, self.signed)
+        rq = derive_requant([qa.unit / out.unit, qb.unit / out.unit], qa.maxabs + qb.maxabs,
+                            out.lo, out.hi, self.mode, self.host_mbits, f"layer {n.name!r}")
+        ma, mb = (int(v) for v in rq.multiplier)
+        return P.Add(name=name, inputs=ins, out=out, node=n.name, ma=ma, mb=mb,
+                     shift=rq.shift, mode=self.mode)
+
+    def pool(self, n, ins):
+        qin = self.tensors[ins[0]]
+        if isinstance(n, MaxPool):
+            return P.MaxPool(name=n.name, inputs=ins, out=qin, node=n.name,
+                             kernel=tuple(n.kernel), stride=tuple(n.stride),
+                             padding=tuple(n.padding))
+        if isinstance(n, AvgPool):
+            if any(n.padding) and not n.count_include_pad:
+                raise InputError(f"layer {n.name!r}: average pooling that excludes padding "
+                                 f"has a position-dependent divisor; not supported")
+            count = n.kernel[0] * n.kernel[1]
+        else:
+            shp = self.g.node(n.inputs[0]).shape
+            count = shp[1] * shp[2]
+        rq = derive_requant([1.0 / count], count * qin.maxabs, qin.lo, qin.hi, self.mode,
+                            self.host_mbits, f"layer {n.name!r}")
+        scale = dict(m0=int(rq.multiplier[0]), shift=rq.shift, mode=self.mode)
+        if isinstance(n, AvgPool):
+            return P.AvgPool(name=n.name, inputs=ins, out=qin, node=n.name,
+                             kernel=tuple(n.kernel), stride=tuple(n.stride),
+                             padding=tuple(n.padding), **scale)
+        return P.GlobalAvgPool(name=n.name, inputs=ins, out=qin, node=n.name, count=count,
+                               **scale)
+
+    def clamp(self, n, ins):
+        qin = self.tensors[ins[0]]
+        if isinstance(n, Relu):
+            lo, hi = 0, qin.hi
+        else:
+            lo = max(qin.lo, int(math.ceil(n.lo / qin.unit - 0.5)))
+            hi = min(qin.hi, int(math.floor(n.hi / qin.unit + 0.5)))
+        lo = max(qin.lo, lo)
+        out = P.QTensor(qin.fmt, qin.unit, lo, max(min(qin.hi, hi), lo))
+        return P.Clamp(name=n.name, inputs=ins, out=out, node=n.name)
+
+    # -- the walk ---------------------------------------------------------------------------
+
+    def lower(self, level: str) -> P.QProgram:
+        for n in self.g.nodes:
+            if n.name in self.fused:
+                continue
+            if isinstance(n, Input):
+                op = self.input(n)
+            else:
+                op = self.lower_node(n)
+            self.layers.append(op)
+            self.tensors[op.name] = op.out
+            self.alias[n.name] = op.name
+        return P.QProgram(tuple(self.layers), self.alias[self.g.output], level, self.g,
+                          self.w_fmt, self.a_fmt, self.mode, self.ranges)
+
+    def lower_node(self, n) -> P.QOp:
+        ins = tuple(self.alias[i] for i in n.inputs)
+        if isinstance(n, (Conv2d, Linear, Add)):
+            act = _fused_activation(self.g, n.name)
+            name = n.name
+            if act is not None:
+                self.fused.add(act.name)
+                self.alias[act.name] = name = act.name
+            if isinstance(n, Add):
+                return self.add(n, ins, name, act)
+            return self.gemm(n, ins, name, act)
+        if isinstance(n, (MaxPool, AvgPool, GlobalAvgPool)):
+            return self.pool(n, ins)
+        if isinstance(n, (Relu, Clip)):
+            return self.clamp(n, ins)
+        if isinstance(n, Flatten):
+            return P.Flatten(name=n.name, inputs=ins, out=self.tensors[ins[0]], node=n.name)
+        raise InputError(f"expand_graph: node {n.name!r} has op {n.op!r}, which the "
+                         f"integer program does not support (fold BatchNorms first)")
+
+
+def _fold_map(graph: Graph, folded: Graph) -> dict[str, str]:
+    """For each BatchNorm folded away: BatchNorm name -> the layer that absorbed it."""
+    return {n.name: n.inputs[0] for n in graph.nodes
+            if isinstance(n, BatchNorm) and n.name not in folded}
+
+
+def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
+                 level: str = "layer", *,
+                 overrides: Mapping[str, LayerFormats] | None = None,
+                 ranges: Mapping[str, tuple[float, float]] | None = None,
+                 calibration: np.ndarray | None = None,
+                 range_sigmas: float = 4.0, input_std: float = 1.0,
+                 input_range: tuple[float, float] | None = None,
+                 mode: str = "rne", multiplier_bits: int = 31,
+                 host_multiplier_bits: int | None = None,
+                 signed_activations: bool | None = None,
+                 signed_outputs: bool | None = None,
+                 lane_mask: np.ndarray | None = None):
+    """Expand a float graph (see the module docstring).
+
+    Parameters
+    ----------
+    graph : Graph
+        Float network; BatchNorms are folded here (their statistics set the ranges first).
+    w_fmt : SeriesFormat
+        Weight format (``per_channel=True`` gives one scale per output channel).
+    a_fmt : SeriesFormat
+        Activation format: bits, terms and scale mode; each tensor is made signed or
+        unsigned as ``signed_activations`` says.
+    level : {"tensor", "layer", "model"}
+    overrides : mapping node name -> LayerFormats, optional
+        Per-layer formats (e.g. the first conv and the classifier at more terms).
+    ranges : mapping node name -> (lo, hi), optional
+        Real activation ranges to use instead of the calibration-free ones.
+    calibration : float array (N, *input_shape), optional
+        Inputs whose observed min/max set the ranges (overrides the rule; ``ranges`` wins).
+    range_sigmas, input_std : float
+        The calibration-free rule's ``z`` and the assumed input standard deviation.
+    input_range : (lo, hi), optional
+        The exact real range of the network input when the preprocessing defines it (e.g.
+        ``[0, 1]`` pixels, or ``[(0 - mean) / std, (1 - mean) / std]``).
+    mode : {"rne", "half_up"}
+        Rounding of every requantization.
+    multiplier_bits : int, 2..31
+        Bits of each conv/linear requantization multiplier (fewer when the accumulator is
+        wide).
+    host_multiplier_bits : int, 2..31, optional
+        Bits of the residual-add and pooling multipliers (default: ``multiplier_bits``).
+    signed_activations : bool or None
+        None: a tensor is unsigned when it cannot be negative (after a ReLU, or a
+        non-negative input range), else signed. True: every tensor signed (a signed array).
+    signed_outputs : bool or None
+        The same choice for the outputs of conv/linear layers (default:
+        ``signed_activations``); an array whose outputs are unsigned but whose inputs are
+        signed has ``signed_activations=True, signed_outputs=None``.
+    lane_mask : bool array ``(T_w, T_a)``, optional
+        Lanes of every conv/linear layer that are switched off (False); None keeps all.
+
+    Returns
+    -------
+    TensorExpansion for ``level="tensor"``, else QProgram.
+    """
+    if level not in P.LEVELS:
+        raise FormatError(f"expand_graph: level must be one of {', '.join(P.LEVELS)}, "
+                          f"got {level!r}")
+    if mode not in ROUNDING_MODES:
+        raise FormatError(f"expand_graph: mode must be one of {', '.join(ROUNDING_MODES)}, "
+                          f"got {mode!r}")
+    overrides = dict(overrides or {})
+    for key in overrides:
+        if key not in graph:
+            raise InputError(f"expand_graph: override for {key!r}, which is not a node of "
+                             f"graph {graph.name!r}")
+    folded = fold_batchnorm(graph)
+    if level == "tensor":
+        return _tensor_level(folded, w_fmt, overrides)
+    if ranges is None:
+        rng = (calibrated_ranges(graph, calibration) if calibration is not None
+               else activation_ranges(graph, range_sigmas, input_std))
+        for bn, conv in _fold_map(graph, folded).items():
+            rng[conv] = rng[bn]
+        ranges = rng
+    ranges = dict(ranges)
+    if input_range is not None:
+        ranges[folded.input.name] = (float(input_range[0]), float(input_range[1]))
+    if lane_mask is not None:
+        lane_mask = np.asarray(lane_mask, dtype=bool)
+        if lane_mask.shape != (w_fmt.terms, a_fmt.terms) or overrides:
+            raise FormatError(f"expand_graph: lane_mask must be ({w_fmt.terms}, "
+                              f"{a_fmt.terms}) and needs uniform formats (no overrides), got "
+                              f"shape {lane_mask.shape}")
+    low = _Lowering(folded, w_fmt, a_fmt, overrides, ranges, mode=mode,
+                    multiplier_bits=multiplier_bits,
+                    host_multiplier_bits=host_multiplier_bits or multiplier_bits,
+                    signed=signed_activations,
+                    signed_outputs=(signed_activations if signed_outputs is None
+                                    else signed_outputs or None),
+                    lane_mask=lane_mask)
+    return low.lower(level)
+
+
+def _tensor_level(folded: Graph, w_fmt: SeriesFormat, overrides) -> TensorExpansion:
+    params, series = dict(folded.params), {}
+    for n in folded.nodes:
+        if isinstance(n, (Conv2d, Linear)):
+            o = overrides.get(n.name)
+            fmt = o.w_fmt if o is not None and o.w_fmt is not None else w_fmt
+            s = expand(folded.params[n.weight], fmt, axis=0, name=f"{n.name}.weight")
+            series[n.weight] = s
+            params[n.weight] = s.reconstruct().astype(np.float32)
+    return TensorExpansion(folded, params, series)

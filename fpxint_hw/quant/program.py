@@ -1,0 +1,412 @@
+"""The integer program: one frozen class per integer operation, and the program that runs them.
+
+A :class:`QProgram` is a list of operations in execution order. Every operation produces one
+integer tensor (:class:`QTensor`: ``real ~ unit * value``, ``value`` in ``[lo, hi]``) and
+carries its own constants and geometry:
+
+======================  ==========================================================================
+:class:`Quantize`       float input -> integers of the input grid (round half to even, clamp)
+:class:`Conv`           ``acc = sum_{k,j} m_k n_j (q_k * p_j) + bias``, then one requantization
+:class:`Linear`         the same as a matrix product over features
+:class:`Add`            ``clamp(round_shift(a*ma + b*mb, shift))``: a residual join, one rounding
+:class:`MaxPool`        an integer max over windows (padding never wins)
+:class:`AvgPool`        the window sum (zero padding counted), times ``m0``, one rounding
+:class:`GlobalAvgPool`  the spatial sum, times ``m0``, one rounding
+:class:`Clamp`          a lone ReLU / Clip: ``clip(x, out.lo, out.hi)``
+:class:`Flatten`        NCHW -> (N, C*H*W)
+======================  ==========================================================================
+
+Every engine that runs a program (golden model, fast simulator, width analysis, tile cutter)
+dispatches on these classes through a table that :func:`check_handlers` verifies at import
+time, so an operation an engine does not handle is an error when the engine is imported, not
+a silent skip when it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Mapping
+
+import numpy as np
+
+from ..errors import FormatError, InputError
+from ..spec import ArraySpec, SeriesFormat
+from ..tile import Requant
+
+__all__ = ["QTensor", "QOp", "Quantize", "GemmOp", "Conv", "Linear", "Add", "WindowOp",
+           "MaxPool", "AvgPool", "GlobalAvgPool", "Clamp", "Flatten", "OPS", "QProgram",
+           "ArrayTarget", "window_out", "check_handlers", "LEVELS"]
+
+#: Expansion granularities: ``tensor`` (float activations), ``layer`` and ``model`` (integers).
+LEVELS = ("tensor", "layer", "model")
+
+
+def window_out(size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+               padding: tuple[int, int, int, int], dilation: tuple[int, int] = (1, 1)
+               ) -> tuple[int, int]:
+    """Output ``(H_out, W_out)`` of a window op on an ``(H, W)`` input (ONNX arithmetic).
+
+    ``H_out = (H + top + bottom - dh * (kh - 1) - 1) // sh + 1``; padding is ``(top, left,
+    bottom, right)``.
+    """
+    (h, w), (kh, kw), (sh, sw), (dh, dw) = size, kernel, stride, dilation
+    top, left, bottom, right = padding
+    return ((h + top + bottom - dh * (kh - 1) - 1) // sh + 1,
+            (w + left + right - dw * (kw - 1) - 1) // sw + 1)
+
+
+@dataclass(frozen=True, eq=False)
+class QTensor:
+    """An integer activation tensor: ``real ~ unit * value`` with ``value`` in ``[lo, hi]``.
+
+    Members
+    -------
+    fmt : SeriesFormat
+        The activation series format; ``value`` splits exactly into its terms
+        (:func:`fpxint_hw.series.split_integer`). Unsigned for non-negative (post-ReLU) tensors.
+    unit : float > 0
+        Real value of one integer step (the last term's step).
+    lo, hi : int
+        Inclusive range every value lies in (the producing clamp), inside
+        ``fmt.combined_range``.
+    """
+
+    fmt: SeriesFormat
+    unit: float
+    lo: int
+    hi: int
+
+    @property
+    def maxabs(self) -> int:
+        """Largest magnitude a value can have."""
+        return max(abs(self.lo), abs(self.hi))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class QOp:
+    """What every integer operation has.
+
+    Members
+    -------
+    name : str
+        Name of the tensor it produces (the graph node whose output it stands for; a fused
+        conv + ReLU is named after the ReLU).
+    inputs : tuple of str
+        Tensors it reads.
+    out : QTensor or None
+        The integer tensor it produces; None only for a final conv/linear whose exact
+        accumulator is the program output.
+    node : str
+        The graph node that holds the operation's parameters (the conv of a conv + ReLU).
+    """
+
+    #: Short name of the operation in reports and error messages.
+    kind: ClassVar[str] = ""
+
+    name: str
+    inputs: tuple[str, ...]
+    out: QTensor | None
+    node: str = ""
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Quantize(QOp):
+    """The float network input written on the integer grid of ``out``."""
+
+    kind: ClassVar[str] = "quantize"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class GemmOp(QOp):
+    """A layer with a weight series: the work the array does (see :class:`Conv`, :class:`Linear`).
+
+    Members
+    -------
+    w_digits : int8 array ``(T_w, O, ...)``
+        Weight terms ``q_k``.
+    w_fmt : SeriesFormat
+    w_unit : float64 array ``(O,)``
+        Real value of one step of the combined weight integer, per output channel.
+    bias : int64 array ``(O,)``
+        Bias in accumulator units ``w_unit[c] * in_unit``.
+    requant : Requant or None
+        Per-channel output requantization; None for the program's final layer, whose exact
+        accumulator is the output (``out_unit`` then gives its real units per channel).
+    out_unit : float64 array ``(O,)`` or None
+    lane_mask : bool array ``(T_w, T_a)`` or None
+        False switches a lane ``(k, j)`` off (its products are not added); None keeps all.
+    """
+
+    w_digits: np.ndarray
+    w_fmt: SeriesFormat
+    w_unit: np.ndarray
+    bias: np.ndarray
+    requant: Requant | None = None
+    out_unit: np.ndarray | None = None
+    lane_mask: np.ndarray | None = None
+
+    @property
+    def out_channels(self) -> int:
+        """Output channels O."""
+        return int(self.w_digits.shape[1])
+
+    @property
+    def reduction(self) -> int:
+        """Reduction length K of one output: ``C/g * kh * kw`` or the input features."""
+        return int(np.prod(self.w_digits.shape[2:]))
+
+    def w_combined(self) -> np.ndarray:
+        """The combined weight integers ``sum_k m_k q_k`` (int64), same shape as one term."""
+        total = np.zeros(self.w_digits.shape[1:], dtype=np.int64)
+        for k, m in enumerate(self.w_fmt.lane_weights):
+            total += np.int64(m) * self.w_digits[k].astype(np.int64)
+        return total
+
+    def lanes_on(self, a_terms: int) -> np.ndarray:
+        """The lane mask as a bool array ``(T_w, a_terms)`` (all True without one)."""
+        if self.lane_mask is None:
+            return np.ones((self.w_fmt.terms, a_terms), dtype=bool)
+        return np.asarray(self.lane_mask, dtype=bool)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Conv(GemmOp):
+    """A 2-D convolution (cross-correlation, as ONNX Conv) on NCHW integers; zero padding.
+
+    ``w_digits`` is ``(T_w, O, C/groups, kh, kw)``; ``padding`` is ``(top, left, bottom,
+    right)``; stride and dilation are ``(h, w)`` pairs.
+    """
+
+    kind: ClassVar[str] = "conv"
+
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        """Kernel size ``(kh, kw)``."""
+        return int(self.w_digits.shape[3]), int(self.w_digits.shape[4])
+
+    @property
+    def depthwise(self) -> bool:
+        """One input channel per group and one output per group."""
+        o, cg = self.w_digits.shape[1:3]
+        return self.groups > 1 and cg == 1 and o == self.groups
+
+    def out_hw(self, h: int, w: int) -> tuple[int, int]:
+        """Output spatial size for an ``h x w`` input."""
+        return window_out((h, w), self.kernel, self.stride, self.padding, self.dilation)
+
+    def w_matrix(self) -> np.ndarray:
+        """``(T_w, kh*kw*C/g, O)``: the im2col weight layout of the fast simulator and tiles."""
+        t = self.w_fmt.terms
+        return self.w_digits.transpose(0, 3, 4, 2, 1).reshape(t, -1, self.out_channels)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Linear(GemmOp):
+    """A fully connected layer on ``(N, F)`` integers; ``w_digits`` is ``(T_w, O, F)``."""
+
+    kind: ClassVar[str] = "linear"
+
+    def w_matrix(self) -> np.ndarray:
+        """``(T_w, F, O)``."""
+        return self.w_digits.transpose(0, 2, 1)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Add(QOp):
+    """Residual join of two tensors on different grids:
+    ``clamp(round_shift(a * ma + b * mb, shift, mode), out.lo, out.hi)``."""
+
+    kind: ClassVar[str] = "add"
+
+    ma: int
+    mb: int
+    shift: int
+    mode: str = "rne"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class WindowOp(QOp):
+    """An operation over ``kernel`` windows of an NCHW tensor (the pools)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def out_hw(self, h: int, w: int) -> tuple[int, int]:
+        """Output spatial size for an ``h x w`` input."""
+        return window_out((h, w), self.kernel, self.stride, self.padding)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class MaxPool(WindowOp):
+    """Max over ``kernel`` windows; padded positions never win (as ONNX MaxPool)."""
+
+    kind: ClassVar[str] = "maxpool"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class AvgPool(WindowOp):
+    """Window sums (zero padding counted) requantized once:
+    ``clamp(round_shift(sum * m0, shift, mode), out.lo, out.hi)`` with ``m0 / 2^shift ~
+    1 / count``."""
+
+    kind: ClassVar[str] = "avgpool"
+
+    m0: int
+    shift: int
+    mode: str = "rne"
+
+    @property
+    def count(self) -> int:
+        """Positions per window (the divisor)."""
+        return self.kernel[0] * self.kernel[1]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class GlobalAvgPool(QOp):
+    """The spatial sum of each channel requantized once (``m0 / 2^shift ~ 1 / count``);
+    output ``(N, C, 1, 1)``."""
+
+    kind: ClassVar[str] = "global_avgpool"
+
+    count: int
+    m0: int
+    shift: int
+    mode: str = "rne"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Clamp(QOp):
+    """A lone ReLU or Clip: ``clip(x, out.lo, out.hi)`` on the input's grid."""
+
+    kind: ClassVar[str] = "clamp"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Flatten(QOp):
+    """NCHW -> ``(N, C*H*W)`` in C, H, W order (no arithmetic)."""
+
+    kind: ClassVar[str] = "flatten"
+
+
+#: Every operation class a program may hold.
+OPS: tuple[type[QOp], ...] = (Quantize, Conv, Linear, Add, MaxPool, AvgPool, GlobalAvgPool,
+                              Clamp, Flatten)
+
+
+def check_handlers(handlers: Mapping[type, object], engine: str) -> None:
+    """Raise at import time unless ``handlers`` has an entry for every class of :data:`OPS`.
+
+    ``engine`` names the module in the message (``"golden"``, ``"intsim"``, ...).
+    """
+    missing = [op.__name__ for op in OPS if op not in handlers]
+    if missing:
+        raise TypeError(f"{engine}: no handler for integer op(s) {', '.join(missing)}")
+
+
+@dataclass(frozen=True, eq=False)
+class ArrayTarget:
+    """The array a program was compiled for (:func:`fpxint_hw.quant.for_array`).
+
+    Members
+    -------
+    spec : ArraySpec
+    name : str
+        The spec's name or file, as the user gave it.
+    misfits : dict layer name -> str
+        GEMM layers the array cannot compute as compiled, with the reason (a signed input on
+        an unsigned array, an accumulator wider than the array's, ...). They run in the
+        simulator with the same integers; a hardware run must do them on the host.
+    """
+
+    spec: ArraySpec
+    name: str
+    misfits: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class QProgram:
+    """An integer program for a whole network.
+
+    Members
+    -------
+    layers : tuple of QOp
+        In execution order; ``layers[0]`` is the input :class:`Quantize`.
+    output : str
+        Name of the tensor the program returns.
+    level : {"layer", "model"}
+        ``model``: the simulators evaluate the T_w basis models side by side and sum them
+        before each requantization (the same integers as ``layer``, bit for bit).
+    graph : Graph
+        The folded float graph the program was made from.
+    w_fmt, a_fmt : SeriesFormat
+        Default formats (per-layer overrides may differ).
+    mode : {"rne", "half_up"}
+        Rounding of every requantization.
+    ranges : dict name -> (lo, hi)
+        The real activation ranges the grids were derived from.
+    target : ArrayTarget or None
+        The array the program was compiled for, if any.
+    """
+
+    layers: tuple[QOp, ...]
+    output: str
+    level: str
+    graph: object
+    w_fmt: SeriesFormat
+    a_fmt: SeriesFormat
+    mode: str = "rne"
+    ranges: dict = field(default_factory=dict)
+    target: ArrayTarget | None = None
+
+    def __post_init__(self):
+        for q in self.layers:
+            if type(q) not in OPS:
+                raise FormatError(f"QProgram: layer {getattr(q, 'name', q)!r} is a "
+                                  f"{type(q).__name__}, not one of the integer ops "
+                                  f"{', '.join(op.__name__ for op in OPS)}")
+        if not self.layers or not isinstance(self.layers[0], Quantize):
+            raise FormatError("QProgram: the first layer must be the input Quantize")
+        if self.level not in LEVELS[1:]:
+            raise FormatError(f"QProgram.level must be layer or model, got {self.level!r}")
+
+    def layer(self, name: str) -> QOp:
+        """The layer producing tensor ``name``."""
+        for q in self.layers:
+            if q.name == name:
+                return q
+        raise InputError(f"integer program of {self.graph.name!r} has no layer {name!r}")
+
+    @property
+    def output_layer(self) -> QOp:
+        """The layer producing the program output."""
+        return self.layer(self.output)
+
+    def tensors(self) -> dict[str, QTensor]:
+        """Every tensor the program produces, by name."""
+        return {q.name: q.out for q in self.layers}
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """Float input batch -> int32 integers of the input grid (round half to even, clamp)."""
+        q = self.layers[0].out
+        v = np.rint(np.asarray(x, dtype=np.float64) / q.unit)
+        return np.clip(v, q.lo, q.hi).astype(np.int32)
+
+    def dequantize_output(self, y: np.ndarray) -> np.ndarray:
+        """Integer program output (NCHW or (N, F)) -> real values (float64)."""
+        last = self.output_layer
+        y = np.asarray(y, dtype=np.float64)
+        if last.out is None:
+            u = np.asarray(last.out_unit, dtype=np.float64)
+            shape = (1, -1) + (1,) * (y.ndim - 2)
+            return y * u.reshape(shape)
+        return y * last.out.unit
+
+    def gemm_layers(self) -> list[GemmOp]:
+        """The conv and linear layers, in order."""
+        return [q for q in self.layers if isinstance(q, GemmOp)]

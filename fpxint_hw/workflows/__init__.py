@@ -1,0 +1,9 @@
+"""Library recipes over the engines: what a command or a notebook does in one call.
+
+* :mod:`~fpxint_hw.workflows.network`: load a network and the inputs to run it on;
+* :mod:`~fpxint_hw.workflows.simulate`: compile, simulate, measure fidelity, check golden;
+* :mod:`~fpxint_hw.workflows.tiles`: cut real layers into GEMM tiles for RTL replay;
+* :mod:`~fpxint_hw.workflows.synth`: synthesize a spec into a flat record.
+"""
+
+__all__ = ["network", "simulate", "tiles", "synth"]

@@ -1,0 +1,142 @@
+"""Simulate a network bit-exactly and measure its fidelity; check the simulator against golden.
+
+:func:`run_simulation` compiles a graph (for an ``ArraySpec`` through
+:func:`fpxint_hw.quant.for_array`, or for explicit formats through
+:func:`fpxint_hw.quant.expand_graph`), runs it with the fast simulator for k = 1..T terms and
+returns one row of figures per k. :func:`golden_check` recomputes every layer of one input with
+the golden model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from ..quant import program as P
+from ..report import progress
+from ..spec import ArraySpec, SeriesFormat
+
+__all__ = ["fidelity", "compile_program", "run_simulation", "golden_check", "spec_with_terms"]
+
+
+def fidelity(ref: np.ndarray, got: np.ndarray, labels=None) -> dict:
+    """Top-1 agreement, logit SQNR (dB) and accuracy of ``got`` against float ``ref``."""
+    from ..series import sqnr_db
+    ref = ref.reshape(ref.shape[0], -1)
+    got = got.reshape(got.shape[0], -1)
+    agree = float(np.mean(ref.argmax(1) == got.argmax(1)))
+    acc = None if labels is None else float(np.mean(got.argmax(1) == np.asarray(labels)))
+    return {"top1_agreement": agree, "logit_sqnr_db": sqnr_db(ref, got), "accuracy": acc}
+
+
+def _batched(fn, x, batch, label):
+    outs = []
+    start = time.perf_counter()
+    for i in range(0, x.shape[0], batch):
+        outs.append(fn(x[i:i + batch]))
+        progress(min(i + batch, x.shape[0]), x.shape[0], start, label)
+    return np.concatenate(outs)
+
+
+def spec_with_terms(spec: ArraySpec, k: int) -> ArraySpec:
+    """The same array with at most ``k`` weight, activation and output terms."""
+    return dataclasses.replace(spec, w_terms=min(k, spec.w_terms),
+                               a_terms=min(k, spec.a_terms), out_terms=min(k, spec.out_terms))
+
+
+def compile_program(graph, *, spec: ArraySpec | None = None, spec_name: str | None = None,
+                    w_fmt: SeriesFormat | None = None, a_fmt: SeriesFormat | None = None,
+                    level: str = "layer", per_channel: bool = True, rounding: str = "rne",
+                    multiplier_bits: int = 31, overrides=None, in_range=None,
+                    calibration=None):
+    """The expansion of ``graph``: for the array ``spec`` (every format, the rounding and the
+    multiplier width from it) or, without a spec, for ``w_fmt`` / ``a_fmt`` and the explicit
+    options. Returns a QProgram (or a TensorExpansion for ``level="tensor"`` without a spec).
+    """
+    from ..quant import expand_graph, for_array
+    if spec is not None:
+        return for_array(graph, spec, name=spec_name, level=level, per_channel=per_channel,
+                         overrides=overrides, input_range=in_range, calibration=calibration)
+    return expand_graph(graph, w_fmt, a_fmt, level, overrides=overrides, input_range=in_range,
+                        calibration=calibration, mode=rounding,
+                        multiplier_bits=multiplier_bits)
+
+
+def run_simulation(graph, x, w_fmt: SeriesFormat | None = None,
+                   a_fmt: SeriesFormat | None = None, level: str = "layer", *,
+                   spec: ArraySpec | None = None, spec_name: str | None = None,
+                   labels=None, ref=None, batch: int = 8, threads: int | None = None,
+                   backend: str = "auto", per_term: bool = True, overrides=None,
+                   in_range=None, calibration=None, rounding: str = "rne",
+                   multiplier_bits: int = 31, per_channel: bool = True,
+                   label: str = "simulate"):
+    """Compile and run ``graph`` on ``x`` for k = 1..T terms; returns ``(rows, last, ref)``.
+
+    With ``spec`` the program is the one that array computes (k < T runs the same array with
+    k terms, :func:`spec_with_terms`); otherwise ``w_fmt`` / ``a_fmt`` with ``rounding`` and
+    ``multiplier_bits``. ``rows`` has one dict per k (``w_terms``, ``a_terms``, the fidelity
+    figures, ``seconds``); ``last`` is ``(program or TensorExpansion, simulator or None,
+    outputs)`` of the full term counts; ``ref`` the float outputs.
+    """
+    from ..float_exec import FloatExecutor
+    from ..intsim import Simulator
+    if ref is None:
+        ref = _batched(FloatExecutor(graph), x, batch, "float")
+    if spec is not None:
+        kmax = max(spec.w_terms, spec.a_terms)
+    else:
+        kmax = max(w_fmt.terms, a_fmt.terms)
+    ks = range(1, kmax + 1) if per_term else [kmax]
+    rows, last = [], None
+    for k in ks:
+        t0 = time.perf_counter()
+        if spec is not None:
+            sk = spec_with_terms(spec, k)
+            exp = compile_program(graph, spec=sk, spec_name=spec_name, level=level,
+                                  per_channel=per_channel, overrides=overrides,
+                                  in_range=in_range, calibration=calibration)
+            wt, at = sk.w_terms, sk.a_terms
+        else:
+            wf, af = w_fmt.with_terms(min(k, w_fmt.terms)), a_fmt.with_terms(min(k, a_fmt.terms))
+            exp = compile_program(graph, w_fmt=wf, a_fmt=af, level=level, rounding=rounding,
+                                  multiplier_bits=multiplier_bits, overrides=overrides,
+                                  in_range=in_range, calibration=calibration)
+            wt, at = wf.terms, af.terms
+        if level == "tensor":
+            sim = None
+            out = _batched(exp.executor(), x, batch, f"{label} k={k}")
+        else:
+            sim = Simulator(exp, backend=backend, threads=threads)
+            out = _batched(sim.logits, x, batch, f"{label} k={k}")
+        rows.append({"w_terms": wt, "a_terms": at, **fidelity(ref, out, labels),
+                     "seconds": time.perf_counter() - t0})
+        last = (exp, sim, out)
+    return rows, last, ref
+
+
+def golden_check(program, sim, x, layers=None) -> dict:
+    """Layers of the first input of ``x``, recomputed by the golden model from the fast
+    simulator's own inputs to each layer: ``{"layers_checked", "mismatches", "first"}``.
+
+    ``layers`` limits the check to those layer names (default: every layer).
+    """
+    from .. import golden
+    _, env = sim.run(x[:1], capture=True)
+    tensors = program.tensors()
+    checked, bad, first = 0, 0, None
+    for q in program.layers:
+        if layers is not None and q.name not in layers:
+            continue
+        if isinstance(q, P.Quantize):
+            want = program.quantize_input(x[:1])
+        else:
+            want = golden.run_layer(q, [env[i] for i in q.inputs], tensors, program.level)
+        checked += 1
+        if not np.array_equal(np.asarray(want, dtype=np.int64), env[q.name].astype(np.int64)):
+            bad += 1
+            if first is None:
+                diff = np.argwhere(np.asarray(want) != env[q.name])[0]
+                first = {"layer": q.name, "element": [int(v) for v in diff]}
+    return {"layers_checked": checked, "mismatches": bad, "first": first}
