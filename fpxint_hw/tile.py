@@ -70,6 +70,12 @@ class Requant:
         if self.mode not in ROUNDING_MODES:
             raise FormatError(f"Requant.mode must be one of {ROUNDING_MODES}, got {self.mode!r}")
 
+    @classmethod
+    def acc_only(cls, n: int, mode: str = "rne") -> "Requant":
+        """Constants for a tile whose exact ``acc`` is the result (a network's last layer):
+        ``M0 = 1``, no shift, ``out`` clamped to 0, so they fit any array's config fields."""
+        return cls(np.ones(n, dtype=np.int64), 0, 0, 0, 0, mode)
+
 
 @dataclass(frozen=True, eq=False)
 class GemmTile:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError, WidthError
-from ..quant.bridge import gemm_fit
+from ..quant.bridge import accumulator_misfit, constants_misfit
 from ..spec import ArraySpec
 from ..tile import GemmTile, TileResult
 from . import bits, layouts
@@ -68,16 +68,18 @@ def check_tile(spec: ArraySpec, tile: GemmTile, name: str = "tile") -> None:
     """Raise InputError (or WidthError) unless the array can compute ``tile`` exactly.
 
     The condition is :func:`fpxint_hw.quant.bridge.gemm_fit`, the one the compiler checks
-    every layer with: formats, rounding, constant ranges, and the tile's exact accumulator
-    interval (its own weights, any activations of its format) inside the array's. Messages
-    name the tile, the field and the value.
+    every layer with: formats, rounding and constant ranges (InputError), and the tile's
+    exact accumulator interval (its own weights, any activations of its format) inside the
+    array's (WidthError). Messages name the tile, the field and the value.
     """
     rq = tile.requant
-    why = gemm_fit(spec, tile.w_fmt, tile.a_fmt, tile.out_fmt, tile.w_combined().T, tile.bias, rq.multiplier,
-                   rq.mode, rq.lo, rq.hi, rq.zero_point)
+    why = constants_misfit(spec, tile.w_fmt, tile.a_fmt, tile.out_fmt, tile.bias, rq.multiplier,
+                           rq.mode, rq.lo, rq.hi, rq.zero_point)
     if why is not None:
-        err = WidthError if why.startswith("the accumulator") else InputError
-        raise err(f"{name}: {why}")
+        raise InputError(f"{name}: {why}")
+    why = accumulator_misfit(spec, tile.a_fmt, tile.w_combined().T, tile.bias)
+    if why is not None:
+        raise WidthError(f"{name}: {why}")
 
 
 def pass_count(spec: ArraySpec, tile: GemmTile) -> int:

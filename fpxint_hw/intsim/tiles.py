@@ -119,9 +119,7 @@ def extract_tiles(program, layer: str, x: np.ndarray, tile_k: int, tile_n: int,
                               rq.mode)
                 out_fmt = q.out.fmt
             else:
-                # the final layer's output is its exact acc; out is clamped to 0 so the
-                # constants fit any array's config fields
-                req = Requant(np.ones(n1 - n0, dtype=np.int64), 0, 0, 0, 0, program.mode)
+                req = Requant.acc_only(n1 - n0, program.mode)   # the exact acc is the output
                 out_fmt = None
             tile = GemmTile(q.w_fmt, xin.fmt, wd[:, k0:k1, n0:n1].astype(np.int8),
                             acts[:, :, k0:k1].astype(np.int16), bias, req, out_fmt,

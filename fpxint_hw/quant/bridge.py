@@ -4,14 +4,15 @@
 the weight, activation and output formats, the lane scale mode, the activations' sign, the
 requantization multiplier width (``m0_bits``), the rounding mode. :func:`for_array` lowers a
 graph with those options, and then checks every conv/linear layer against the array exactly
-as the hardware's pass planner does (:func:`fpxint_hw.hw.program.check_tile` uses the same
-:func:`gemm_fit`): the formats, the clamp range, the bias and the exact accumulator interval,
-which must fit the array's accumulator. The simulator, the sweep's accuracy, the main job and
+as the hardware's pass planner does (:func:`fpxint_hw.hw.program.check_tile` calls the two
+halves of :func:`gemm_fit`, :func:`constants_misfit` and :func:`accumulator_misfit`): the
+formats, the clamp range, the bias and the exact accumulator interval, which must fit the
+array's accumulator. The simulator, the sweep's accuracy, the main job and
 the tile dump all go through :func:`for_array`, so a program compiled for a spec is the
 program that spec's hardware runs.
 
 Residual adds and pools run on the host, with the spec's rounding and 31-bit multipliers (the
-host's int64 arithmetic has room for them); docs/numerics.md says so.
+host's int64 arithmetic has room for them); docs/simulator.md says so.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import numpy as np
 from ..errors import FormatError
 from ..intops import acc_intervals, width_for_interval
 from ..spec import ArraySpec, SeriesFormat
+from ..tile import Requant
 from . import program as P
 from .lower import LayerFormats, expand_graph
 
-__all__ = ["ProgramOptions", "program_options", "for_array", "gemm_fit", "same_format",
-           "HOST_MULTIPLIER_BITS"]
+__all__ = ["ProgramOptions", "program_options", "for_array", "gemm_fit", "constants_misfit",
+           "accumulator_misfit", "same_format", "HOST_MULTIPLIER_BITS"]
 
 #: Multiplier width of the host-side requantizations (residual adds, pools).
 HOST_MULTIPLIER_BITS = 31
@@ -63,8 +65,7 @@ class ProgramOptions:
 
     def to_dict(self) -> dict[str, Any]:
         """The options as plain JSON-ready values."""
-        d = dataclasses.asdict(self)
-        return d
+        return dataclasses.asdict(self)
 
 
 def program_options(spec: ArraySpec, *, per_channel: bool = True) -> ProgramOptions:
@@ -86,17 +87,12 @@ def _fmt_text(f: SeriesFormat) -> str:
     return f"{f.bits}-bit x {f.terms} {'signed' if f.signed else 'unsigned'} {f.scale}"
 
 
-def gemm_fit(spec: ArraySpec, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
-             out_fmt: SeriesFormat | None, weights: np.ndarray, bias: np.ndarray,
-             multiplier: np.ndarray, mode: str, lo: int, hi: int,
-             zero_point: int = 0) -> str | None:
-    """Why the array cannot compute a GEMM exactly, or None when it can.
+def constants_misfit(spec: ArraySpec, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
+                     out_fmt: SeriesFormat | None, bias: np.ndarray, multiplier: np.ndarray,
+                     mode: str, lo: int, hi: int, zero_point: int = 0) -> str | None:
+    """Why the array cannot take a GEMM's formats, rounding or constants, or None.
 
-    ``weights`` is the combined weight integers ``(N, K)`` (output channel first), ``bias``
-    ``(N,)``, ``multiplier`` the per-channel ``M0``; ``lo``/``hi`` the output clamp. The
-    accumulator check is exact: every partial sum over any subset of the reduction (each
-    chained pass) lies in the channel's tight interval over all activations of ``a_fmt``
-    (:func:`fpxint_hw.intops.acc_intervals`), which must lie in the spec's ``acc_range``.
+    ``bias`` and ``multiplier`` (``M0``) are per output channel; ``lo``/``hi`` the clamp.
     """
     for field, got, want in (("weights", w_fmt, spec.w_fmt), ("activations", a_fmt,
                                                               spec.a_fmt)):
@@ -115,6 +111,18 @@ def gemm_fit(spec: ArraySpec, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
         if arr.size and (arr.min() < rlo or arr.max() > rhi):
             bad = arr.min() if arr.min() < rlo else arr.max()
             return f"{field} value {int(bad)} leaves the array's range [{rlo}, {rhi}]"
+    return None
+
+
+def accumulator_misfit(spec: ArraySpec, a_fmt: SeriesFormat, weights: np.ndarray,
+                       bias: np.ndarray) -> str | None:
+    """Why a GEMM's exact accumulator could leave the array's, or None.
+
+    ``weights`` is the combined weight integers ``(N, K)`` (output channel first). The check
+    is exact: every partial sum over any subset of the reduction (each chained pass) lies in
+    the channel's tight interval over all activations of ``a_fmt``
+    (:func:`fpxint_hw.intops.acc_intervals`), which must lie in the spec's ``acc_range``.
+    """
     alo, ahi = a_fmt.combined_range
     mins, maxes = acc_intervals(weights, alo, ahi, bias)
     need_lo, need_hi = min(mins, default=0), max(maxes, default=0)
@@ -129,15 +137,24 @@ def gemm_fit(spec: ArraySpec, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
     return None
 
 
+def gemm_fit(spec: ArraySpec, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
+             out_fmt: SeriesFormat | None, weights: np.ndarray, bias: np.ndarray,
+             multiplier: np.ndarray, mode: str, lo: int, hi: int,
+             zero_point: int = 0) -> str | None:
+    """Why the array cannot compute a GEMM exactly, or None when it can:
+    :func:`constants_misfit`, then :func:`accumulator_misfit`."""
+    return (constants_misfit(spec, w_fmt, a_fmt, out_fmt, bias, multiplier, mode, lo, hi,
+                             zero_point)
+            or accumulator_misfit(spec, a_fmt, weights, bias))
+
+
 def _layer_fit(spec: ArraySpec, q: P.GemmOp, xin: P.QTensor) -> str | None:
-    rq = q.requant
-    if rq is None:                      # the final layer: the array's exact acc is the output
-        mult, mode, lo, hi = np.ones(1, np.int64), spec.rounding, 0, 0    # as its tiles
-    else:
-        mult, mode, lo, hi = rq.multiplier, rq.mode, rq.lo, rq.hi
+    # the final layer's output is the array's exact acc: its tiles carry acc-only constants
+    rq = q.requant or Requant.acc_only(q.out_channels, spec.rounding)
     out_fmt = None if q.out is None else q.out.fmt
     w = q.w_combined().reshape(q.out_channels, -1)
-    return gemm_fit(spec, q.w_fmt, xin.fmt, out_fmt, w, q.bias, mult, mode, lo, hi)
+    return gemm_fit(spec, q.w_fmt, xin.fmt, out_fmt, w, q.bias, rq.multiplier, rq.mode, rq.lo,
+                    rq.hi, rq.zero_point)
 
 
 def for_array(graph, spec: ArraySpec, *, name: str | None = None, level: str = "layer",
@@ -187,7 +204,7 @@ def for_array(graph, spec: ArraySpec, *, name: str | None = None, level: str = "
     prog = expand_graph(graph, opts.w_fmt, opts.a_fmt, level, overrides=overrides,
                         mode=opts.rounding, multiplier_bits=opts.m0_bits,
                         host_multiplier_bits=HOST_MULTIPLIER_BITS,
-                        signed_activations=opts.signed_activations or None,
+                        signed_activations=opts.signed_activations,
                         signed_outputs=opts.signed_outputs, lane_mask=lane_mask,
                         **ranges)
     tensors = prog.tensors()

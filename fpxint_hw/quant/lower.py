@@ -137,7 +137,7 @@ class _Lowering:
                            else act.name)
         if act is not None and _nonnegative(act):
             _, rhi = self.range_of(act.name)
-            q = _grid(fmt, bool(signed), 0.0, rhi, act.hi if isinstance(act, Clip) else None)
+            q = _grid(fmt, signed, 0.0, rhi, act.hi if isinstance(act, Clip) else None)
             return dataclasses.replace(q, lo=0) if signed else q
         rlo, rhi = self.range_of(node.name if act is None else act.name)
         q = _grid(fmt, True, rlo, rhi)
@@ -150,7 +150,7 @@ class _Lowering:
 
     def input(self, n):
         rlo, rhi = self.range_of(n.name)
-        signed = rlo < 0 if self.signed is None else self.signed
+        signed = self.signed or rlo < 0
         q = _grid(self.afmt_of(n.name), signed, min(rlo, 0.0), rhi)
         if signed and rlo >= 0:
             q = dataclasses.replace(q, lo=0)
@@ -285,7 +285,7 @@ def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
                  input_range: tuple[float, float] | None = None,
                  mode: str = "rne", multiplier_bits: int = 31,
                  host_multiplier_bits: int | None = None,
-                 signed_activations: bool | None = None,
+                 signed_activations: bool = False,
                  signed_outputs: bool | None = None,
                  lane_mask: np.ndarray | None = None):
     """Expand a float graph (see the module docstring).
@@ -318,13 +318,13 @@ def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
         wide).
     host_multiplier_bits : int, 2..31, optional
         Bits of the residual-add and pooling multipliers (default: ``multiplier_bits``).
-    signed_activations : bool or None
-        None: a tensor is unsigned when it cannot be negative (after a ReLU, or a
+    signed_activations : bool
+        False: a tensor is unsigned when it cannot be negative (after a ReLU, or a
         non-negative input range), else signed. True: every tensor signed (a signed array).
     signed_outputs : bool or None
-        The same choice for the outputs of conv/linear layers (default:
-        ``signed_activations``); an array whose outputs are unsigned but whose inputs are
-        signed has ``signed_activations=True, signed_outputs=None``.
+        The same choice for the outputs of conv/linear layers (None: as
+        ``signed_activations``); an array whose inputs are signed but whose outputs are
+        unsigned has ``signed_activations=True, signed_outputs=False``.
     lane_mask : bool array ``(T_w, T_a)``, optional
         Lanes of every conv/linear layer that are switched off (False); None keeps all.
 
@@ -366,7 +366,7 @@ def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
                     host_multiplier_bits=host_multiplier_bits or multiplier_bits,
                     signed=signed_activations,
                     signed_outputs=(signed_activations if signed_outputs is None
-                                    else signed_outputs or None),
+                                    else signed_outputs),
                     lane_mask=lane_mask)
     return low.lower(level)
 
