@@ -21,6 +21,7 @@ COMMANDS = (
     "run",
     "convert",
     "simulate",
+    "allocate",
     "rtl",
     "verify",
     "synth",

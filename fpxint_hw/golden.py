@@ -27,12 +27,15 @@ def _as_pyint(a) -> np.ndarray:
 
 
 def requantize(acc, multiplier, shift: int, lo: int, hi: int, zero_point: int = 0,
-               mode: str = "rne") -> np.ndarray:
-    """``clamp(round_shift(acc * M0, shift, mode) + zero_point, lo, hi)`` on Python integers.
+               mode: str = "rne", pre_shift: int = 0) -> np.ndarray:
+    """``clamp(round_shift(round_shift(acc, pre_shift) * M0, shift, mode) + zero_point, lo,
+    hi)`` on Python integers.
 
     ``acc`` is ``(M, N)`` and ``multiplier`` ``(N,)`` (broadcast over rows); returns int64.
     """
     acc = _as_pyint(acc)
+    if pre_shift:
+        acc = np.vectorize(lambda v: round_shift(int(v), pre_shift, mode), otypes=[object])(acc)
     prod = acc * _as_pyint(multiplier)
     out = np.empty(prod.shape, dtype=object)
     for idx, v in np.ndenumerate(prod):
@@ -52,7 +55,8 @@ def reference_tile(tile: GemmTile) -> TileResult:
                 acc = acc + (wk * aj) * a[j].dot(w[k])
     acc = acc + _as_pyint(tile.bias)[None, :]
     rq = tile.requant
-    out = requantize(acc, rq.multiplier, rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode)
+    out = requantize(acc, rq.multiplier, rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode,
+                     rq.pre_shift)
     digits = None if tile.out_fmt is None else split_integer(out, tile.out_fmt)
     if any(abs(int(v)) >= 1 << 63 for v in acc.ravel()):
         raise WidthError("reference_tile: accumulator leaves int64; the tile's formats are "
@@ -203,11 +207,12 @@ def lane_products(op, x_digits, x_fmt, w_digits, w_fmt, mask=None, **kwargs) -> 
 
 
 def requantize_channels(acc, multiplier, shift: int, lo: int, hi: int, zero_point: int = 0,
-                        mode: str = "rne", axis: int = 1) -> np.ndarray:
+                        mode: str = "rne", axis: int = 1, pre_shift: int = 0) -> np.ndarray:
     """:func:`requantize` with the per-channel multiplier along ``axis`` of any-rank ``acc``."""
     acc = np.moveaxis(np.asarray(acc), axis, -1)
     flat = acc.reshape(-1, acc.shape[-1])
-    out = requantize(flat, multiplier, shift, lo, hi, zero_point, mode).reshape(acc.shape)
+    out = requantize(flat, multiplier, shift, lo, hi, zero_point, mode,
+                     pre_shift).reshape(acc.shape)
     return np.moveaxis(out, -1, axis)
 
 
@@ -302,7 +307,7 @@ def _gemm(q, args, tensors, lanes):
         return acc
     rq = q.requant
     return requantize_channels(acc, rq.multiplier, rq.shift, rq.lo, rq.hi, rq.zero_point,
-                               rq.mode, axis=1)
+                               rq.mode, axis=1, pre_shift=rq.pre_shift)
 
 
 def _scaled(q, sums):

@@ -30,6 +30,7 @@ __all__ = [
     "ROUNDING_MODES",
     "round_shift",
     "round_div",
+    "round_shift_bound",
     "clamp",
     "int_range",
     "width_for_interval",
@@ -110,6 +111,12 @@ def round_shift(x, n, mode: str = "rne"):
     else:
         up = (rem > half) | ((rem == half) & ((q & 1) == 1))
     return q + up.astype(arr.dtype)
+
+
+def round_shift_bound(bound: int, n: int) -> int:
+    """The largest ``|round_shift(x, n)|`` over ``|x| <= bound`` (either rounding mode):
+    ``ceil(bound / 2^n)``, exact, for Python ints ``bound >= 0``, ``0 <= n``."""
+    return -(-int(bound) >> int(n))
 
 
 def round_div(x, d: int, mode: str = "rne"):

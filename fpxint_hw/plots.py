@@ -356,3 +356,34 @@ def write_plots(records, out_dir) -> dict:
            "throughput_per_lut": plot_throughput_per_lut(records, out),
            "area_model": model}
     return res
+
+
+def plot_allocation(result: dict, out: Path, name: str = "allocation") -> list[str]:
+    """Logit SQNR vs lane-MACs: uniform term counts, the greedy path's confirmed points and
+    the allocation (``result`` is the JSON of ``fpxint allocate``)."""
+    plt = _mpl()
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    uni = result["uniform"]
+    ax.plot([u["lane_macs"] for u in uni], [u["logit_sqnr_db"] for u in uni], "o-",
+            color="tab:blue", label="uniform terms (T labelled)")
+    for u in uni:
+        ax.annotate(f"T={u['terms']}", (u["lane_macs"], u["logit_sqnr_db"]),
+                    textcoords="offset points", xytext=(4, -10), fontsize=7)
+    path = sorted(result["path"], key=lambda p: p["lane_macs"])
+    ax.plot([p["lane_macs"] for p in path], [p["logit_sqnr_db"] for p in path], "s:",
+            color="tab:gray", ms=4, label="greedy path, simulated")
+    ax.plot([result["lane_macs"]], [result["measured"]["logit_sqnr_db"]], "*", ms=14,
+            color="tab:red", label="allocation")
+    if result.get("target_sqnr_db") is not None:
+        ax.axhline(result["target_sqnr_db"], color="tab:red", lw=0.8, ls="--",
+                   label=f"target {result['target_sqnr_db']:g} dB")
+    ax.set_xscale("log")
+    ax.set_xlabel("lane-MACs per input (MACs x weight terms x activation terms)")
+    ax.set_ylabel("logit SQNR (dB)")
+    ax.set_title(f"{result['model']}: per-layer terms vs uniform terms "
+                 f"({result['bits']}-bit terms, {result['images']} inputs)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    return _save(fig, out, name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,8 +43,16 @@ def json_ready(obj: Any) -> Any:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented strict JSON (inf/NaN become null)."""
-    Path(path).write_text(json.dumps(json_ready(obj), indent=2, allow_nan=False) + "\n")
+    """Write ``obj`` as indented strict JSON (inf/NaN become null), atomically: a reader sees
+    the old file or the new one, never a part."""
+    path = Path(path)
+    text = json.dumps(json_ready(obj), indent=2, allow_nan=False) + "\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def progress(done: int, total: int, start: float, label: str = "") -> None:

@@ -44,6 +44,11 @@ class Requant:
         Added after the shift, before the clamp.
     mode : {"rne", "half_up"}
         Rounding of the shift.
+    pre_shift : int, 0..62
+        A rounding shift of the accumulator before the multiplication (a host
+        requantization for accumulators too wide for a full-width ``M0`` in int64):
+        ``out = clamp(round_shift(round_shift(acc, pre_shift) * M0, shift) + zp, lo, hi)``.
+        Arrays multiply the exact accumulator (``pre_shift = 0``).
     """
 
     multiplier: np.ndarray
@@ -52,6 +57,7 @@ class Requant:
     hi: int
     zero_point: int = 0
     mode: str = "rne"
+    pre_shift: int = 0
 
     def __post_init__(self):
         m = np.asarray(self.multiplier)
@@ -65,6 +71,10 @@ class Requant:
         if isinstance(self.shift, bool) or not isinstance(self.shift, (int, np.integer)) \
                 or not 0 <= self.shift <= 62:
             raise FormatError(f"Requant.shift must be an integer in 0..62, got {self.shift!r}")
+        if isinstance(self.pre_shift, bool) or not isinstance(self.pre_shift, (int, np.integer)) \
+                or not 0 <= self.pre_shift <= 62:
+            raise FormatError(f"Requant.pre_shift must be an integer in 0..62, got "
+                              f"{self.pre_shift!r}")
         if not self.lo <= self.hi:
             raise FormatError(f"Requant clamp range is empty: lo={self.lo} > hi={self.hi}")
         if self.mode not in ROUNDING_MODES:
@@ -198,6 +208,7 @@ def save_tile(path: str | Path, tile: GemmTile, result: TileResult | None = None
         "out_fmt": None if tile.out_fmt is None else tile.out_fmt.to_dict(),
         "shift": int(tile.requant.shift), "lo": int(tile.requant.lo), "hi": int(tile.requant.hi),
         "zero_point": int(tile.requant.zero_point), "mode": tile.requant.mode,
+        "pre_shift": int(tile.requant.pre_shift),
     }
     arrays = {"meta": np.array(json.dumps(meta)), "weights": tile.weights, "acts": tile.acts,
               "bias": tile.bias, "multiplier": tile.requant.multiplier}
@@ -232,7 +243,7 @@ def load_tile(path: str | Path) -> tuple[GemmTile, TileResult | None]:
             SeriesFormat.from_dict(meta["a_fmt"], f"{path}:a_fmt"),
             data["weights"], data["acts"], data["bias"],
             Requant(data["multiplier"], meta["shift"], meta["lo"], meta["hi"],
-                    meta["zero_point"], meta["mode"]),
+                    meta["zero_point"], meta["mode"], meta.get("pre_shift", 0)),
             None if out_fmt is None else SeriesFormat.from_dict(out_fmt, f"{path}:out_fmt"),
             data.get("lane_mask"))
     except (KeyError, TypeError, json.JSONDecodeError) as exc:

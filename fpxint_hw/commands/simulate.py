@@ -17,11 +17,11 @@ import time
 from ..errors import InputError
 from ..intops import ROUNDING_MODES
 from ..intsim import BACKENDS
-from ..quant import LEVELS
+from ..quant import LEVELS, RANGE_RULES
 from ..report import fmt_db, format_table, write_json
 from ..spec import SCALE_MODES, SeriesFormat, load_array_spec
 
-__all__ = ["register", "parse_override", "main"]
+__all__ = ["register", "main"]
 
 #: Format flags and their defaults when no ``--spec`` is given.
 FORMAT_DEFAULTS = {"w_bits": 4, "w_terms": 2, "a_bits": 4, "a_terms": 2, "scale": "pow2",
@@ -58,11 +58,22 @@ def register(subparsers) -> None:
     p.add_argument("--override", action="append", default=[], metavar="NODE=WBxWT/ABxAT",
                    help="per-layer formats, e.g. conv1=8x2/8x2 (weights of NODE / its "
                         "output activations; for the input node only the second part counts)")
+    p.add_argument("--overrides", metavar="FILE",
+                   help="per-layer formats from a YAML file (as 'fpxint allocate' writes); "
+                        "--override entries win over it")
     p.add_argument("--images", type=int, default=None, metavar="N",
                    help="number of built-in sample inputs (default: all)")
     p.add_argument("--input", nargs="+", metavar="IMG", help="image files instead of samples")
+    p.add_argument("--range-rule", choices=RANGE_RULES, default=RANGE_RULES[0],
+                   help="calibration-free activation ranges: mse (the squared-error optimum "
+                        "for each grid's resolution; widens with the terms) or sigma (mean "
+                        "+- z std of the BatchNorm statistics)")
+    p.add_argument("--range-sigmas", type=float, default=4.0, metavar="Z",
+                   help="the sigma rule's z")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
-                   help="set activation ranges from N inputs (default 0: calibration-free)")
+                   help="set activation ranges from the min/max over the first N inputs, "
+                        "which are then left out of the scores (default 0: "
+                        "calibration-free)")
     p.add_argument("--batch", type=int, default=8, help="inputs per simulator call")
     p.add_argument("--threads", type=int, default=None, help="simulator threads")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
@@ -80,21 +91,6 @@ def register(subparsers) -> None:
     p.add_argument("--max-tiles", type=int, default=64, help="tiles per layer at most")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
     p.set_defaults(func=main)
-
-
-def parse_override(text: str, scale: str):
-    """``NODE=WBxWT/ABxAT`` -> ``(node, LayerFormats)``; InputError naming the text."""
-    from ..quant import LayerFormats
-    try:
-        node, spec = text.split("=", 1)
-        w, a = spec.split("/")
-        wb, wt = (int(v) for v in w.lower().split("x"))
-        ab, at = (int(v) for v in a.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--override {text!r}: expected NODE=WBITSxWTERMS/ABITSxATERMS, "
-                         f"e.g. conv1=8x2/8x2") from None
-    return node, LayerFormats(SeriesFormat(wb, wt, scale, per_channel=True),
-                              SeriesFormat(ab, at, scale))
 
 
 def _formats(args):
@@ -121,18 +117,28 @@ def main(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     spec, spec_name, w_fmt, a_fmt = _formats(args)
     scale = spec.scale if spec is not None else args.scale
-    overrides = dict(parse_override(o, scale) for o in args.override)
+    from ..quant.overrides import load_overrides, parse_override
+    overrides = load_overrides(args.overrides) if args.overrides else {}
+    overrides.update(parse_override(o, scale) for o in args.override)
     if args.dump_tiles:
         parse_tile_shape(args.tile_shape)
     graph, info = load_network(args.model, args.weights)
     x, labels, names = load_inputs(graph, info, args.images, args.input)
-    calib = x[:args.calibrate] if args.calibrate else None
+    calib = None
+    if args.calibrate:
+        if not 0 < args.calibrate < x.shape[0]:
+            raise InputError(f"--calibrate {args.calibrate}: needs 1 to {x.shape[0] - 1} of the "
+                             f"{x.shape[0]} inputs (the rest are scored); ask for more "
+                             f"--images")
+        calib, x = x[:args.calibrate], x[args.calibrate:]
+        labels = None if labels is None else labels[args.calibrate:]
     rows, (exp, sim, _), _ = run_simulation(
         graph, x, w_fmt, a_fmt, args.level, spec=spec, spec_name=spec_name, labels=labels,
         batch=args.batch, threads=args.threads, backend=args.backend,
         per_term=not args.no_per_term, overrides=overrides, in_range=input_range(info),
         calibration=calib, rounding=args.rounding, multiplier_bits=args.m0_bits,
-        per_channel=not args.per_tensor)
+        per_channel=not args.per_tensor, range_rule=args.range_rule,
+        range_sigmas=args.range_sigmas)
     model_name = info.name if info is not None else args.model
     if spec is not None:
         what = (f"compiled for array {spec_name} ({spec.rows}x{spec.cols}, W{spec.w_bits}x"
@@ -141,7 +147,11 @@ def main(args: argparse.Namespace) -> int:
     else:
         what = (f"W{w_fmt.bits}x{w_fmt.terms} / A{a_fmt.bits}x{a_fmt.terms} ({w_fmt.scale}, "
                 f"M0 {args.m0_bits} bits, {args.rounding})")
-    print(f"{model_name}: {args.level}-level, {what}, {x.shape[0]} input(s)"
+    ranges = (f"ranges calibrated on {args.calibrate} other input(s)" if calib is not None
+              else f"calibration-free {args.range_rule} ranges")
+    if overrides:
+        what += f", {len(overrides)} per-layer override(s)"
+    print(f"{model_name}: {args.level}-level, {what}, {ranges}, {x.shape[0]} input(s)"
           + (f", backends {sorted(set(sim.backends().values()))}" if sim else ""))
     table = [[f"W x{r['w_terms']} / A x{r['a_terms']}", f"{100 * r['top1_agreement']:.1f} %",
               fmt_db(r["logit_sqnr_db"]),
@@ -163,7 +173,14 @@ def main(args: argparse.Namespace) -> int:
     result = {"model": model_name, "level": args.level, **result_fmt,
               "images": int(x.shape[0]), "top1_agreement": rows[-1]["top1_agreement"],
               "logit_sqnr_db": rows[-1]["logit_sqnr_db"], "accuracy": rows[-1]["accuracy"],
-              "per_term": rows, "golden_check": None}
+              "per_term": rows, "golden_check": None,
+              "ranges": {"rule": None if calib is not None else args.range_rule,
+                         "range_sigmas": args.range_sigmas if args.range_rule == "sigma"
+                         else None,
+                         "calibration_inputs": args.calibrate}}
+    if sim is not None:
+        result["ranges"]["proven_tensors"] = len(exp.proven)
+        result["ranges"]["tensors"] = len(exp.ranges)
     target = getattr(exp, "target", None)
     if target is not None:
         gemms = len(exp.gemm_layers())

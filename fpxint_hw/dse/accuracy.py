@@ -26,6 +26,10 @@ ImageNet models; ``images`` limits them) and returns:
     reason (they still run, with the same integers, in the simulator);
 ``images``, ``model``, ``weights``
     what was run.
+
+``overrides: FILE`` (an override file, e.g. from ``fpxint allocate``) gives per-layer formats;
+layers whose formats are not the point's array's run on the host (``host_layers``).
+``range_rule`` (``mse`` or ``sigma``) picks the calibration-free activation ranges.
 """
 
 from __future__ import annotations
@@ -83,10 +87,15 @@ def simulate(spec: ArraySpec, options: dict) -> dict:
                          f"them means nothing. Use mnist-resnet or efficientnet-lite0, or give "
                          f"accuracy.weights")
     per_channel = bool(options.get("per_channel", True))
+    overrides = None
+    if options.get("overrides"):
+        from ..quant.overrides import load_overrides
+        overrides = load_overrides(options["overrides"])
     rows, (prog, _, _), _ = run_simulation(
         graph, x, level=options.get("level", "layer"), spec=spec, labels=labels, ref=ref,
         per_term=False, threads=options.get("threads"), in_range=input_range(info),
-        per_channel=per_channel, label=f"{model} {spec.w_bits}b x{spec.w_terms}")
+        per_channel=per_channel, overrides=overrides,
+        range_rule=options.get("range_rule", "mse"), label=f"{model} {spec.w_bits}b x{spec.w_terms}")
     row = rows[-1]
     float_acc = None if labels is None else float(np.mean(ref.argmax(1) == labels))
     misfits = dict(prog.target.misfits)

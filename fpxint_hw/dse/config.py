@@ -39,6 +39,7 @@ from typing import Any, Mapping
 
 from ..errors import FormatError
 from ..intops import ROUNDING_MODES
+from ..quant.ranges import RANGE_RULES
 from ..spec import read_yaml
 
 __all__ = ["SweepConfig", "load_sweep_config", "GRID_AXES", "DEFAULT_EVALUATOR"]
@@ -51,7 +52,7 @@ DEFAULT_EVALUATOR = "fpxint_hw.dse.accuracy:simulate"
 
 _TOP_KEYS = ("name", "base", "grid", "accuracy", "synthesis", "throughput", "workers")
 _ACC_KEYS = ("evaluator", "model", "weights", "images", "threads", "level", "per_channel",
-             "options")
+             "overrides", "range_rule", "options")
 _SYN_KEYS = ("target", "pnr", "freq_mhz", "device", "seed", "lut_mult_below", "timeout")
 _THR_KEYS = ("network", "batch", "clock_mhz", "m_tile")
 _LEVELS = ("tensor", "layer", "model")
@@ -203,10 +204,13 @@ def config_from_dict(data: Any, source: str = "<config>") -> SweepConfig:
         if "per_channel" in acc and not isinstance(acc["per_channel"], bool):
             raise _fail(source, "accuracy.per_channel",
                         f"must be true or false, got {acc['per_channel']!r}")
+        if "range_rule" in acc and acc["range_rule"] not in RANGE_RULES:
+            raise _fail(source, "accuracy.range_rule",
+                        f"must be one of {', '.join(RANGE_RULES)}, got {acc['range_rule']!r}")
         if "level" in acc and acc["level"] not in _LEVELS:
             raise _fail(source, "accuracy.level",
                         f"must be one of {', '.join(_LEVELS)}, got {acc['level']!r}")
-        for key in ("model", "weights"):
+        for key in ("model", "weights", "overrides"):
             if acc.get(key) is not None and not isinstance(acc[key], str):
                 raise _fail(source, f"accuracy.{key}",
                             f"expected a model name or file path, got {acc[key]!r}")

@@ -29,7 +29,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FormatError
+from ..errors import FormatError, InputError
 from ..spec import ArraySpec, load_array_spec
 from .config import SweepConfig
 
@@ -132,13 +132,24 @@ def load_evaluator(name: str):
         raise FormatError(f"accuracy.evaluator {name!r}: cannot load it ({exc})") from None
 
 
+def _read_text(path, where: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        raise InputError(f"{where}: cannot read {path} ({e.strerror})") from None
+
+
 def _accuracy(spec: ArraySpec, config: SweepConfig, cache_dir: Path | None) -> dict:
     from ..flow.tools import cache_key
-    from ..quant import program_options
+    from ..quant import RANGE_RULES, program_options
     opts = dict(config.accuracy)
     name = opts.pop("evaluator")
     shaping = program_options(spec, per_channel=bool(opts.get("per_channel", True))).to_dict()
-    key = cache_key("accuracy", name, opts, shaping)
+    opts.setdefault("range_rule", RANGE_RULES[0])
+    keyed = dict(opts)
+    if opts.get("overrides"):                   # the file's content, not its name
+        keyed["overrides"] = _read_text(opts["overrides"], "accuracy.overrides")
+    key = cache_key("accuracy", name, keyed, shaping)
     path = None if cache_dir is None else cache_dir / f"accuracy-{key}.json"
     if path is not None and path.exists():
         try:

@@ -74,7 +74,7 @@ def check_tile(spec: ArraySpec, tile: GemmTile, name: str = "tile") -> None:
     """
     rq = tile.requant
     why = constants_misfit(spec, tile.w_fmt, tile.a_fmt, tile.out_fmt, tile.bias, rq.multiplier,
-                           rq.mode, rq.lo, rq.hi, rq.zero_point)
+                           rq.mode, rq.lo, rq.hi, rq.zero_point, rq.pre_shift)
     if why is not None:
         raise InputError(f"{name}: {why}")
     why = accumulator_misfit(spec, tile.a_fmt, tile.w_combined().T, tile.bias)

@@ -257,7 +257,7 @@ class _ConvPlan:
         rq = q.requant
         out = np.empty(acc.shape, dtype=np.int32)
         kernels.requant_rows(np.ascontiguousarray(acc), q.bias, self.mult, rq.shift, rq.lo,
-                             rq.hi, rq.zero_point, rq.mode == "half_up", out)
+                             rq.hi, rq.zero_point, rq.mode == "half_up", out, rq.pre_shift)
         return out.reshape(shape)
 
     def pair_keys(self):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError, WidthError
+from ..intops import round_shift_bound
 from ..quant import program as P
 from ..series import split_integer
 from ..tile import GemmTile, Requant, TileResult
@@ -46,7 +47,8 @@ def run_tile(tile: GemmTile) -> TileResult:
                 bound += mw[k] * na[j] * wk * aj
     m0 = int(tile.requant.multiplier.max()) if tile.requant.multiplier.size else 0
     half = (1 << (tile.requant.shift - 1)) if tile.requant.shift else 0
-    if bound >= 1 << 63 or bound * m0 + half >= 1 << 63:
+    shifted = round_shift_bound(bound, tile.requant.pre_shift)
+    if bound >= 1 << 63 or shifted * m0 + half >= 1 << 63:
         raise WidthError(f"tile: accumulator bound {bound} (times M0 {m0}, plus the rounding "
                          f"constant) leaves int64")
     acc = np.zeros((tile.m, tile.n), dtype=np.int64)
@@ -61,7 +63,7 @@ def run_tile(tile: GemmTile) -> TileResult:
     rq = tile.requant
     out = np.empty((tile.m, tile.n), dtype=np.int32)
     kernels.requant_rows(acc, np.zeros(tile.n, dtype=np.int64), rq.multiplier, rq.shift, rq.lo,
-                         rq.hi, rq.zero_point, rq.mode == "half_up", out)
+                         rq.hi, rq.zero_point, rq.mode == "half_up", out, rq.pre_shift)
     out = out.astype(np.int64)
     digits = None if tile.out_fmt is None else split_integer(out, tile.out_fmt)
     return TileResult(acc, out, digits)
@@ -116,7 +118,7 @@ def extract_tiles(program, layer: str, x: np.ndarray, tile_k: int, tile_n: int,
             bias = q.bias[n0:n1] if k0 == 0 else np.zeros(n1 - n0, dtype=np.int64)
             if rq is not None:
                 req = Requant(rq.multiplier[n0:n1], rq.shift, rq.lo, rq.hi, rq.zero_point,
-                              rq.mode)
+                              rq.mode, rq.pre_shift)
                 out_fmt = q.out.fmt
             else:
                 req = Requant.acc_only(n1 - n0, program.mode)   # the exact acc is the output

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import FormatError, WidthError
-from ..intops import width_for_interval
+from ..intops import round_shift_bound, width_for_interval
 from ..quant import program as P
 from ..spec import SeriesFormat
 
@@ -110,7 +110,9 @@ def _gemm_rows(q, tensors, config) -> list[WidthRow]:
     if q.requant is not None:
         # the exact combined accumulator is bounded more tightly by the combined weights
         wc = np.abs(q.w_combined().reshape(q.out_channels, -1)).sum(axis=1)
-        accs = [int(s) * xin.maxabs + abs(int(b)) for s, b in zip(wc, q.bias)]
+        pre = q.requant.pre_shift
+        accs = [round_shift_bound(int(s) * xin.maxabs + abs(int(b)), pre)
+                for s, b in zip(wc, q.bias)]
         prod = max(a * int(m) for a, m in zip(accs, q.requant.multiplier))
         rows.append(_row(q.name, "requantization product acc * M0 + rounding (per channel)",
                          prod + _half(q.requant.shift), config.acc_bits))

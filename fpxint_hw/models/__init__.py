@@ -248,13 +248,25 @@ class Samples:
     kind: str = "synthetic"
 
 
+def stratified_order(labels) -> np.ndarray:
+    """Indices of ``labels`` taking the classes in turn (the first of each class, then the
+    second, ...): every prefix is a stratified subset, whatever the order of the set."""
+    labels = np.asarray(labels)
+    rank = np.empty(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rank[idx] = np.arange(idx.size)
+    return np.lexsort((labels, rank))
+
+
 def sample_inputs(input_shape: tuple[int, ...], *, task: str | None = None,
                   mean=None, std=None, limit: int | None = None, seed: int = 0) -> Samples:
     """Built-in inputs for a network with per-sample ``input_shape``.
 
     3-channel square inputs of 32 pixels or more get the shipped photos (resized to the
     input size, normalised with ``mean``/``std``, ImageNet's by default); ``(1, 28, 28)``
-    gets the held-out MNIST digits (``limit`` of them, default all 1,000); anything else, or
+    gets the held-out MNIST digits (``limit`` of them, the classes in turn so that any
+    ``limit`` is stratified; default all 1,000); anything else, or
     ``task="synthetic"``, ``limit`` (default 4) seeded standard-normal tensors.
     """
     from .samples import SAMPLE_PHOTOS, load_sample_photo, mnist_heldout
@@ -273,9 +285,9 @@ def sample_inputs(input_shape: tuple[int, ...], *, task: str | None = None,
                        tuple(p.classes for p in photos), "photos")
     if shape == (1, 28, 28) and task != "synthetic":
         images, labels = mnist_heldout()
-        n = limit or len(labels)
-        x = images[:n, None].astype(np.float32) / np.float32(255.0)
-        return Samples(x, tuple(f"digit-{i}" for i in range(n)), labels[:n].copy(), None,
+        order = stratified_order(labels)[:limit or len(labels)]
+        x = images[order, None].astype(np.float32) / np.float32(255.0)
+        return Samples(x, tuple(f"digit-{i}" for i in order), labels[order].copy(), None,
                        "digits")
     n = limit or 4
     x = np.random.default_rng(seed).standard_normal((n, *shape)).astype(np.float32)

@@ -19,11 +19,13 @@ from .bridge import ProgramOptions, for_array, gemm_fit, program_options
 from .lower import LayerFormats, TensorExpansion, expand_graph
 from .program import (LEVELS, OPS, Add, ArrayTarget, AvgPool, Clamp, Conv, Flatten, GemmOp,
                       GlobalAvgPool, Linear, MaxPool, QOp, QProgram, QTensor, Quantize)
-from .ranges import activation_ranges, calibrated_ranges
+from .ranges import (RANGE_RULES, FixedRanges, StatisticalRanges, activation_ranges,
+                     calibrated_ranges)
 from .requant import conv_acc_bounds, conv_acc_interval, derive_requant
 
 __all__ = ["LEVELS", "OPS", "QTensor", "QOp", "Quantize", "GemmOp", "Conv", "Linear", "Add",
            "MaxPool", "AvgPool", "GlobalAvgPool", "Clamp", "Flatten", "QProgram",
            "ArrayTarget", "LayerFormats", "TensorExpansion", "expand_graph", "for_array",
-           "program_options", "ProgramOptions", "gemm_fit", "activation_ranges",
+           "program_options", "ProgramOptions", "gemm_fit", "activation_ranges", "RANGE_RULES",
+           "StatisticalRanges", "FixedRanges",
            "calibrated_ranges", "derive_requant", "conv_acc_bounds", "conv_acc_interval"]

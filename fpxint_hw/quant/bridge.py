@@ -89,10 +89,12 @@ def _fmt_text(f: SeriesFormat) -> str:
 
 def constants_misfit(spec: ArraySpec, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
                      out_fmt: SeriesFormat | None, bias: np.ndarray, multiplier: np.ndarray,
-                     mode: str, lo: int, hi: int, zero_point: int = 0) -> str | None:
+                     mode: str, lo: int, hi: int, zero_point: int = 0,
+                     pre_shift: int = 0) -> str | None:
     """Why the array cannot take a GEMM's formats, rounding or constants, or None.
 
-    ``bias`` and ``multiplier`` (``M0``) are per output channel; ``lo``/``hi`` the clamp.
+    ``bias`` and ``multiplier`` (``M0``) are per output channel; ``lo``/``hi`` the clamp;
+    ``pre_shift`` the requantization's pre-rounding of the accumulator (host only).
     """
     for field, got, want in (("weights", w_fmt, spec.w_fmt), ("activations", a_fmt,
                                                               spec.a_fmt)):
@@ -102,6 +104,9 @@ def constants_misfit(spec: ArraySpec, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
         return f"outputs are {_fmt_text(out_fmt)}, the array makes {_fmt_text(spec.out_fmt)}"
     if mode != spec.rounding:
         return f"rounding is {mode!r}, the array rounds {spec.rounding!r}"
+    if pre_shift:
+        return (f"its requantization pre-rounds the accumulator by {pre_shift} bits (a host "
+                f"step); the array multiplies the exact accumulator")
     checks = (("requantization multiplier M0", np.asarray(multiplier), spec.m0_range),
               ("bias", np.asarray(bias), spec.bias_range),
               ("clamp lo", np.array([lo]), spec.out_range),
@@ -140,11 +145,11 @@ def accumulator_misfit(spec: ArraySpec, a_fmt: SeriesFormat, weights: np.ndarray
 def gemm_fit(spec: ArraySpec, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
              out_fmt: SeriesFormat | None, weights: np.ndarray, bias: np.ndarray,
              multiplier: np.ndarray, mode: str, lo: int, hi: int,
-             zero_point: int = 0) -> str | None:
+             zero_point: int = 0, pre_shift: int = 0) -> str | None:
     """Why the array cannot compute a GEMM exactly, or None when it can:
     :func:`constants_misfit`, then :func:`accumulator_misfit`."""
     return (constants_misfit(spec, w_fmt, a_fmt, out_fmt, bias, multiplier, mode, lo, hi,
-                             zero_point)
+                             zero_point, pre_shift)
             or accumulator_misfit(spec, a_fmt, weights, bias))
 
 
@@ -154,7 +159,7 @@ def _layer_fit(spec: ArraySpec, q: P.GemmOp, xin: P.QTensor) -> str | None:
     out_fmt = None if q.out is None else q.out.fmt
     w = q.w_combined().reshape(q.out_channels, -1)
     return gemm_fit(spec, q.w_fmt, xin.fmt, out_fmt, w, q.bias, rq.multiplier, rq.mode, rq.lo,
-                    rq.hi, rq.zero_point)
+                    rq.hi, rq.zero_point, rq.pre_shift)
 
 
 def for_array(graph, spec: ArraySpec, *, name: str | None = None, level: str = "layer",
@@ -206,7 +211,7 @@ def for_array(graph, spec: ArraySpec, *, name: str | None = None, level: str = "
                         host_multiplier_bits=HOST_MULTIPLIER_BITS,
                         signed_activations=opts.signed_activations,
                         signed_outputs=opts.signed_outputs, lane_mask=lane_mask,
-                        **ranges)
+                        pre_shift=False, **ranges)
     tensors = prog.tensors()
     misfits = {}
     for q in prog.gemm_layers():

@@ -33,10 +33,10 @@ from ..errors import FormatError, InputError, WidthError
 from ..graph import (Add, AvgPool, BatchNorm, Clip, Conv2d, Flatten, GlobalAvgPool, Graph,
                      Input, Linear, MaxPool, Relu, fold_batchnorm)
 from ..intops import ROUNDING_MODES
-from ..series import expand
+from ..series import expand, split_integer
 from ..spec import SeriesFormat
 from . import program as P
-from .ranges import activation_ranges, calibrated_ranges
+from .ranges import FixedRanges, StatisticalRanges, calibrated_ranges
 from .requant import conv_acc_bounds, derive_requant
 
 __all__ = ["LayerFormats", "TensorExpansion", "expand_graph"]
@@ -76,17 +76,31 @@ class TensorExpansion:
         return FloatExecutor(self.graph, self.params)
 
 
+def _as_grid(fmt: SeriesFormat, signed: bool) -> SeriesFormat:
+    """``fmt`` as the format of one activation grid: signed or unsigned, per tensor."""
+    return dataclasses.replace(fmt, signed=signed, per_channel=False)
+
+
 def _grid(fmt: SeriesFormat, signed: bool, rlo: float, rhi: float,
           clip_hi: float | None = None) -> P.QTensor:
     """The grid of ``fmt`` (made signed or unsigned) for real range ``[rlo, rhi]``: the
     format's largest integer maps to the largest magnitude; the clamp is the format range
     (tightened by ``clip_hi``)."""
-    fmt = dataclasses.replace(fmt, signed=signed, per_channel=False)
+    fmt = _as_grid(fmt, signed)
     lo, hi = fmt.combined_range
     unit = max(abs(rlo), abs(rhi), 1e-12) / hi
     if clip_hi is not None:
         hi = min(hi, int(math.floor(clip_hi / unit + 0.5)))
     return P.QTensor(fmt, float(unit), int(lo), int(hi))
+
+
+def _after(act, lo: float, hi: float) -> tuple[float, float]:
+    """The real interval ``[lo, hi]`` after the fused activation ``act`` (None: unchanged)."""
+    if act is None:
+        return lo, hi
+    if isinstance(act, Relu):
+        return max(lo, 0.0), max(hi, 0.0)
+    return min(max(lo, act.lo), act.hi), max(min(hi, act.hi), act.lo)
 
 
 def _fused_activation(graph: Graph, name: str):
@@ -101,19 +115,34 @@ def _nonnegative(act) -> bool:
     return isinstance(act, Relu) or act.lo >= 0
 
 
+def _gemm_bound(w: np.ndarray, bias: np.ndarray, xin: P.QTensor) -> tuple[float, float]:
+    """The real interval every output of a conv/linear layer lies in: weights ``w``
+    (``(out, ...)``, real), real ``bias``, any input on the grid of ``xin`` (interval
+    arithmetic; float64, so exact up to rounding)."""
+    w = w.reshape(w.shape[0], -1)
+    xlo, xhi = xin.lo * xin.unit, xin.hi * xin.unit
+    hi = bias + np.maximum(w * xlo, w * xhi).sum(axis=1)
+    lo = bias + np.minimum(w * xlo, w * xhi).sum(axis=1)
+    return float(lo.min()), float(hi.max())
+
+
 class _Lowering:
     """The state of one lowering: tensors made so far and the options (see expand_graph)."""
 
     def __init__(self, folded: Graph, w_fmt, a_fmt, overrides, ranges, *, mode,
-                 multiplier_bits, host_multiplier_bits, signed, signed_outputs, lane_mask):
+                 multiplier_bits, host_multiplier_bits, signed, signed_outputs, lane_mask,
+                 pre_shift):
         self.g, self.w_fmt, self.a_fmt = folded, w_fmt, a_fmt
         self.overrides, self.ranges = overrides, ranges
         self.mode, self.mbits, self.host_mbits = mode, multiplier_bits, host_multiplier_bits
         self.signed, self.signed_out, self.lane_mask = signed, signed_outputs, lane_mask
+        self.pre_shift = pre_shift
         self.layers: list[P.QOp] = []
         self.tensors: dict[str, P.QTensor] = {}
         self.alias: dict[str, str] = {}              # graph node -> integer tensor name
         self.fused: set[str] = set()
+        self.used: dict[str, tuple[float, float]] = {}   # tensor -> the real range it got
+        self.proven: set[str] = set()                  # tensors whose range is their bound
 
     # -- formats and grids ------------------------------------------------------------------
 
@@ -125,21 +154,34 @@ class _Lowering:
         o = self.overrides.get(name)
         return o.a_fmt if o is not None and o.a_fmt is not None else self.a_fmt
 
-    def range_of(self, name: str) -> tuple[float, float]:
-        if name not in self.ranges:
-            raise InputError(f"expand_graph: no activation range for node {name!r}")
-        return self.ranges[name]
+    def range_of(self, name: str, grid: SeriesFormat, bound: tuple[float, float] | None):
+        """The real range of tensor ``name`` on a grid of format ``grid``: the rule's range,
+        capped at ``bound`` (the tensor's provable interval, when known)."""
+        lo, hi = self.ranges(name, grid)
+        if bound is not None:
+            blo, bhi = bound
+            if lo <= blo and hi >= bhi:
+                self.proven.add(name)
+            lo, hi = max(lo, blo), min(hi, bhi)
+            if lo > hi:
+                lo, hi = blo, bhi
+        self.used[name] = (lo, hi)
+        return lo, hi
 
-    def out_tensor(self, node, act, signed) -> P.QTensor:
+    def out_tensor(self, node, act, signed, bound=None) -> P.QTensor:
         """The grid of the output of ``node`` (fused with activation ``act`` or None); a
-        non-negative output is unsigned unless ``signed``."""
+        non-negative output is unsigned unless ``signed``. ``bound`` is the real interval the
+        output provably lies in before the activation."""
         fmt = self.afmt_of(node.name if node.name in self.overrides or act is None
                            else act.name)
+        name = node.name if act is None else act.name
+        if bound is not None:
+            bound = _after(act, *bound)
         if act is not None and _nonnegative(act):
-            _, rhi = self.range_of(act.name)
+            _, rhi = self.range_of(name, _as_grid(fmt, signed), bound)
             q = _grid(fmt, signed, 0.0, rhi, act.hi if isinstance(act, Clip) else None)
             return dataclasses.replace(q, lo=0) if signed else q
-        rlo, rhi = self.range_of(node.name if act is None else act.name)
+        rlo, rhi = self.range_of(name, _as_grid(fmt, True), bound)
         q = _grid(fmt, True, rlo, rhi)
         if act is not None:                         # a Clip with lo < 0
             q = P.QTensor(q.fmt, q.unit, max(q.lo, int(math.ceil(act.lo / q.unit - 0.5))),
@@ -149,9 +191,11 @@ class _Lowering:
     # -- one method per graph node type -----------------------------------------------------
 
     def input(self, n):
-        rlo, rhi = self.range_of(n.name)
+        fmt = self.afmt_of(n.name)
+        rlo, _ = self.ranges(n.name, _as_grid(fmt, True))
         signed = self.signed or rlo < 0
-        q = _grid(self.afmt_of(n.name), signed, min(rlo, 0.0), rhi)
+        rlo, rhi = self.range_of(n.name, _as_grid(fmt, signed), None)
+        q = _grid(fmt, signed, min(rlo, 0.0), rhi)
         if signed and rlo >= 0:
             q = dataclasses.replace(q, lo=0)
         return P.Quantize(name=n.name, inputs=(), out=q, node=n.name)
@@ -166,16 +210,32 @@ class _Lowering:
                                       (w.shape[0],)), dtype=np.float64)
         is_out = n.name == self.g.output
         b = p[n.bias].astype(np.float64) if n.bias is not None else np.zeros(w.shape[0])
+        w_real = s.reconstruct()
+        digits = s.digits.astype(np.int8)
         zero = wu == 0
-        out = None if is_out else self.out_tensor(n, act, self.signed_out)
+        out = None if is_out else self.out_tensor(n, act, self.signed_out,
+                                                  _gemm_bound(w_real, b, xin))
         wu[zero] = 1.0 if is_out else out.unit / xin.unit      # a zero channel: its bias
+        # No channel's bias may need more bits than the layer's widest weighted sum: else
+        # its channel's grid is coarsened until it fits (its weights then split exactly),
+        # which keeps the accumulator, and so M0's precision, what the weights need.
+        reach = np.abs(w_real).reshape(w.shape[0], -1).sum(axis=1) * xin.maxabs
+        widest = float(np.max(np.where(zero, 0.0, reach / np.where(zero, 1.0, wu)), initial=1.0))
+        floor = np.abs(b) / (xin.unit * widest)
+        coarse = ~zero & (wu < floor)
+        if np.any(coarse):
+            wu[coarse] = floor[coarse]
+            lo, hi = fmt_w.combined_range
+            n_int = np.rint(w[coarse].astype(np.float64) / wu[coarse].reshape(
+                (-1,) + (1,) * (w.ndim - 1))).astype(np.int64)
+            digits[:, coarse] = split_integer(np.clip(n_int, lo, hi), fmt_w)
         acc_unit = wu * xin.unit
         bias = np.rint(b / acc_unit)
         if np.any(np.abs(bias) >= 2.0 ** 62):
             raise WidthError(f"layer {n.name!r}: bias needs more than 62 bits on the "
                              f"accumulator grid")
         common = dict(name=name, inputs=ins, out=out, node=n.name,
-                      w_digits=s.digits.astype(np.int8), w_fmt=fmt_w, w_unit=wu,
+                      w_digits=digits, w_fmt=fmt_w, w_unit=wu,
                       bias=bias.astype(np.int64), lane_mask=self.lane_mask)
         if isinstance(n, Conv2d):
             op = P.Conv(stride=tuple(n.stride), padding=tuple(n.padding),
@@ -186,12 +246,13 @@ class _Lowering:
             return dataclasses.replace(op, out_unit=acc_unit)
         bounds = conv_acc_bounds(op.w_combined(), xin.lo, xin.hi, op.bias)
         rq = derive_requant(acc_unit / out.unit, bounds, out.lo, out.hi, self.mode,
-                            self.mbits, f"layer {n.name!r}")
+                            self.mbits, f"layer {n.name!r}", pre_shift=self.pre_shift)
         return dataclasses.replace(op, requant=rq)
 
     def add(self, n, ins, name, act):
         qa, qb = self.tensors[ins[0]], self.tensors[ins[1]]
-        out = self.out_tensor(n, act, self.signed)
+        bound = (qa.lo * qa.unit + qb.lo * qb.unit, qa.hi * qa.unit + qb.hi * qb.unit)
+        out = self.out_tensor(n, act, self.signed, bound)
         rq = derive_requant([qa.unit / out.unit, qb.unit / out.unit], qa.maxabs + qb.maxabs,
                             out.lo, out.hi, self.mode, self.host_mbits, f"layer {n.name!r}")
         ma, mb = (int(v) for v in rq.multiplier)
@@ -247,7 +308,8 @@ class _Lowering:
             self.tensors[op.name] = op.out
             self.alias[n.name] = op.name
         return P.QProgram(tuple(self.layers), self.alias[self.g.output], level, self.g,
-                          self.w_fmt, self.a_fmt, self.mode, self.ranges)
+                          self.w_fmt, self.a_fmt, self.mode, dict(self.used),
+                          frozenset(self.proven))
 
     def lower_node(self, n) -> P.QOp:
         ins = tuple(self.alias[i] for i in n.inputs)
@@ -281,13 +343,13 @@ def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
                  overrides: Mapping[str, LayerFormats] | None = None,
                  ranges: Mapping[str, tuple[float, float]] | None = None,
                  calibration: np.ndarray | None = None,
-                 range_sigmas: float = 4.0, input_std: float = 1.0,
-                 input_range: tuple[float, float] | None = None,
+                 range_rule: str = "mse", range_sigmas: float = 4.0,
+                 input_std: float = 1.0, input_range: tuple[float, float] | None = None,
                  mode: str = "rne", multiplier_bits: int = 31,
                  host_multiplier_bits: int | None = None,
                  signed_activations: bool = False,
                  signed_outputs: bool | None = None,
-                 lane_mask: np.ndarray | None = None):
+                 lane_mask: np.ndarray | None = None, pre_shift: bool = True):
     """Expand a float graph (see the module docstring).
 
     Parameters
@@ -306,8 +368,12 @@ def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
         Real activation ranges to use instead of the calibration-free ones.
     calibration : float array (N, *input_shape), optional
         Inputs whose observed min/max set the ranges (overrides the rule; ``ranges`` wins).
+    range_rule : {"mse", "sigma"}
+        The calibration-free rule (:mod:`fpxint_hw.quant.ranges`) when neither ``ranges`` nor
+        ``calibration`` is given. Whatever the source, a range is capped at the tensor's
+        provable interval (``program.proven`` names the tensors it reached).
     range_sigmas, input_std : float
-        The calibration-free rule's ``z`` and the assumed input standard deviation.
+        The ``"sigma"`` rule's ``z`` and the assumed input standard deviation.
     input_range : (lo, hi), optional
         The exact real range of the network input when the preprocessing defines it (e.g.
         ``[0, 1]`` pixels, or ``[(0 - mean) / std, (1 - mean) / std]``).
@@ -327,6 +393,11 @@ def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
         unsigned has ``signed_activations=True, signed_outputs=False``.
     lane_mask : bool array ``(T_w, T_a)``, optional
         Lanes of every conv/linear layer that are switched off (False); None keeps all.
+    pre_shift : bool
+        Let a conv/linear requantization pre-round an accumulator too wide for a
+        ``multiplier_bits`` multiplier in int64 (``Requant.pre_shift``; a host step: many
+        terms). :func:`~fpxint_hw.quant.for_array` passes False (arrays multiply the exact
+        accumulator, and narrower multipliers are checked against the spec).
 
     Returns
     -------
@@ -346,28 +417,33 @@ def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
     folded = fold_batchnorm(graph)
     if level == "tensor":
         return _tensor_level(folded, w_fmt, overrides)
-    if ranges is None:
-        rng = (calibrated_ranges(graph, calibration) if calibration is not None
-               else activation_ranges(graph, range_sigmas, input_std))
-        for bn, conv in _fold_map(graph, folded).items():
-            rng[conv] = rng[bn]
-        ranges = rng
-    ranges = dict(ranges)
+    if ranges is not None:
+        rule = FixedRanges(ranges)
+    elif calibration is not None:
+        rule = FixedRanges(calibrated_ranges(graph, calibration))
+    else:
+        rule = StatisticalRanges(graph, range_rule, range_sigmas, input_std)
+    if ranges is None:              # graph statistics: a folded conv takes its BatchNorm's
+        rule.alias.update({conv: bn for bn, conv in _fold_map(graph, folded).items()})
     if input_range is not None:
-        ranges[folded.input.name] = (float(input_range[0]), float(input_range[1]))
+        fixed_input = (float(input_range[0]), float(input_range[1]))
+        base = rule
+
+        def rule(name, grid):
+            return fixed_input if name == folded.input.name else base(name, grid)
     if lane_mask is not None:
         lane_mask = np.asarray(lane_mask, dtype=bool)
         if lane_mask.shape != (w_fmt.terms, a_fmt.terms) or overrides:
             raise FormatError(f"expand_graph: lane_mask must be ({w_fmt.terms}, "
                               f"{a_fmt.terms}) and needs uniform formats (no overrides), got "
                               f"shape {lane_mask.shape}")
-    low = _Lowering(folded, w_fmt, a_fmt, overrides, ranges, mode=mode,
+    low = _Lowering(folded, w_fmt, a_fmt, overrides, rule, mode=mode,
                     multiplier_bits=multiplier_bits,
                     host_multiplier_bits=host_multiplier_bits or multiplier_bits,
                     signed=signed_activations,
                     signed_outputs=(signed_activations if signed_outputs is None
                                     else signed_outputs),
-                    lane_mask=lane_mask)
+                    lane_mask=lane_mask, pre_shift=pre_shift)
     return low.lower(level)
 
 

@@ -349,7 +349,10 @@ class QProgram:
     mode : {"rne", "half_up"}
         Rounding of every requantization.
     ranges : dict name -> (lo, hi)
-        The real activation ranges the grids were derived from.
+        The real range each tensor's grid was derived from.
+    proven : frozenset of str
+        Tensors whose range is their provable interval (from the input range and the
+        grids feeding them): no input in range is clamped there.
     target : ArrayTarget or None
         The array the program was compiled for, if any.
     """
@@ -362,6 +365,7 @@ class QProgram:
     a_fmt: SeriesFormat
     mode: str = "rne"
     ranges: dict = field(default_factory=dict)
+    proven: frozenset = frozenset()
     target: ArrayTarget | None = None
 
     def __post_init__(self):

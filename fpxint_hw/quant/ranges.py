@@ -1,23 +1,44 @@
 """Activation ranges: the real interval each tensor of a network is expected to cover.
 
-Calibration-free by default (:func:`activation_ranges`): per-channel means and standard
-deviations are propagated through the graph (a BatchNorm's ``beta`` and ``|gamma|`` give them
-exactly for the normalised pre-activation; a layer without one uses ``mean = b + W mu`` and
-``var = W^2 sigma^2``; ReLU uses the rectified-Gaussian moments; a residual join adds the
-variances of its branches as if independent), and a tensor's range is ``mean +- z * std``
-over its channels. :func:`calibrated_ranges` replaces them with the min/max seen on real
-inputs. docs/simulator.md states the rule.
+A range is asked for per tensor *and grid*: ``rule(name, grid)`` returns the real
+``(lo, hi)`` for an activation grid of format ``grid`` (its largest integer, ``2^(bT) - 1``
+for an unsigned T-term activation, is the resolution). Finer grids afford wider ranges, which
+is what lets the layer-level series keep converging as terms are added (docs/theory.md
+section 5).
+
+Calibration-free rules (:class:`StatisticalRanges`) start from per-channel means and standard
+deviations propagated through the graph: a BatchNorm's ``beta`` and ``|gamma|`` give them for
+the normalised pre-activation; a layer without one uses ``mean = b + W mu`` and
+``var = W^2 sigma^2``; ReLU uses the rectified-Gaussian moments. From them
+
+* ``"mse"`` (the default): the range that minimises the expected squared error of the
+  tensor -- clipping plus rounding on the grid -- when every channel has Laplace tails with
+  its mean and standard deviation; a residual join's standard deviation is the sum of its
+  branches' (a bound whatever their correlation). It widens with the resolution;
+* ``"sigma"``: ``mean_c +- z std_c`` over the channels (``z = range_sigmas``), whatever the
+  resolution, with a residual join's variances added as if independent (the rule before
+  ``"mse"``; tighter at one term).
+
+:class:`FixedRanges` serves given ranges, e.g. the min/max of :func:`calibrated_ranges`. The
+lowering caps every range at the tensor's provable interval bound (quant/lower.py).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import numpy as np
 
+from ..errors import FormatError, InputError
+from ..spec import SeriesFormat
 from ..graph import Add, BatchNorm, Clip, Conv2d, Flatten, Graph, Input, Linear, Relu
 
-__all__ = ["activation_ranges", "calibrated_ranges"]
+__all__ = ["RANGE_RULES", "StatisticalRanges", "FixedRanges", "activation_ranges",
+           "calibrated_ranges", "laplace_mse_clip"]
+
+#: The calibration-free range rules (see the module docstring); the first is the default.
+RANGE_RULES = ("mse", "sigma")
 
 
 def _phi(z):
@@ -39,9 +60,11 @@ def _relu_moments(mu, sd):
     return m1, np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
 
 
-def _moments(graph: Graph, input_std: float) -> dict[str, tuple]:
+def _moments(graph: Graph, input_std: float, correlated_joins: bool) -> dict[str, tuple]:
     """Per-channel ``(mean, std, pre)`` for every node; ``pre`` is the pre-activation
-    ``(mean, std)`` of a ReLU/Clip node (None elsewhere)."""
+    ``(mean, std)`` of a ReLU/Clip node (None elsewhere). A residual join's std is the sum of
+    its branches' (``correlated_joins``: true whatever their correlation) or their root sum
+    of squares (true when independent)."""
     st: dict[str, tuple] = {}
     p = graph.params
     for n in graph.nodes:
@@ -76,7 +99,9 @@ def _moments(graph: Graph, input_std: float) -> dict[str, tuple]:
             st[n.name] = (np.minimum(m, n.hi), s, (mu, sd))
         elif isinstance(n, Add):
             (m1, s1), (m2, s2) = st[n.inputs[0]][:2], st[n.inputs[1]][:2]
-            st[n.name] = (m1 + m2, np.sqrt(s1 * s1 + s2 * s2), None)
+            # any correlation: std(X + Y) <= std(X) + std(Y); independent: the root sum
+            sd = s1 + s2 if correlated_joins else np.sqrt(s1 * s1 + s2 * s2)
+            st[n.name] = (m1 + m2, sd, None)
         elif isinstance(n, Flatten):
             shp = graph.node(n.inputs[0]).shape
             rep = int(np.prod(shp[1:])) if len(shp) == 3 else 1
@@ -86,28 +111,107 @@ def _moments(graph: Graph, input_std: float) -> dict[str, tuple]:
     return st
 
 
+def _laplace_tail(d, b):
+    """``E[(Y - d)_+^2]`` for ``Y ~ Laplace(0, b)``: the squared error a clamp at ``d`` leaves
+    on one side (any real ``d``)."""
+    dp = np.maximum(d, 0.0)
+    above = b * b * np.exp(-dp / b)
+    below = d * d + 2 * b * b - b * b * np.exp(np.minimum(d, 0.0) / b)
+    return np.where(d >= 0, above, below)
+
+
+def laplace_mse_clip(mean, std, levels: int, two_sided: bool) -> float:
+    """The clamp ``alpha > 0`` that minimises the expected squared error of one tensor on a
+    grid of ``levels`` steps of ``alpha / levels`` (``[0, alpha]`` one-sided, ``[-alpha,
+    alpha]`` two-sided), when channel ``c`` is Laplace with ``mean[c]`` and ``std[c]``: the
+    mean over channels of the clipping error, plus the rounding noise
+    ``(alpha / levels)^2 / 12``. Grows with ``levels``: a finer grid affords more headroom.
+    """
+    mean = np.asarray(mean, dtype=np.float64).reshape(-1, 1)
+    b = np.maximum(np.asarray(std, dtype=np.float64).reshape(-1, 1), 1e-12) / math.sqrt(2)
+    top = float(np.max(np.abs(mean) + 80 * b))
+
+    def error(alpha):
+        clip = _laplace_tail(alpha - mean, b)
+        if two_sided:
+            clip = clip + _laplace_tail(alpha + mean, b)
+        return clip.mean(axis=0) + (alpha / levels) ** 2 / 12.0
+
+    alpha = np.geomspace(top * 1e-5, top, 96)          # coarse, then around the best
+    i = int(np.argmin(error(alpha)))
+    alpha = np.geomspace(alpha[max(i - 1, 0)], alpha[min(i + 1, alpha.size - 1)], 96)
+    return float(alpha[int(np.argmin(error(alpha)))])
+
+
+class StatisticalRanges:
+    """Calibration-free ranges (no data): ``ranges(name, levels) -> (lo, hi)``.
+
+    Parameters
+    ----------
+    graph : Graph
+        The *unfolded* graph when it has BatchNorms (their ``beta`` and ``|gamma|`` are the
+        pre-activation moments).
+    rule : {"mse", "sigma"}
+        See the module docstring.
+    range_sigmas : float > 0
+        The ``"sigma"`` rule's ``z``.
+    input_std : float > 0
+        Standard deviation assumed for every input channel (zero mean: normalised images).
+    """
+
+    def __init__(self, graph: Graph, rule: str = "mse", range_sigmas: float = 4.0,
+                 input_std: float = 1.0):
+        if rule not in RANGE_RULES:
+            raise FormatError(f"range rule must be one of {', '.join(RANGE_RULES)}, got "
+                              f"{rule!r}")
+        self.graph, self.rule, self.z = graph, rule, float(range_sigmas)
+        self.stats = _moments(graph, input_std, correlated_joins=rule == "mse")
+        self.alias: dict[str, str] = {}
+
+    def __call__(self, name: str, grid: SeriesFormat) -> tuple[float, float]:
+        levels = grid.combined_range[1]
+        name = self.alias.get(name, name)
+        if name not in self.stats:
+            raise InputError(f"no activation statistics for node {name!r}")
+        mu, sd, pre = self.stats[name]
+        node = self.graph.node(name)
+        one_sided = pre is not None and (isinstance(node, Relu) or node.lo >= 0)
+        if one_sided:
+            mu, sd = pre
+        if self.rule == "mse":
+            a = laplace_mse_clip(mu, sd, levels, two_sided=not one_sided)
+            lo, hi = (0.0, a) if one_sided else (-a, a)
+        elif one_sided:
+            lo, hi = 0.0, float(np.max(mu + self.z * sd))
+        else:
+            lo, hi = float(np.min(mu - self.z * sd)), float(np.max(mu + self.z * sd))
+        if one_sided and isinstance(node, Clip):
+            hi = min(hi, node.hi)
+        return lo, max(hi, 1e-6)
+
+
+class FixedRanges:
+    """Given real ranges, whatever the resolution: ``ranges(name, levels) -> (lo, hi)``."""
+
+    def __init__(self, ranges: Mapping[str, tuple[float, float]]):
+        self.ranges = {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}
+        self.alias: dict[str, str] = {}
+
+    def __call__(self, name: str, grid: SeriesFormat) -> tuple[float, float]:
+        key = self.alias.get(name, name)
+        if key not in self.ranges:
+            raise InputError(f"no activation range for node {name!r}")
+        return self.ranges[key]
+
+
 def activation_ranges(graph: Graph, range_sigmas: float = 4.0,
                       input_std: float = 1.0) -> dict[str, tuple[float, float]]:
-    """Calibration-free real range ``(lo, hi)`` of every node's output (no data needed).
-
-    ``graph`` should be the *unfolded* graph when it has BatchNorms (their ``beta`` and
-    ``|gamma|`` are the pre-activation moments); the ranges are keyed by node name. Input
-    channels are taken as zero-mean with standard deviation ``input_std`` (normalised
-    images). A ReLU/Clip output ranges over ``[0, max_c(mean_c + z std_c)]`` of its input
-    (capped at the Clip's upper bound); any other tensor over ``mean_c +- z std_c``.
-    """
-    z = float(range_sigmas)
-    out = {}
-    for name, (mu, sd, pre) in _moments(graph, input_std).items():
-        node = graph.node(name)
-        if pre is not None and (isinstance(node, Relu) or node.lo >= 0):
-            hi = float(np.max(pre[0] + z * pre[1]))
-            if isinstance(node, Clip):
-                hi = min(hi, node.hi)
-            out[name] = (0.0, max(hi, 1e-6))
-        else:
-            out[name] = (float(np.min(mu - z * sd)), float(np.max(mu + z * sd)))
-    return out
+    """The ``"sigma"`` rule's real range ``(lo, hi)`` of every node's output (no data needed):
+    a ReLU/Clip output over ``[0, max_c(mean_c + z std_c)]`` of its input (capped at the
+    Clip's upper bound), any other tensor over ``mean_c +- z std_c``."""
+    rule = StatisticalRanges(graph, "sigma", range_sigmas, input_std)
+    grid = SeriesFormat(2, 1)
+    return {n.name: rule(n.name, grid) for n in graph.nodes}
 
 
 def calibrated_ranges(graph: Graph, x: np.ndarray) -> dict[str, tuple[float, float]]:

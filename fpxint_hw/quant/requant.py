@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError, WidthError
-from ..intops import acc_intervals, width_for_interval
+from ..intops import acc_intervals, round_shift_bound, width_for_interval
 from ..tile import Requant
 
 __all__ = ["derive_requant", "conv_acc_bounds", "conv_acc_interval"]
@@ -39,7 +39,7 @@ def conv_acc_interval(w_int: np.ndarray, lo: int, hi: int, bias=None) -> tuple[i
 
 def derive_requant(real: Sequence[float], acc_bound, lo: int, hi: int,
                    mode: str = "rne", multiplier_bits: int = 31, what: str = "layer",
-                   zero_point: int = 0) -> Requant:
+                   zero_point: int = 0, pre_shift: bool = False) -> Requant:
     """Fixed-point multipliers for real output multipliers ``real`` (one per channel).
 
     ``acc_bound`` is the largest ``|acc|``, one int for the layer or one per channel.
@@ -48,6 +48,11 @@ def derive_requant(real: Sequence[float], acc_bound, lo: int, hi: int,
     width(acc_bound[c]))`` so that ``acc * M0`` always fits int64 (with the rounding
     constant, since ``n <= 62``). The channel that limits ``n`` gets a multiplier of ``mb_c``
     significant bits (relative error below ``2^-(mb_c-1)``).
+
+    With ``pre_shift`` (host requantization only: arrays multiply the exact accumulator),
+    an accumulator too wide for ``multiplier_bits`` is first rounded right by the fewest bits
+    ``p`` that leave room for them (``Requant.pre_shift``; ``real`` is scaled by ``2^p``):
+    the pre-rounding moves an output by at most ``real * 2^(p-1)`` steps.
 
     Raises
     ------
@@ -59,6 +64,15 @@ def derive_requant(real: Sequence[float], acc_bound, lo: int, hi: int,
     if np.any(~np.isfinite(r)) or np.any(r < 0):
         raise InputError(f"{what}: requantization multipliers must be finite and >= 0")
     bounds = [int(v) for v in np.broadcast_to(np.asarray(acc_bound, dtype=object), r.shape)]
+    pre = 0
+    if pre_shift and bounds:
+        widest = max(bounds)
+        while 63 - width_for_interval(-round_shift_bound(widest, pre),
+                                      round_shift_bound(widest, pre), signed=True) \
+                < multiplier_bits and pre < 62:
+            pre += 1
+        bounds = [round_shift_bound(b, pre) for b in bounds]
+        r = r * 2.0 ** pre
     mbs = []
     for b in bounds:
         acc_w = width_for_interval(-b, b, signed=True)
@@ -79,4 +93,4 @@ def derive_requant(real: Sequence[float], acc_bound, lo: int, hi: int,
             raise WidthError(f"{what}: real multiplier {float(r.max()):g} needs more than "
                              f"{min(mbs)} bits")
     m0 = np.rint(r * 2.0 ** n).astype(np.int64)
-    return Requant(m0, n, int(lo), int(hi), zero_point, mode)
+    return Requant(m0, n, int(lo), int(hi), zero_point, mode, pre)

@@ -50,18 +50,21 @@ def compile_program(graph, *, spec: ArraySpec | None = None, spec_name: str | No
                     w_fmt: SeriesFormat | None = None, a_fmt: SeriesFormat | None = None,
                     level: str = "layer", per_channel: bool = True, rounding: str = "rne",
                     multiplier_bits: int = 31, overrides=None, in_range=None,
-                    calibration=None):
+                    calibration=None, range_rule: str = "mse", range_sigmas: float = 4.0):
     """The expansion of ``graph``: for the array ``spec`` (every format, the rounding and the
     multiplier width from it) or, without a spec, for ``w_fmt`` / ``a_fmt`` and the explicit
-    options. Returns a QProgram (or a TensorExpansion for ``level="tensor"`` without a spec).
+    options. Ranges: from ``calibration`` inputs when given, else the calibration-free
+    ``range_rule`` (:mod:`fpxint_hw.quant.ranges`). Returns a QProgram (or a TensorExpansion
+    for ``level="tensor"`` without a spec).
     """
     from ..quant import expand_graph, for_array
+    ranges = dict(input_range=in_range, calibration=calibration, range_rule=range_rule,
+                  range_sigmas=range_sigmas)
     if spec is not None:
         return for_array(graph, spec, name=spec_name, level=level, per_channel=per_channel,
-                         overrides=overrides, input_range=in_range, calibration=calibration)
-    return expand_graph(graph, w_fmt, a_fmt, level, overrides=overrides, input_range=in_range,
-                        calibration=calibration, mode=rounding,
-                        multiplier_bits=multiplier_bits)
+                         overrides=overrides, **ranges)
+    return expand_graph(graph, w_fmt, a_fmt, level, overrides=overrides, mode=rounding,
+                        multiplier_bits=multiplier_bits, **ranges)
 
 
 def run_simulation(graph, x, w_fmt: SeriesFormat | None = None,
@@ -71,12 +74,13 @@ def run_simulation(graph, x, w_fmt: SeriesFormat | None = None,
                    backend: str = "auto", per_term: bool = True, overrides=None,
                    in_range=None, calibration=None, rounding: str = "rne",
                    multiplier_bits: int = 31, per_channel: bool = True,
+                   range_rule: str = "mse", range_sigmas: float = 4.0,
                    label: str = "simulate"):
     """Compile and run ``graph`` on ``x`` for k = 1..T terms; returns ``(rows, last, ref)``.
 
     With ``spec`` the program is the one that array computes (k < T runs the same array with
     k terms, :func:`spec_with_terms`); otherwise ``w_fmt`` / ``a_fmt`` with ``rounding`` and
-    ``multiplier_bits``. ``rows`` has one dict per k (``w_terms``, ``a_terms``, the fidelity
+    ``multiplier_bits``; activation ranges as :func:`compile_program`. ``rows`` has one dict per k (``w_terms``, ``a_terms``, the fidelity
     figures, ``seconds``); ``last`` is ``(program or TensorExpansion, simulator or None,
     outputs)`` of the full term counts; ``ref`` the float outputs.
     """
@@ -96,13 +100,15 @@ def run_simulation(graph, x, w_fmt: SeriesFormat | None = None,
             sk = spec_with_terms(spec, k)
             exp = compile_program(graph, spec=sk, spec_name=spec_name, level=level,
                                   per_channel=per_channel, overrides=overrides,
-                                  in_range=in_range, calibration=calibration)
+                                  in_range=in_range, calibration=calibration,
+                                  range_rule=range_rule, range_sigmas=range_sigmas)
             wt, at = sk.w_terms, sk.a_terms
         else:
             wf, af = w_fmt.with_terms(min(k, w_fmt.terms)), a_fmt.with_terms(min(k, a_fmt.terms))
             exp = compile_program(graph, w_fmt=wf, a_fmt=af, level=level, rounding=rounding,
                                   multiplier_bits=multiplier_bits, overrides=overrides,
-                                  in_range=in_range, calibration=calibration)
+                                  in_range=in_range, calibration=calibration,
+                                  range_rule=range_rule, range_sigmas=range_sigmas)
             wt, at = wf.terms, af.terms
         if level == "tensor":
             sim = None

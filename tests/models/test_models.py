@@ -188,3 +188,13 @@ def test_unknown_model_and_bad_weights_are_named(tmp_path):
         build_model("mnist-resnet", weights=extra)
     with pytest.raises(InputError, match="unknown weights format '.txt'"):
         build_model("mnist-resnet", weights=tmp_path / "w.txt")
+
+
+def test_mnist_samples_are_stratified_at_any_limit():
+    from fpxint_hw.models import sample_inputs, stratified_order
+    for n in (10, 37, 1000):
+        s = sample_inputs((1, 28, 28), task="mnist", limit=n)
+        counts = np.bincount(s.labels, minlength=10)
+        assert counts.max() - counts.min() <= 1, (n, counts)
+    order = stratified_order(np.array([2, 2, 0, 1, 0, 2]))
+    assert order.tolist() == [2, 3, 0, 4, 1, 5]
