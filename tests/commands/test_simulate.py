@@ -113,3 +113,29 @@ def test_simulate_spec_excludes_format_flags(capsys):
     rc = main(["simulate", "--model", "mnist-resnet", "--spec", "tiny", "--w-bits", "4"])
     assert rc == 2
     assert "--w-bits does not apply with --spec" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(MODEL != "mnist-resnet", reason="trained MNIST weights not present")
+def test_calibration_inputs_are_left_out_of_the_scores(tmp_path, capsys):
+    out = tmp_path / "c.json"
+    assert main(["simulate", "--model", "mnist-resnet", "--images", "30", "--calibrate", "10",
+                 "--no-per-term", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["images"] == 20 and r["ranges"]["calibration_inputs"] == 10
+    assert r["ranges"]["rule"] is None
+    assert main(["simulate", "--model", "mnist-resnet", "--images", "10", "--calibrate",
+                 "10"]) == 2
+    assert "the rest are scored" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(MODEL != "mnist-resnet", reason="trained MNIST weights not present")
+def test_range_rule_is_recorded_and_changes_the_program(tmp_path, capsys):
+    got = {}
+    for rule in ("mse", "sigma"):
+        out = tmp_path / f"{rule}.json"
+        assert main(["simulate", "--model", "mnist-resnet", "--images", "20", "--w-terms", "3",
+                     "--a-terms", "3", "--no-per-term", "--range-rule", rule,
+                     "--json", str(out)]) == 0
+        got[rule] = json.loads(out.read_text())
+        assert got[rule]["ranges"]["rule"] == rule
+    assert got["mse"]["logit_sqnr_db"] > got["sigma"]["logit_sqnr_db"] + 10
