@@ -334,6 +334,10 @@ class Simulator:
         accumulators for a requant-free classifier, else int32) and, with ``capture``, every
         layer's integer output by name (NCHW / (N, F)).
         """
+        if not np.issubdtype(np.asarray(x).dtype, np.floating):
+            raise InputError(f"Simulator.run: x must be the float input batch (it is "
+                             f"quantized here), got dtype {np.asarray(x).dtype}; pass the "
+                             f"real values, not QProgram.quantize_input(x)")
         numba.set_num_threads(self.threads)
         prog = self.program
         env: dict[str, np.ndarray] = {}

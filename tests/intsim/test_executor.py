@@ -290,3 +290,15 @@ def test_add_requant_kernel_exhaustive(half_up, shift):
         kernels.add_requant(a, b, ma, mb, shift, -3000, 3000, 1, half_up, out)
         np.testing.assert_array_equal(out, golden.add_requant(a, b, ma, mb, shift, -3000, 3000,
                                                               1, mode))
+
+
+def test_integer_input_is_refused_not_quantized_twice():
+    from fpxint_hw.errors import InputError
+    g = tiny_graph()
+    prog = expand_graph(g, SeriesFormat(4, 2, per_channel=True), SeriesFormat(4, 2), "layer",
+                        input_range=(-1, 1))
+    x = np.random.default_rng(0).uniform(-1, 1, (2, *g.input_shape)).astype(np.float32)
+    sim = Simulator(prog)
+    assert sim(x).shape[0] == 2
+    with pytest.raises(InputError, match="quantize_input"):
+        sim(prog.quantize_input(x))
