@@ -36,7 +36,8 @@ from .errors import InputError
 
 __all__ = [
     "OPS", "Node", "Input", "Conv2d", "BatchNorm", "Relu", "Clip", "MaxPool", "AvgPool",
-    "GlobalAvgPool", "Add", "Linear", "Flatten", "Graph", "fold_batchnorm", "graphs_equal",
+    "GlobalAvgPool", "Add", "Linear", "Flatten", "Graph", "fold_batchnorm", "folded_batchnorms",
+    "graphs_equal",
 ]
 
 
@@ -591,6 +592,13 @@ def _bias_name(weight: str, taken: Iterable[str]) -> str:
     while name in taken:
         name, k = f"{base}_{k}", k + 1
     return name
+
+
+def folded_batchnorms(graph: Graph, folded: Graph) -> dict[str, str]:
+    """For each BatchNorm of ``graph`` that :func:`fold_batchnorm` folded away in ``folded``:
+    its name -> the conv/linear layer that absorbed it (whose folded output it is)."""
+    return {n.name: n.inputs[0] for n in graph.nodes
+            if isinstance(n, BatchNorm) and n.name not in folded}
 
 
 def fold_batchnorm(graph: Graph) -> Graph:

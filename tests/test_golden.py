@@ -189,29 +189,28 @@ def _qlinear_model(x, w, attrs, bias, w_scale, y_zp):
                    ("b", bias.astype(np.int32))], attrs, TensorProto.INT8)
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_requantize_vs_onnx_reference_qlinearconv(seed):
-    """Round half to even with a general multiplier M0 < 2^24 (float64 inside the oracle)."""
-    rng = np.random.default_rng(3000 + seed)
-    x, w, attrs, acc, bias, mult, shift, w_scale, y_zp = _qlinear_case(rng, pow2=False)
+def _requantize_matches(seed, pow2, run):
+    """golden.requantize_channels on a QLinearConv case equals the oracle ``run``'s output."""
+    rng = np.random.default_rng(seed)
+    x, w, attrs, acc, bias, mult, shift, w_scale, y_zp = _qlinear_case(rng, pow2=pow2)
     model, feed = _qlinear_model(x, w, attrs, bias, w_scale, y_zp)
-    expected = _run_ref(model, feed)
+    expected = run(model, feed)
     got = golden.requantize_channels(acc + bias[None, :, None, None], mult, shift, -128, 127,
                                      zero_point=y_zp, mode="rne")
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_requantize_vs_onnx_reference_qlinearconv(seed):
+    """Round half to even with a general multiplier M0 < 2^24 (float64 inside the oracle)."""
+    _requantize_matches(3000 + seed, False, _run_ref)
 
 
 @pytest.mark.skipif(ort is None, reason="onnxruntime not installed")
 @pytest.mark.parametrize("seed", range(40))
 def test_requantize_vs_onnxruntime_qlinearconv_pow2(seed):
     """onnxruntime requantizes in float32: exact for power-of-two scales, |acc| <= 2^24."""
-    rng = np.random.default_rng(4000 + seed)
-    x, w, attrs, acc, bias, mult, shift, w_scale, y_zp = _qlinear_case(rng, pow2=True)
-    model, feed = _qlinear_model(x, w, attrs, bias, w_scale, y_zp)
-    expected = _run_ort(model, feed)
-    got = golden.requantize_channels(acc + bias[None, :, None, None], mult, shift, -128, 127,
-                                     zero_point=y_zp, mode="rne")
-    np.testing.assert_array_equal(got, expected)
+    _requantize_matches(4000 + seed, True, _run_ort)
 
 
 def test_requantize_ties_round_half_to_even():

@@ -50,9 +50,9 @@ def main(args: argparse.Namespace) -> int:
     from ..workflows.allocate import allocate
     from ..workflows.network import input_range, load_inputs, load_network
     t0 = time.perf_counter()
-    SeriesFormat(args.bits, max(1, min(args.max_terms, 8)))       # bits checked here
     if not 1 <= args.max_terms <= 8:
         raise InputError(f"--max-terms must be 1..8, got {args.max_terms}")
+    SeriesFormat(args.bits, args.max_terms)                  # a FormatError names bad bits
     out = Path(args.out)
     for given in (args.weights, args.model):
         if given and Path(given).exists() and out.resolve() == Path(given).resolve():

@@ -30,8 +30,9 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import FormatError, InputError, WidthError
-from ..graph import (Add, AvgPool, BatchNorm, Clip, Conv2d, Flatten, GlobalAvgPool, Graph,
-                     Input, Linear, MaxPool, Relu, fold_batchnorm)
+from ..graph import (Add, AvgPool, Clip, Conv2d, Flatten, GlobalAvgPool, Graph,
+                     Input, Linear, MaxPool, Relu, fold_batchnorm,
+                     folded_batchnorms)
 from ..intops import ROUNDING_MODES
 from ..series import expand, split_integer
 from ..spec import SeriesFormat
@@ -332,12 +333,6 @@ class _Lowering:
                          f"integer program does not support (fold BatchNorms first)")
 
 
-def _fold_map(graph: Graph, folded: Graph) -> dict[str, str]:
-    """For each BatchNorm folded away: BatchNorm name -> the layer that absorbed it."""
-    return {n.name: n.inputs[0] for n in graph.nodes
-            if isinstance(n, BatchNorm) and n.name not in folded}
-
-
 def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
                  level: str = "layer", *,
                  overrides: Mapping[str, LayerFormats] | None = None,
@@ -424,7 +419,7 @@ def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
     else:
         rule = StatisticalRanges(graph, range_rule, range_sigmas, input_std)
     if ranges is None:              # graph statistics: a folded conv takes its BatchNorm's
-        rule.alias.update({conv: bn for bn, conv in _fold_map(graph, folded).items()})
+        rule.alias.update({conv: bn for bn, conv in folded_batchnorms(graph, folded).items()})
     if input_range is not None:
         fixed_input = (float(input_range[0]), float(input_range[1]))
         base = rule

@@ -18,7 +18,6 @@ uniform term count meets it for fewer lane-MACs (then that is).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -93,7 +92,7 @@ class _Search:
     program with ``t`` terms everywhere."""
 
     def __init__(self, graph, bits, scale, uniform):
-        from ..graph import fold_batchnorm
+        from ..graph import fold_batchnorm, folded_batchnorms
         from ..quant.ranges import StatisticalRanges
         from ..series import expand
         self.bits, self.scale, self.max_terms = bits, scale, len(uniform)
@@ -115,7 +114,7 @@ class _Search:
                                                         axis=0).reconstruct()) ** 2)) / sig
                                for t in range(1, self.max_terms + 1)]
         stats = StatisticalRanges(graph).stats
-        alias = {conv: bn for bn, conv in _fold_pairs(graph, folded)}
+        alias = {conv: bn for bn, conv in folded_batchnorms(graph, folded).items()}
         power = {}
         for node in self.acts:
             mu, sd, pre = stats[alias.get(node, node)]
@@ -168,12 +167,6 @@ class _Search:
                 return states
             best[0][best[1]] += 1
             states.append((dict(w), dict(a)))
-
-
-def _fold_pairs(graph, folded):
-    from ..graph import BatchNorm
-    return [(n.name, n.inputs[0]) for n in graph.nodes
-            if isinstance(n, BatchNorm) and n.name not in folded]
 
 
 def allocate(graph, x, ref, *, bits: int = 4, scale: str = "pow2", max_terms: int = 6,
