@@ -117,16 +117,20 @@ def _pads(p) -> tuple[int, int, int, int]:
     raise InputError(f"padding must be an int, (h, w) or (top, left, bottom, right), got {p!r}")
 
 
-def conv2d(x, w, stride=1, padding=0, dilation=1, groups: int = 1) -> np.ndarray:
-    """Exact integer 2-D convolution (cross-correlation, as ONNX Conv), zero padding.
+def conv2d(x, w, stride=1, padding=0, dilation=1, groups: int = 1,
+           pad_value: int = 0) -> np.ndarray:
+    """Exact integer 2-D convolution (cross-correlation, as ONNX Conv).
 
     Parameters
     ----------
     x : integer array ``(N, C, H, W)``
     w : integer array ``(O, C / groups, kh, kw)``
     stride, dilation : int or (h, w), each >= 1
-    padding : int, (h, w) or (top, left, bottom, right), each >= 0; padded values are 0
+    padding : int, (h, w) or (top, left, bottom, right), each >= 0
     groups : int >= 1 dividing C and O
+    pad_value : int
+        The value of every padded position: 0 (zero padding, as ONNX Conv), or the integer
+        of real 0 on a grid with a zero point (as ONNX ConvInteger's ``x_zero_point``).
 
     Returns
     -------
@@ -152,8 +156,9 @@ def conv2d(x, w, stride=1, padding=0, dilation=1, groups: int = 1) -> np.ndarray
     if ho < 1 or wo < 1:
         raise InputError(f"conv2d: kernel {kh}x{kw} (dilation {dh},{dw}) larger than padded "
                          f"input {h}x{wd}")
-    _check_sum_bound(cg * kh * kw, x, w, "conv2d")
-    xp = np.zeros((n, c, h + top + bottom, wd + left + right), dtype=np.int64)
+    pad_value = int(pad_value)
+    _check_sum_bound(cg * kh * kw, np.array([_maxabs(x), pad_value]), w, "conv2d")
+    xp = np.full((n, c, h + top + bottom, wd + left + right), pad_value, dtype=np.int64)
     xp[:, :, top:top + h, left:left + wd] = x
     og = o // groups
     out = np.zeros((n, o, ho, wo), dtype=np.int64)
@@ -184,21 +189,24 @@ def matmul(a, b) -> np.ndarray:
     return out
 
 
-def lane_products(op, x_digits, x_fmt, w_digits, w_fmt, mask=None, **kwargs) -> np.ndarray:
+def lane_products(op, x_digits, x_fmt, w_digits, w_fmt, mask=None, x_pad=None,
+                  **kwargs) -> np.ndarray:
     """The weighted lane sum ``sum_{k, j} m_k n_j op(p_j, q_k)`` of a layer, lane by lane.
 
     ``x_digits`` ``(T_a, ...)`` are the activation terms ``p_j`` (lane weights ``n_j`` from
     ``x_fmt``), ``w_digits`` ``(T_w, ...)`` the weight terms ``q_k`` (weights ``m_k`` from
     ``w_fmt``); ``op`` is :func:`conv2d` or :func:`matmul` (``kwargs`` go to it); ``mask``
-    ``(T_w, T_a)`` switches lanes off. Returns the exact int64 sum (checked against int64 on
-    Python integers).
+    ``(T_w, T_a)`` switches lanes off; ``x_pad`` (``T_a`` ints, for :func:`conv2d`) is what
+    term ``j`` holds at a padded position (the terms of the input's zero point). Returns the
+    exact int64 sum (checked against int64 on Python integers).
     """
     total = 0
     for k, m in enumerate(w_fmt.lane_weights):
         for j, nj in enumerate(x_fmt.lane_weights):
             if mask is not None and not mask[k, j]:
                 continue
-            part = _as_pyint(op(x_digits[j], w_digits[k], **kwargs)) * (m * nj)
+            pad = {} if x_pad is None else {"pad_value": int(x_pad[j])}
+            part = _as_pyint(op(x_digits[j], w_digits[k], **pad, **kwargs)) * (m * nj)
             total = total + part
     if isinstance(total, int):                  # every lane masked off
         shape = op(x_digits[0], w_digits[0], **kwargs).shape
@@ -217,11 +225,13 @@ def requantize_channels(acc, multiplier, shift: int, lo: int, hi: int, zero_poin
 
 
 def add_requant(a, b, ma: int, mb: int, shift: int, lo: int, hi: int, zero_point: int = 0,
-                mode: str = "rne") -> np.ndarray:
+                mode: str = "rne", *, a_zero_point: int = 0, b_zero_point: int = 0
+                ) -> np.ndarray:
     """Residual add of two integer tensors on different grids, one rounding:
-    ``clamp(round_shift(a * ma + b * mb, shift, mode) + zero_point, lo, hi)`` (int64 out)."""
-    a = _as_pyint(a)
-    b = _as_pyint(b)
+    ``clamp(round_shift((a - za) * ma + (b - zb) * mb, shift, mode) + zero_point, lo, hi)``
+    (int64 out); ``za``, ``zb`` are the inputs' zero points (the integers of real 0)."""
+    a = _as_pyint(a) - int(a_zero_point)
+    b = _as_pyint(b) - int(b_zero_point)
     s = a * int(ma) + b * int(mb)
     out = np.empty(s.shape, dtype=object)
     for idx, v in np.ndenumerate(s):
@@ -279,30 +289,37 @@ def global_sum(x) -> np.ndarray:
 
 # -- whole integer programs --------------------------------------------------------------------
 
-def _gemm_acc(q, x, fin, lanes: str) -> np.ndarray:
-    """The exact accumulator of a conv/linear layer ``q`` on input ``x`` of format ``fin``."""
+def _gemm_acc(q, x, fin, lanes: str, zero_point: int = 0) -> np.ndarray:
+    """The exact accumulator of a conv/linear layer ``q`` on input ``x`` of format ``fin``
+    whose padded positions hold ``zero_point`` (the input's integer of real 0)."""
+    zp = int(zero_point)
     if isinstance(q, P.Conv):
         op = conv2d
         kw = dict(stride=q.stride, padding=q.padding, dilation=q.dilation, groups=q.groups)
         wd = q.w_digits
+        pads = [int(v) for v in split_integer(np.array([zp]), fin)[:, 0]]
     else:
         op, kw = matmul, {}
         wd = np.transpose(q.w_digits, (0, 2, 1))                # (T_w, F, O)
+        pads = None
     mask = q.lanes_on(fin.terms)
     if lanes == "model" and mask.all():
         total = None
         for k, m in enumerate(q.w_fmt.lane_weights):
-            part = _as_pyint(op(x, wd[k], **kw)) * m
+            pad = {} if pads is None else {"pad_value": zp}
+            part = _as_pyint(op(x, wd[k], **pad, **kw)) * m
             total = part if total is None else total + part
         acc = _int64(total, f"layer {q.name!r} basis-model sum")
     else:
-        acc = lane_products(op, split_integer(x, fin), fin, wd, q.w_fmt, mask=mask, **kw)
+        acc = lane_products(op, split_integer(x, fin), fin, wd, q.w_fmt, mask=mask,
+                            x_pad=pads, **kw)
     bshape = (1, -1) + (1,) * (acc.ndim - 2)
     return _int64(_as_pyint(acc) + _as_pyint(q.bias).reshape(bshape), f"layer {q.name!r}")
 
 
 def _gemm(q, args, tensors, lanes):
-    acc = _gemm_acc(q, args[0], tensors[q.inputs[0]].fmt, lanes)
+    xin = tensors[q.inputs[0]]
+    acc = _gemm_acc(q, args[0], xin.fmt, lanes, xin.zero_point)
     if q.requant is None:
         return acc
     rq = q.requant
@@ -324,8 +341,9 @@ _RUN = {
     P.Quantize: _no_input,
     P.Conv: _gemm,
     P.Linear: _gemm,
-    P.Add: lambda q, a, t, lanes: add_requant(a[0], a[1], q.ma, q.mb, q.shift, q.out.lo,
-                                              q.out.hi, 0, q.mode),
+    P.Add: lambda q, a, t, lanes: add_requant(
+        a[0], a[1], q.ma, q.mb, q.shift, q.out.lo, q.out.hi, q.out.zero_point, q.mode,
+        a_zero_point=t[q.inputs[0]].zero_point, b_zero_point=t[q.inputs[1]].zero_point),
     P.MaxPool: lambda q, a, t, lanes: maxpool2d(a[0], q.kernel, q.stride, q.padding),
     P.AvgPool: lambda q, a, t, lanes: _scaled(q, sumpool2d(a[0], q.kernel, q.stride,
                                                            q.padding)),

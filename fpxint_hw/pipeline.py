@@ -7,7 +7,7 @@
    pretrained ResNet-50 weights) compiled for the default array through
    :func:`fpxint_hw.quant.for_array`: its 4-bit x 2-term weights (per channel) and
    activations, its rounding and its ``m0_bits``; the layers the array cannot compute as
-   compiled (the signed network input on an unsigned array, ...) are counted;
+   compiled are counted (none: signed tensors get zero points on the unsigned array);
 2. **simulate**: the integer program on a few sample photos with the fast simulator, and a
    golden check: the first ``golden_layers`` layers and the classifier recomputed by the
    slow, obviously-correct golden model from the simulator's own inputs, zero mismatches
@@ -18,11 +18,16 @@
    the first output positions of the first photo) run on the Verilated Verilog and compared
    bit for bit with the simulator's tile (acc, out and output digits); its measured cycles
    compared with the cycle model;
-5. **synth**: the default array synthesized for ECP5 (yosys); with ``pnr=True`` also placed
+5. **network**: EfficientNet-Lite0 with its real ImageNet weights on one sample photo, every
+   conv/linear layer (depthwise included) on the Verilated default array, fed by the
+   hardware's own outputs, checked against the simulator layer by layer
+   (:func:`fpxint_hw.workflows.rtl_network.verify_network`); prints the class the hardware
+   predicts next to the simulator's and the float model's;
+6. **synth**: the default array synthesized for ECP5 (yosys); with ``pnr=True`` also placed
    and routed for Fmax (several minutes on 2 cores; cached afterwards);
-6. **sweep**: a small sweep (the shipped ``tiny`` sweep: 2x2 arrays, 2..3 bits x 1..2 terms,
+7. **sweep**: a small sweep (the shipped ``tiny`` sweep: 2x2 arrays, 2..3 bits x 1..2 terms,
    MNIST ResNet accuracy on 200 held-out digits);
-7. **plots**: the sweep's figures.
+8. **plots**: the sweep's figures.
 
 A step whose inputs or tools are missing is reported as ``skipped`` with the reason; a step
 that fails is reported as ``failed`` with the error, and the job goes on with the steps that
@@ -42,10 +47,12 @@ from typing import Any, Callable
 from .errors import FpxintError, MismatchError
 from .report import json_ready
 
-__all__ = ["StepResult", "run_main_job", "TILE_LAYER"]
+__all__ = ["StepResult", "run_main_job", "TILE_LAYER", "NETWORK_MODEL"]
 
 #: The integer-program layer whose tile the Verilator step runs (layer1.0.conv2 + ReLU).
 TILE_LAYER = "layer1.0.relu2"
+#: The real-weights network the network step runs whole on the RTL.
+NETWORK_MODEL = "efficientnet-lite0"
 
 
 class _Skip(Exception):
@@ -196,6 +203,35 @@ def run_main_job(out_dir, *, images: int = 2, golden_layers: int = 4, pnr: bool 
                 f"({len(run.passes)} passes, build {run.build_seconds:.0f} s)",
                 {"tile": {"m": tile.m, "k": tile.k, "n": tile.n}, "cycles": measured})
 
+    def network_step():
+        from .flow.verilator import verilator_missing
+        from .models import default_weights
+        reason = verilator_missing()
+        if reason:
+            raise _Skip(reason)
+        from .errors import ToolMissingError
+        try:
+            default_weights(NETWORK_MODEL)
+        except ToolMissingError as exc:
+            raise _Skip(str(exc)) from None
+        from .workflows.rtl_network import verify_network
+        run, res = verify_network(NETWORK_MODEL, "default", images=1)
+        if not run.ok:
+            fm = res["first_mismatch"]
+            raise MismatchError(f"{NETWORK_MODEL} on the RTL differs from the simulator: "
+                                f"layer {fm['layer']!r}, pass {fm['pass']}: "
+                                f"{fm['explanation']}" if fm else "final outputs differ")
+        from .data import imagenet_classes
+        names = imagenet_classes()
+        hw, sim, flt = res["top1_hw"][0], res["top1_sim"][0], res["top1_float"][0]
+        res.pop("mismatch_lines", None)
+        return (f"{NETWORK_MODEL} (real weights) on photo {res['inputs'][0]}: all "
+                f"{res['layers_checked']} conv/linear layers on the RTL bit-exact; the "
+                f"hardware predicts class {hw} '{names[hw]}' (simulator {sim}, float {flt} "
+                f"'{names[flt]}'); {res['cycles']} cycles = cycle model "
+                f"{res['model_cycles']}, utilisation {100 * res['utilisation']:.1f} %, "
+                f"{res['seconds']:.0f} s", res)
+
     def synth_step():
         from .workflows.synth import synth_record
         from .flow.tools import tool_missing
@@ -249,7 +285,8 @@ def run_main_job(out_dir, *, images: int = 2, golden_layers: int = 4, pnr: bool 
 
     for name, fn in (("expand", expand_step), ("simulate", simulate_step),
                      ("verilog", verilog_step), ("verilator", verilator_step),
-                     ("synth", synth_step), ("sweep", sweep_step), ("plots", plots_step)):
+                     ("network", network_step), ("synth", synth_step),
+                     ("sweep", sweep_step), ("plots", plots_step)):
         _run_step(name, fn, results, say)
     summary = {"out_dir": str(out), "seconds": round(time.perf_counter() - t_start, 1),
                "steps": [dataclasses.asdict(r) for r in results]}

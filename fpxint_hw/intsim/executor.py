@@ -15,6 +15,9 @@ results, scaled by the group weights, in int64:
 All paths give identical integers (the lane sum is exact), for any thread count and any order
 of the lane pairs (``lane_order``). The static width analysis runs first and refuses programs
 whose accumulators could overflow.
+
+A conv pads its input with the input's zero point (real 0; the bias carries ``-z sum w``), each
+activation group with its own part of it.
 """
 
 from __future__ import annotations
@@ -146,6 +149,9 @@ class _ConvPlan:
         self.o, self.o_g = o, o_g
         if q.requant is not None:
             self.mult = q.requant.multiplier.astype(np.int64)
+        # what a padded tap holds in each activation group: its part of the zero point
+        z = np.array([xin.zero_point], dtype=np.int32)
+        self.pads = [int(v[0]) for v in self._act_groups(z)]
 
     # -- running --------------------------------------------------------------------------
 
@@ -163,8 +169,14 @@ class _ConvPlan:
                              fmt.signed, group_of, np.array(self.a_weights, dtype=np.int64), out)
         return [out[g].reshape(x.shape) for g in range(len(self.a_groups))]
 
-    def _cols(self, a: np.ndarray, dtype, fill: int, cgi: int):
-        """im2col of NHWC ``a`` for conv group ``cgi``: ``(N*Ho*Wo, kh*kw*C_g)``."""
+    def _cols(self, a: np.ndarray, dtype, fill: int, cgi: int, *, pad: int | None = None):
+        """im2col of NHWC ``a`` for conv group ``cgi``: ``(N*Ho*Wo, kh*kw*C_g)``, every value
+        plus ``fill`` (the ort backend's uint8 shift).
+
+        A padded tap holds ``pad + fill``; ``pad`` None is the input's zero point (``a`` the
+        whole input, as the tile cutter passes it), else an activation group's part of it.
+        """
+        pad = self.xin.zero_point if pad is None else pad
         if self.linear:
             return a.astype(dtype, copy=False) if fill == 0 else (a + fill).astype(dtype)
         q = self.q
@@ -181,7 +193,7 @@ class _ConvPlan:
         if (kh, kw, sh, sw) == (1, 1, 1, 1) and not (pt or pl or pb or pr):
             return np.ascontiguousarray(src).reshape(n * h * w, cg)
         if pt or pl or pb or pr:
-            xp = np.full((n, h + pt + pb, w + pl + pr, cg), fill, dtype=dtype)
+            xp = np.full((n, h + pt + pb, w + pl + pr, cg), pad + fill, dtype=dtype)
             xp[:, pt:pt + h, pl:pl + w] = src
         else:
             xp = src
@@ -207,12 +219,18 @@ class _ConvPlan:
             ho, wo = self._out_hw(x)
             sh, sw = q.stride
             dh, dw = q.dilation
-            pt, pl = q.padding[:2]
+            pt, pl, pb, pr = q.padding
             for ga, a in enumerate(groups):
+                a = np.ascontiguousarray(a, dtype=np.int32)
+                top, left = pt, pl
+                if self.pads[ga] and (pt or pl or pb or pr):
+                    # the kernel skips padded taps (zero padding): pad with the zero point here
+                    a = np.pad(a, ((0, 0), (pt, pb), (pl, pr), (0, 0)),
+                               constant_values=self.pads[ga])
+                    top = left = 0
                 for gw, wdw in enumerate(self.dw):
                     r = np.empty((n, ho, wo, self.o), dtype=np.int64)
-                    kernels.depthwise_nhwc(np.ascontiguousarray(a, dtype=np.int32), wdw,
-                                           sh, sw, dh, dw, pt, pl, r)
+                    kernels.depthwise_nhwc(a, wdw, sh, sw, dh, dw, top, left, r)
                     out[(gw, ga)] = r.reshape(-1, self.o)
             return out
         be = self.backend
@@ -223,7 +241,7 @@ class _ConvPlan:
         for ga, a in enumerate(groups):
             per_cg = []
             for cgi in range(self.groups):
-                cols = self._cols(a, dtype, fill, cgi)
+                cols = self._cols(a, dtype, fill, cgi, pad=self.pads[ga])
                 mat = self.mats[cgi]
                 if be == "ort":
                     r = mat(cols)
@@ -379,8 +397,8 @@ def _scaled(sums: np.ndarray, q) -> np.ndarray:
 def _add(sim, q, args):
     a, b = args
     out = np.empty(a.size, dtype=np.int32)
-    kernels.add_requant(a.reshape(-1), b.reshape(-1), q.ma, q.mb, q.shift, q.out.lo, q.out.hi,
-                        0, q.mode == "half_up", out)
+    kernels.add_requant(a.reshape(-1), b.reshape(-1), q.ma, q.mb, q.offset, q.shift, q.out.lo,
+                        q.out.hi, q.out.zero_point, q.mode == "half_up", out)
     return out.reshape(a.shape)
 
 

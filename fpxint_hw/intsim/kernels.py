@@ -69,15 +69,17 @@ def requant_rows(acc, bias, mult, shift, lo, hi, zp, half_up, out, pre=0):
 
 
 @numba.njit(parallel=True, cache=True)
-def add_requant(a, b, ma, mb, shift, lo, hi, zp, half_up, out):
-    """``out = clamp(round_shift(a * ma + b * mb, shift) + zp, lo, hi)`` elementwise on flat
-    int32 arrays; ``|a ma| + |b mb| + 2^(shift-1) < 2^63``. Branch-free rounding as in
+def add_requant(a, b, ma, mb, offset, shift, lo, hi, zp, half_up, out):
+    """``out = clamp(round_shift(a * ma + b * mb + offset, shift) + zp, lo, hi)`` elementwise
+    on flat int32 arrays (``offset = -(ma za + mb zb)`` holds the inputs' zero points);
+    ``|a ma| + |b mb| + |offset| + 2^(shift-1) < 2^63``. Branch-free rounding as in
     :func:`requant_rows`."""
     rb, pm = _round_consts(shift, half_up)
     lo64 = np.int64(lo)
     hi64 = np.int64(hi)
+    off = np.int64(offset)
     for i in numba.prange(a.shape[0]):
-        p = np.int64(a[i]) * ma + np.int64(b[i]) * mb
+        p = np.int64(a[i]) * ma + np.int64(b[i]) * mb + off
         v = ((p + rb + ((p >> shift) & pm)) >> shift) + zp
         out[i] = min(max(v, lo64), hi64)
 
@@ -146,7 +148,8 @@ def global_sum_nhwc(x, out):
 @numba.njit(parallel=True, cache=True)
 def depthwise_nhwc(x, w, sh, sw, dh, dw, pt, pl, out):
     """Depthwise convolution: ``out[n, i, j, c] = sum_{a, b} x[n, i*sh + a*dh - pt,
-    j*sw + b*dw - pl, c] * w[a, b, c]`` with zero padding.
+    j*sw + b*dw - pl, c] * w[a, b, c]`` with zero padding (taps outside ``x`` are skipped;
+    pad ``x`` beforehand for any other value).
 
     ``x`` int32 NHWC, ``w`` int32 ``(kh, kw, C)``, ``out`` int64 ``(N, Ho, Wo, C)``; each sum
     is formed in int64 (the width analysis bounds it).

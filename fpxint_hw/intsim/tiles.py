@@ -18,7 +18,7 @@ from ..tile import GemmTile, Requant, TileResult
 from . import kernels
 from .executor import Simulator, to_nhwc
 
-__all__ = ["run_tile", "extract_tiles"]
+__all__ = ["run_tile", "layer_tiles", "extract_tiles"]
 
 
 def run_tile(tile: GemmTile) -> TileResult:
@@ -69,14 +69,50 @@ def run_tile(tile: GemmTile) -> TileResult:
     return TileResult(acc, out, digits)
 
 
+def layer_tiles(program, layer: str, xi: np.ndarray, sim: Simulator) -> list[GemmTile]:
+    """A conv/linear ``layer`` on its integer input ``xi`` as whole-layer GEMM tiles.
+
+    ``xi`` is the layer's input as the simulator holds it (channels-last int32: NHWC, or
+    ``(N, F)`` for a linear layer). One tile per conv group (a depthwise conv of C channels
+    is C tiles of one column): ``M = N * Ho * Wo`` im2col rows of the group's input
+    channels, ``K = kh * kw * C/g`` in (kh, kw, C) order, ``N = O/g``, with the group's
+    bias and requantization; a final layer without requantization gets acc-only constants
+    (its exact accumulator is the output). Each tile's exact result equals the layer's
+    output for its channels.
+    """
+    q = program.layer(layer)
+    if not isinstance(q, P.GemmOp):
+        raise InputError(f"layer_tiles: layer {layer!r} is a {q.kind}, not a conv or linear")
+    xin = program.layer(q.inputs[0]).out
+    plan = sim.plans[q.name]
+    wd = q.w_matrix()
+    groups = q.groups if isinstance(q, P.Conv) else 1
+    og = q.out_channels // groups
+    rq = q.requant
+    tiles = []
+    for g in range(groups):
+        cols = plan._cols(np.asarray(xi, dtype=np.int32), np.int32, 0, g)
+        n0, n1 = g * og, (g + 1) * og
+        if rq is not None:
+            req = Requant(rq.multiplier[n0:n1], rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode,
+                          rq.pre_shift)
+        else:
+            req = Requant.acc_only(og, program.mode)
+        tiles.append(GemmTile(q.w_fmt, xin.fmt, wd[:, :, n0:n1].astype(np.int8),
+                              split_integer(cols, xin.fmt).astype(np.int16), q.bias[n0:n1],
+                              req, None if rq is None else q.out.fmt, q.lane_mask))
+    return tiles
+
+
 def extract_tiles(program, layer: str, x: np.ndarray, tile_k: int, tile_n: int,
                   rows: int = 16, sim: Simulator | None = None):
     """Cut conv/linear ``layer`` of ``program``, run on float batch ``x``, into GEMM tiles.
 
     The layer's input integers (from the fast simulator) are split into their activation
     terms and laid out as im2col rows ``(T_a, M, K)`` (first ``rows`` output positions of the
-    batch); the weight terms as ``(T_w, K, N)`` in the same (kh, kw, C) order. Tiles cover
-    ``K`` in steps of ``tile_k`` and the output channels in steps of ``tile_n``.
+    batch); the weight terms as ``(T_w, K, N)`` in the same (kh, kw, C) order
+    (:func:`layer_tiles`). Tiles cover ``K`` in steps of ``tile_k`` and the output channels
+    in steps of ``tile_n``.
 
     When ``tile_k`` covers the whole reduction, each tile carries the layer's bias and
     requantization, so its expected ``acc`` and ``out`` equal the layer's own values for those
@@ -97,35 +133,19 @@ def extract_tiles(program, layer: str, x: np.ndarray, tile_k: int, tile_n: int,
                          f">= 1")
     sim = sim or Simulator(program)
     _, env = sim.run(x, capture=True)
-    xin = program.layer(q.inputs[0]).out
-    xi = env[q.inputs[0]]
-    plan = sim.plans[q.name]
-    if isinstance(q, P.Conv):
-        cols = plan._cols(to_nhwc(xi).astype(np.int32), np.int32, 0, 0)
-    else:
-        cols = xi.astype(np.int32)
-    wd = q.w_matrix()
-    cols = cols[:rows]
-    acts = split_integer(cols, xin.fmt)                     # (T_a, M, K)
-    k_full, n_full = wd.shape[1], wd.shape[2]
+    (whole,) = layer_tiles(program, layer, to_nhwc(env[q.inputs[0]]), sim)
+    acts = whole.acts[:, :rows]
     tiles = []
-    rq = q.requant
-    for n0 in range(0, n_full, tile_n):
-        n1 = min(n_full, n0 + tile_n)
-        for k0 in range(0, k_full, tile_k):
-            k1 = min(k_full, k0 + tile_k)
-            full = k0 == 0 and k1 == k_full
-            bias = q.bias[n0:n1] if k0 == 0 else np.zeros(n1 - n0, dtype=np.int64)
-            if rq is not None:
-                req = Requant(rq.multiplier[n0:n1], rq.shift, rq.lo, rq.hi, rq.zero_point,
-                              rq.mode, rq.pre_shift)
-                out_fmt = q.out.fmt
-            else:
-                req = Requant.acc_only(n1 - n0, program.mode)   # the exact acc is the output
-                out_fmt = None
-            tile = GemmTile(q.w_fmt, xin.fmt, wd[:, k0:k1, n0:n1].astype(np.int8),
-                            acts[:, :, k0:k1].astype(np.int16), bias, req, out_fmt,
-                            q.lane_mask)
-            tiles.append((tile, {"layer": layer, "k0": k0, "n0": n0, "rows": int(cols.shape[0]),
-                                 "full_k": full}))
+    for n0 in range(0, whole.n, tile_n):
+        n1 = min(whole.n, n0 + tile_n)
+        rq = whole.requant
+        req = Requant(rq.multiplier[n0:n1], rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode,
+                      rq.pre_shift)
+        for k0 in range(0, whole.k, tile_k):
+            k1 = min(whole.k, k0 + tile_k)
+            bias = whole.bias[n0:n1] if k0 == 0 else np.zeros(n1 - n0, dtype=np.int64)
+            tile = GemmTile(whole.w_fmt, whole.a_fmt, whole.weights[:, k0:k1, n0:n1],
+                            acts[:, :, k0:k1], bias, req, whole.out_fmt, whole.lane_mask)
+            tiles.append((tile, {"layer": layer, "k0": k0, "n0": n0, "rows": int(acts.shape[1]),
+                                 "full_k": k0 == 0 and k1 == whole.k}))
     return tiles

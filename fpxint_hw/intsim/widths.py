@@ -121,8 +121,9 @@ def _gemm_rows(q, tensors, config) -> list[WidthRow]:
 
 def _add_rows(q, tensors, config) -> list[WidthRow]:
     a, b = tensors[q.inputs[0]], tensors[q.inputs[1]]
-    return [_row(q.name, "residual add a*Ma + b*Mb + rounding",
-                 a.maxabs * q.ma + b.maxabs * q.mb + _half(q.shift), config.acc_bits)]
+    return [_row(q.name, "residual add a*Ma + b*Mb + offset + rounding",
+                 a.maxabs * q.ma + b.maxabs * q.mb + abs(q.offset) + _half(q.shift),
+                 config.acc_bits)]
 
 
 def _pool_rows(q, tensors, config) -> list[WidthRow]:
@@ -149,8 +150,8 @@ def analyze_widths(program, config: WidthConfig = WidthConfig(), check: bool = T
     Rows per conv/linear layer: each lane ``(k, j)``'s dot product (``lane_bits``); the
     weighted lane sum plus bias in *any* order or tree shape, bounded by the sum of the
     lanes' magnitudes (``acc_bits``); the requantization product (``acc_bits``). Per add:
-    ``|a Ma| + |b Mb|``; per pool: the window sum and its product with ``M0``; per tensor: its
-    storage (``act_bits``).
+    ``|a Ma| + |b Mb| + |offset|``; per pool: the window sum and its product with ``M0``; per
+    tensor: its storage (``act_bits``).
 
     Raises
     ------

@@ -1,15 +1,15 @@
 """The one bridge from an :class:`~fpxint_hw.spec.ArraySpec` to the integer program it computes.
 
 :func:`program_options` reads, from the spec, every option that shapes the integer program:
-the weight, activation and output formats, the lane scale mode, the activations' sign, the
-requantization multiplier width (``m0_bits``), the rounding mode. :func:`for_array` lowers a
-graph with those options, and then checks every conv/linear layer against the array exactly
-as the hardware's pass planner does (:func:`fpxint_hw.hw.program.check_tile` calls the two
-halves of :func:`gemm_fit`, :func:`constants_misfit` and :func:`accumulator_misfit`): the
-formats, the clamp range, the bias and the exact accumulator interval, which must fit the
-array's accumulator. The simulator, the sweep's accuracy, the main job and
-the tile dump all go through :func:`for_array`, so a program compiled for a spec is the
-program that spec's hardware runs.
+the weight, activation and output formats, the lane scale mode, the activations' sign, whether
+tensors that may be negative get zero points, the requantization multiplier width
+(``m0_bits``), the rounding mode. :func:`for_array` lowers a graph with those options, and
+then checks every conv/linear layer against the array exactly as the hardware's pass planner
+does (:func:`fpxint_hw.hw.program.check_tile` calls the two halves of :func:`gemm_fit`,
+:func:`constants_misfit` and :func:`accumulator_misfit`): the formats, the clamp range, the
+bias and the exact accumulator interval, which must fit the array's accumulator. The
+simulator, the sweep's accuracy, the main job and the tile dump all go through
+:func:`for_array`, so a program compiled for a spec is the program that spec's hardware runs.
 
 Residual adds and pools run on the host, with the spec's rounding and 31-bit multipliers (the
 host's int64 arithmetic has room for them); docs/simulator.md says so.
@@ -50,6 +50,11 @@ class ProgramOptions:
         The array's activation and output digits are signed: every tensor it reads (or
         writes) is then signed, even a non-negative one; an unsigned array takes a
         non-negative tensor unsigned.
+    zero_points : bool
+        A tensor that may be negative gets the unsigned format with a mid-range zero point
+        (``expand_graph(..., zero_points=True)``): True when the array's activations and
+        outputs are both unsigned, the only array on which such a tensor is written and read
+        in the array's own formats.
     rounding : {"rne", "half_up"}
     m0_bits : int, 1..31
         Width of each conv/linear requantization multiplier.
@@ -60,6 +65,7 @@ class ProgramOptions:
     out_fmt: SeriesFormat
     signed_activations: bool
     signed_outputs: bool
+    zero_points: bool
     rounding: str
     m0_bits: int
 
@@ -74,7 +80,8 @@ def program_options(spec: ArraySpec, *, per_channel: bool = True) -> ProgramOpti
         w_fmt=dataclasses.replace(spec.w_fmt, per_channel=per_channel),
         a_fmt=spec.a_fmt, out_fmt=spec.out_fmt,
         signed_activations=spec.a_signed, signed_outputs=spec.out_signed,
-        rounding=spec.rounding, m0_bits=spec.m0_bits)
+        zero_points=not (spec.a_signed or spec.out_signed), rounding=spec.rounding,
+        m0_bits=spec.m0_bits)
 
 
 def same_format(a: SeriesFormat, b: SeriesFormat) -> bool:
@@ -211,7 +218,7 @@ def for_array(graph, spec: ArraySpec, *, name: str | None = None, level: str = "
                         host_multiplier_bits=HOST_MULTIPLIER_BITS,
                         signed_activations=opts.signed_activations,
                         signed_outputs=opts.signed_outputs, lane_mask=lane_mask,
-                        pre_shift=False, **ranges)
+                        pre_shift=False, zero_points=opts.zero_points, **ranges)
     tensors = prog.tensors()
     misfits = {}
     for q in prog.gemm_layers():

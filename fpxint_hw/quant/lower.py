@@ -15,6 +15,13 @@
   max pooling as an integer max, average pooling as an integer sum with one requantization,
   and the classifier's exact accumulator as the output (dequantized only for reporting).
 
+With ``zero_points=True`` (an array whose activations and outputs are unsigned), a tensor that
+may be negative and is read only by convs, linear layers and adds gets the unsigned format
+with a mid-range zero point instead of a signed grid (``real = unit * (int - z)``, z = 128 of
+``[0, 255]``): the layers that produce it add ``z`` in their requantization, the convs and
+linear layers that read it hold ``-z * sum_k w[n, k]`` in their bias (and pad it with ``z``),
+the adds that read it subtract it in their ``offset``.
+
 Activation ranges come from :mod:`fpxint_hw.quant.ranges` (calibration-free by default), the
 multipliers from :mod:`fpxint_hw.quant.requant`. To compile for an accelerator, use
 :func:`fpxint_hw.quant.for_array`, which takes every option from an ``ArraySpec``.
@@ -82,6 +89,30 @@ def _as_grid(fmt: SeriesFormat, signed: bool) -> SeriesFormat:
     return dataclasses.replace(fmt, signed=signed, per_channel=False)
 
 
+def _zero_point(fmt: SeriesFormat) -> tuple[int, int]:
+    """``(z, levels)`` of the zero-point grid of ``fmt``: the mid-range zero point ``z = (lo +
+    hi + 1) // 2`` of its unsigned combined range (128 of ``[0, 255]``) and the steps from
+    ``z`` to the nearer end (127), the grid's resolution on either side of 0."""
+    lo, hi = _as_grid(fmt, False).combined_range
+    z = (lo + hi + 1) // 2
+    return z, min(hi - z, z - lo)
+
+
+def _zero_point_grid(fmt: SeriesFormat, rlo: float, rhi: float) -> P.QTensor:
+    """The unsigned grid of ``fmt`` for real range ``[rlo, rhi]`` with the mid-range zero
+    point of :func:`_zero_point`; the step maps the largest magnitude to the nearer end
+    (``max(|rlo|, |rhi|) / levels``, as the signed grid maps it to its largest integer), the
+    clamp is the whole format range. A range that cannot be negative gets the plain unsigned
+    grid (z = 0)."""
+    if rlo >= 0:
+        return _grid(fmt, False, 0.0, rhi)
+    z, levels = _zero_point(fmt)
+    fmt = _as_grid(fmt, False)
+    lo, hi = fmt.combined_range
+    unit = max(abs(rlo), abs(rhi), 1e-12) / levels
+    return P.QTensor(fmt, float(unit), int(lo), int(hi), int(z))
+
+
 def _grid(fmt: SeriesFormat, signed: bool, rlo: float, rhi: float,
           clip_hi: float | None = None) -> P.QTensor:
     """The grid of ``fmt`` (made signed or unsigned) for real range ``[rlo, rhi]``: the
@@ -121,7 +152,7 @@ def _gemm_bound(w: np.ndarray, bias: np.ndarray, xin: P.QTensor) -> tuple[float,
     (``(out, ...)``, real), real ``bias``, any input on the grid of ``xin`` (interval
     arithmetic; float64, so exact up to rounding)."""
     w = w.reshape(w.shape[0], -1)
-    xlo, xhi = xin.lo * xin.unit, xin.hi * xin.unit
+    xlo, xhi = xin.real_range
     hi = bias + np.maximum(w * xlo, w * xhi).sum(axis=1)
     lo = bias + np.minimum(w * xlo, w * xhi).sum(axis=1)
     return float(lo.min()), float(hi.max())
@@ -132,12 +163,12 @@ class _Lowering:
 
     def __init__(self, folded: Graph, w_fmt, a_fmt, overrides, ranges, *, mode,
                  multiplier_bits, host_multiplier_bits, signed, signed_outputs, lane_mask,
-                 pre_shift):
+                 pre_shift, zero_points):
         self.g, self.w_fmt, self.a_fmt = folded, w_fmt, a_fmt
         self.overrides, self.ranges = overrides, ranges
         self.mode, self.mbits, self.host_mbits = mode, multiplier_bits, host_multiplier_bits
         self.signed, self.signed_out, self.lane_mask = signed, signed_outputs, lane_mask
-        self.pre_shift = pre_shift
+        self.pre_shift, self.zero_points = pre_shift, zero_points
         self.layers: list[P.QOp] = []
         self.tensors: dict[str, P.QTensor] = {}
         self.alias: dict[str, str] = {}              # graph node -> integer tensor name
@@ -155,10 +186,12 @@ class _Lowering:
         o = self.overrides.get(name)
         return o.a_fmt if o is not None and o.a_fmt is not None else self.a_fmt
 
-    def range_of(self, name: str, grid: SeriesFormat, bound: tuple[float, float] | None):
-        """The real range of tensor ``name`` on a grid of format ``grid``: the rule's range,
-        capped at ``bound`` (the tensor's provable interval, when known)."""
-        lo, hi = self.ranges(name, grid)
+    def range_of(self, name: str, grid: SeriesFormat, bound: tuple[float, float] | None,
+                 levels: int | None = None):
+        """The real range of tensor ``name`` on a grid of format ``grid`` (of resolution
+        ``levels``, when it is not the format's largest integer): the rule's range, capped at
+        ``bound`` (the tensor's provable interval, when known)."""
+        lo, hi = self.ranges(name, grid, levels)
         if bound is not None:
             blo, bhi = bound
             if lo <= blo and hi >= bhi:
@@ -168,6 +201,14 @@ class _Lowering:
                 lo, hi = blo, bhi
         self.used[name] = (lo, hi)
         return lo, hi
+
+    def shifted(self, name: str) -> bool:
+        """Whether tensor ``name`` (a graph node's output) that may be negative gets a zero
+        point instead of a signed grid: only with ``zero_points`` and when every reader is a
+        conv, linear layer or add (the ops that take the zero point into account)."""
+        cons = self.g.consumers(name)
+        return (self.zero_points and name != self.g.output and bool(cons)
+                and all(isinstance(c, (Conv2d, Linear, Add)) for c in cons))
 
     def out_tensor(self, node, act, signed, bound=None) -> P.QTensor:
         """The grid of the output of ``node`` (fused with activation ``act`` or None); a
@@ -182,11 +223,17 @@ class _Lowering:
             _, rhi = self.range_of(name, _as_grid(fmt, signed), bound)
             q = _grid(fmt, signed, 0.0, rhi, act.hi if isinstance(act, Clip) else None)
             return dataclasses.replace(q, lo=0) if signed else q
-        rlo, rhi = self.range_of(name, _as_grid(fmt, True), bound)
-        q = _grid(fmt, True, rlo, rhi)
+        if not signed and self.shifted(name):
+            # a zero-point grid resolves levels steps on either side of 0 (127 of [0, 255])
+            rlo, rhi = self.range_of(name, _as_grid(fmt, True), bound, _zero_point(fmt)[1])
+            q = _zero_point_grid(fmt, rlo, rhi)
+        else:
+            rlo, rhi = self.range_of(name, _as_grid(fmt, True), bound)
+            q = _grid(fmt, True, rlo, rhi)
         if act is not None:                         # a Clip with lo < 0
-            q = P.QTensor(q.fmt, q.unit, max(q.lo, int(math.ceil(act.lo / q.unit - 0.5))),
-                          min(q.hi, int(math.floor(act.hi / q.unit + 0.5))))
+            z = q.zero_point
+            q = P.QTensor(q.fmt, q.unit, max(q.lo, z + int(math.ceil(act.lo / q.unit - 0.5))),
+                          min(q.hi, z + int(math.floor(act.hi / q.unit + 0.5))), z)
         return q
 
     # -- one method per graph node type -----------------------------------------------------
@@ -195,8 +242,12 @@ class _Lowering:
         fmt = self.afmt_of(n.name)
         rlo, _ = self.ranges(n.name, _as_grid(fmt, True))
         signed = self.signed or rlo < 0
-        rlo, rhi = self.range_of(n.name, _as_grid(fmt, signed), None)
-        q = _grid(fmt, signed, min(rlo, 0.0), rhi)
+        if signed and not self.signed and self.shifted(n.name):
+            rlo, rhi = self.range_of(n.name, _as_grid(fmt, True), None, _zero_point(fmt)[1])
+            q = _zero_point_grid(fmt, rlo, rhi)
+        else:
+            rlo, rhi = self.range_of(n.name, _as_grid(fmt, signed), None)
+            q = _grid(fmt, signed, min(rlo, 0.0), rhi)
         if signed and rlo >= 0:
             q = dataclasses.replace(q, lo=0)
         return P.Quantize(name=n.name, inputs=(), out=q, node=n.name)
@@ -220,7 +271,7 @@ class _Lowering:
         # No channel's bias may need more bits than the layer's widest weighted sum: else
         # its channel's grid is coarsened until it fits (its weights then split exactly),
         # which keeps the accumulator, and so M0's precision, what the weights need.
-        reach = np.abs(w_real).reshape(w.shape[0], -1).sum(axis=1) * xin.maxabs
+        reach = np.abs(w_real).reshape(w.shape[0], -1).sum(axis=1) * max(map(abs, xin.steps))
         widest = float(np.max(np.where(zero, 0.0, reach / np.where(zero, 1.0, wu)), initial=1.0))
         floor = np.abs(b) / (xin.unit * widest)
         coarse = ~zero & (wu < floor)
@@ -235,6 +286,12 @@ class _Lowering:
         if np.any(np.abs(bias) >= 2.0 ** 62):
             raise WidthError(f"layer {n.name!r}: bias needs more than 62 bits on the "
                              f"accumulator grid")
+        bias = bias.astype(np.int64)
+        if xin.zero_point:
+            # every tap, padded or not, holds z for real 0: sum_k w (x - z) = sum_k w x - z W
+            wsum = sum(np.int64(m) * digits[k].astype(np.int64)
+                       for k, m in enumerate(fmt_w.lane_weights))
+            bias = bias - np.int64(xin.zero_point) * wsum.reshape(w.shape[0], -1).sum(axis=1)
         common = dict(name=name, inputs=ins, out=out, node=n.name,
                       w_digits=digits, w_fmt=fmt_w, w_unit=wu,
                       bias=bias.astype(np.int64), lane_mask=self.lane_mask)
@@ -247,18 +304,22 @@ class _Lowering:
             return dataclasses.replace(op, out_unit=acc_unit)
         bounds = conv_acc_bounds(op.w_combined(), xin.lo, xin.hi, op.bias)
         rq = derive_requant(acc_unit / out.unit, bounds, out.lo, out.hi, self.mode,
-                            self.mbits, f"layer {n.name!r}", pre_shift=self.pre_shift)
+                            self.mbits, f"layer {n.name!r}", zero_point=out.zero_point,
+                            pre_shift=self.pre_shift)
         return dataclasses.replace(op, requant=rq)
 
     def add(self, n, ins, name, act):
         qa, qb = self.tensors[ins[0]], self.tensors[ins[1]]
-        bound = (qa.lo * qa.unit + qb.lo * qb.unit, qa.hi * qa.unit + qb.hi * qb.unit)
-        out = self.out_tensor(n, act, self.signed, bound)
-        rq = derive_requant([qa.unit / out.unit, qb.unit / out.unit], qa.maxabs + qb.maxabs,
-                            out.lo, out.hi, self.mode, self.host_mbits, f"layer {n.name!r}")
+        (alo, ahi), (blo, bhi) = qa.real_range, qb.real_range
+        out = self.out_tensor(n, act, self.signed, (alo + blo, ahi + bhi))
+        # a bound on every partial sum of a*ma + b*mb + offset, with |offset| <= (za + zb) m
+        reach = qa.maxabs + qb.maxabs + abs(qa.zero_point) + abs(qb.zero_point)
+        rq = derive_requant([qa.unit / out.unit, qb.unit / out.unit], reach, out.lo, out.hi,
+                            self.mode, self.host_mbits, f"layer {n.name!r}")
         ma, mb = (int(v) for v in rq.multiplier)
         return P.Add(name=name, inputs=ins, out=out, node=n.name, ma=ma, mb=mb,
-                     shift=rq.shift, mode=self.mode)
+                     shift=rq.shift, mode=self.mode,
+                     offset=-(ma * qa.zero_point + mb * qb.zero_point))
 
     def pool(self, n, ins):
         qin = self.tensors[ins[0]]
@@ -344,7 +405,8 @@ def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
                  host_multiplier_bits: int | None = None,
                  signed_activations: bool = False,
                  signed_outputs: bool | None = None,
-                 lane_mask: np.ndarray | None = None, pre_shift: bool = True):
+                 lane_mask: np.ndarray | None = None, pre_shift: bool = True,
+                 zero_points: bool = False):
     """Expand a float graph (see the module docstring).
 
     Parameters
@@ -393,6 +455,12 @@ def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
         ``multiplier_bits`` multiplier in int64 (``Requant.pre_shift``; a host step: many
         terms). :func:`~fpxint_hw.quant.for_array` passes False (arrays multiply the exact
         accumulator, and narrower multipliers are checked against the spec).
+    zero_points : bool
+        Give a tensor that may be negative, and is read only by conv, linear and add layers,
+        the unsigned format with a mid-range zero point instead of a signed grid (an array
+        with unsigned activations and outputs then computes it). False keeps signed grids.
+        :func:`~fpxint_hw.quant.for_array` sets it from the spec
+        (:attr:`~fpxint_hw.quant.bridge.ProgramOptions.zero_points`).
 
     Returns
     -------
@@ -424,8 +492,8 @@ def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
         fixed_input = (float(input_range[0]), float(input_range[1]))
         base = rule
 
-        def rule(name, grid):
-            return fixed_input if name == folded.input.name else base(name, grid)
+        def rule(name, grid, levels=None):
+            return fixed_input if name == folded.input.name else base(name, grid, levels)
     if lane_mask is not None:
         lane_mask = np.asarray(lane_mask, dtype=bool)
         if lane_mask.shape != (w_fmt.terms, a_fmt.terms) or overrides:
@@ -438,7 +506,7 @@ def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
                     signed=signed_activations,
                     signed_outputs=(signed_activations if signed_outputs is None
                                     else signed_outputs),
-                    lane_mask=lane_mask, pre_shift=pre_shift)
+                    lane_mask=lane_mask, pre_shift=pre_shift, zero_points=zero_points)
     return low.lower(level)
 
 

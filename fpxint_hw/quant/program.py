@@ -1,14 +1,14 @@
 """The integer program: one frozen class per integer operation, and the program that runs them.
 
 A :class:`QProgram` is a list of operations in execution order. Every operation produces one
-integer tensor (:class:`QTensor`: ``real ~ unit * value``, ``value`` in ``[lo, hi]``) and
-carries its own constants and geometry:
+integer tensor (:class:`QTensor`: ``real ~ unit * (value - zero_point)``, ``value`` in
+``[lo, hi]``) and carries its own constants and geometry:
 
 ======================  ==========================================================================
 :class:`Quantize`       float input -> integers of the input grid (round half to even, clamp)
 :class:`Conv`           ``acc = sum_{k,j} m_k n_j (q_k * p_j) + bias``, then one requantization
 :class:`Linear`         the same as a matrix product over features
-:class:`Add`            ``clamp(round_shift(a*ma + b*mb, shift))``: a residual join, one rounding
+:class:`Add`            ``clamp(round_shift(a*ma + b*mb + offset, shift) + zp)``: a residual join
 :class:`MaxPool`        an integer max over windows (padding never wins)
 :class:`AvgPool`        the window sum (zero padding counted), times ``m0``, one rounding
 :class:`GlobalAvgPool`  the spatial sum, times ``m0``, one rounding
@@ -20,6 +20,12 @@ Every engine that runs a program (golden model, fast simulator, width analysis, 
 dispatches on these classes through a table that :func:`check_handlers` verifies at import
 time, so an operation an engine does not handle is an error when the engine is imported, not
 a silent skip when it runs.
+
+A tensor with a zero point (an unsigned grid for a tensor that may be negative, so that an
+array with unsigned activations and outputs computes it) is read only by a conv, a linear
+layer or an add, which the program checks: a conv pads it with ``zero_point`` (real 0) and
+carries ``-zero_point * sum_k w[n, k]`` in its bias; an add carries the input zero points in
+its ``offset``.
 """
 
 from __future__ import annotations
@@ -57,29 +63,58 @@ def window_out(size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int
 
 @dataclass(frozen=True, eq=False)
 class QTensor:
-    """An integer activation tensor: ``real ~ unit * value`` with ``value`` in ``[lo, hi]``.
+    """An integer activation tensor: ``real ~ unit * (value - zero_point)`` with ``value`` in
+    ``[lo, hi]``.
 
     Members
     -------
     fmt : SeriesFormat
-        The activation series format; ``value`` splits exactly into its terms
-        (:func:`fpxint_hw.series.split_integer`). Unsigned for non-negative (post-ReLU) tensors.
+        The activation series format; ``value`` (the stored integer) splits exactly into its
+        terms (:func:`fpxint_hw.series.split_integer`). Unsigned for non-negative (post-ReLU)
+        tensors and for tensors with a zero point.
     unit : float > 0
         Real value of one integer step (the last term's step).
     lo, hi : int
-        Inclusive range every value lies in (the producing clamp), inside
+        Inclusive range every stored value lies in (the producing clamp), inside
         ``fmt.combined_range``.
+    zero_point : int, in ``fmt.combined_range``
+        The stored value of real 0: 0 on a symmetric signed or a non-negative unsigned grid;
+        mid-range (e.g. 128 of ``[0, 255]``) on the unsigned grid of a tensor that may be
+        negative (``expand_graph(..., zero_points=True)``). A padded tap holds it, so it
+        splits into the format's terms like any value.
     """
 
     fmt: SeriesFormat
     unit: float
     lo: int
     hi: int
+    zero_point: int = 0
+
+    def __post_init__(self):
+        flo, fhi = self.fmt.combined_range
+        if not flo <= self.zero_point <= fhi:
+            raise FormatError(f"QTensor: zero point {self.zero_point} leaves the format's "
+                              f"range [{flo}, {fhi}]")
 
     @property
     def maxabs(self) -> int:
-        """Largest magnitude a value can have."""
+        """Largest magnitude a stored value can have (what integer widths are sized for)."""
         return max(abs(self.lo), abs(self.hi))
+
+    @property
+    def steps(self) -> tuple[int, int]:
+        """``(lo - zero_point, hi - zero_point)``: the real range in units of ``unit``."""
+        return self.lo - self.zero_point, self.hi - self.zero_point
+
+    @property
+    def real_range(self) -> tuple[float, float]:
+        """The real interval ``[unit (lo - zero_point), unit (hi - zero_point)]``."""
+        lo, hi = self.steps
+        return lo * self.unit, hi * self.unit
+
+    def real(self, values) -> np.ndarray:
+        """Stored integers -> real values (float64): ``unit * (values - zero_point)``."""
+        return (np.asarray(values, dtype=np.float64) - self.zero_point) * self.unit
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -171,10 +206,12 @@ class GemmOp(QOp):
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Conv(GemmOp):
-    """A 2-D convolution (cross-correlation, as ONNX Conv) on NCHW integers; zero padding.
+    """A 2-D convolution (cross-correlation, as ONNX Conv) on NCHW integers.
 
     ``w_digits`` is ``(T_w, O, C/groups, kh, kw)``; ``padding`` is ``(top, left, bottom,
-    right)``; stride and dilation are ``(h, w)`` pairs.
+    right)``; stride and dilation are ``(h, w)`` pairs. A padded tap holds the input's
+    ``zero_point`` (real 0; 0 for most inputs), and ``bias`` already holds ``-zero_point *
+    sum_k w[o, k]``, so the accumulator is exact in real terms at every tap.
     """
 
     kind: ClassVar[str] = "conv"
@@ -219,7 +256,13 @@ class Linear(GemmOp):
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Add(QOp):
     """Residual join of two tensors on different grids:
-    ``clamp(round_shift(a * ma + b * mb, shift, mode), out.lo, out.hi)``."""
+    ``clamp(round_shift(a * ma + b * mb + offset, shift, mode) + out.zero_point, out.lo,
+    out.hi)``.
+
+    ``offset = -(ma * za + mb * zb)`` holds the inputs' zero points ``za``, ``zb`` (0 without
+    them), so the sum is ``ma (a - za) + mb (b - zb)``, the real sum in units of
+    ``out.unit 2^-shift``.
+    """
 
     kind: ClassVar[str] = "add"
 
@@ -227,6 +270,7 @@ class Add(QOp):
     mb: int
     shift: int
     mode: str = "rne"
+    offset: int = 0
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -378,6 +422,13 @@ class QProgram:
             raise FormatError("QProgram: the first layer must be the input Quantize")
         if self.level not in LEVELS[1:]:
             raise FormatError(f"QProgram.level must be layer or model, got {self.level!r}")
+        shifted = {q.name for q in self.layers if q.out is not None and q.out.zero_point}
+        for q in self.layers:
+            bad = [i for i in q.inputs if i in shifted]
+            if bad and not isinstance(q, (Conv, Linear, Add)):
+                raise FormatError(f"QProgram: layer {q.name!r} ({q.kind}) reads tensor "
+                                  f"{bad[0]!r}, which has a zero point; only conv, linear and "
+                                  f"add layers take zero-point inputs")
 
     def layer(self, name: str) -> QOp:
         """The layer producing tensor ``name``."""
@@ -396,9 +447,10 @@ class QProgram:
         return {q.name: q.out for q in self.layers}
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        """Float input batch -> int32 integers of the input grid (round half to even, clamp)."""
+        """Float input batch -> int32 integers of the input grid: ``clamp(rint(x / unit) +
+        zero_point, lo, hi)`` (round half to even)."""
         q = self.layers[0].out
-        v = np.rint(np.asarray(x, dtype=np.float64) / q.unit)
+        v = np.rint(np.asarray(x, dtype=np.float64) / q.unit) + q.zero_point
         return np.clip(v, q.lo, q.hi).astype(np.int32)
 
     def dequantize_output(self, y: np.ndarray) -> np.ndarray:
@@ -409,7 +461,7 @@ class QProgram:
             u = np.asarray(last.out_unit, dtype=np.float64)
             shape = (1, -1) + (1,) * (y.ndim - 2)
             return y * u.reshape(shape)
-        return y * last.out.unit
+        return last.out.real(y)
 
     def gemm_layers(self) -> list[GemmOp]:
         """The conv and linear layers, in order."""

@@ -1,10 +1,11 @@
 """Activation ranges: the real interval each tensor of a network is expected to cover.
 
-A range is asked for per tensor *and grid*: ``rule(name, grid)`` returns the real
-``(lo, hi)`` for an activation grid of format ``grid`` (its largest integer, ``2^(bT) - 1``
-for an unsigned T-term activation, is the resolution). Finer grids afford wider ranges, which
-is what lets the layer-level series keep converging as terms are added (docs/theory.md
-section 5).
+A range is asked for per tensor *and grid*: ``rule(name, grid, levels=None)`` returns the
+real ``(lo, hi)`` for an activation grid of format ``grid`` (its largest integer, ``2^(bT) -
+1`` for an unsigned T-term activation, is the resolution; ``levels`` gives it instead for a
+grid that is not the format's own, e.g. 127 steps either side of the zero point of an
+unsigned ``[0, 255]``). Finer grids afford wider ranges, which is what lets the layer-level
+series keep converging as terms are added (docs/theory.md section 5).
 
 Calibration-free rules (:class:`StatisticalRanges`) start from per-channel means and standard
 deviations propagated through the graph: a BatchNorm's ``beta`` and ``|gamma|`` give them for
@@ -144,7 +145,7 @@ def laplace_mse_clip(mean, std, levels: int, two_sided: bool) -> float:
 
 
 class StatisticalRanges:
-    """Calibration-free ranges (no data): ``ranges(name, levels) -> (lo, hi)``.
+    """Calibration-free ranges (no data): ``ranges(name, grid, levels=None) -> (lo, hi)``.
 
     Parameters
     ----------
@@ -168,8 +169,9 @@ class StatisticalRanges:
         self.stats = _moments(graph, input_std, correlated_joins=rule == "mse")
         self.alias: dict[str, str] = {}
 
-    def __call__(self, name: str, grid: SeriesFormat) -> tuple[float, float]:
-        levels = grid.combined_range[1]
+    def __call__(self, name: str, grid: SeriesFormat,
+                 levels: int | None = None) -> tuple[float, float]:
+        levels = grid.combined_range[1] if levels is None else int(levels)
         name = self.alias.get(name, name)
         if name not in self.stats:
             raise InputError(f"no activation statistics for node {name!r}")
@@ -191,13 +193,14 @@ class StatisticalRanges:
 
 
 class FixedRanges:
-    """Given real ranges, whatever the resolution: ``ranges(name, levels) -> (lo, hi)``."""
+    """Given real ranges, whatever the resolution: ``ranges(name, grid, levels) -> (lo, hi)``."""
 
     def __init__(self, ranges: Mapping[str, tuple[float, float]]):
         self.ranges = {k: (float(v[0]), float(v[1])) for k, v in ranges.items()}
         self.alias: dict[str, str] = {}
 
-    def __call__(self, name: str, grid: SeriesFormat) -> tuple[float, float]:
+    def __call__(self, name: str, grid: SeriesFormat,
+                 levels: int | None = None) -> tuple[float, float]:
         key = self.alias.get(name, name)
         if key not in self.ranges:
             raise InputError(f"no activation range for node {name!r}")

@@ -272,7 +272,8 @@ def test_sweep_accuracy_uses_each_points_m0_bits_and_rounding(tmp_path):
         assert (opts["m0_bits"], opts["rounding"]) == (m0, rounding)
         prog = expand_graph(graph, dataclasses.replace(spec.w_fmt, per_channel=True),
                             spec.a_fmt, mode=rounding, multiplier_bits=m0,
-                            host_multiplier_bits=31, input_range=input_range(info))
+                            host_multiplier_bits=31, input_range=input_range(info),
+                            zero_points=opts["zero_points"])
         want = fidelity(ref, Simulator(prog).logits(x), labels)
         assert r["accuracy"]["logit_sqnr_db"] == pytest.approx(want["logit_sqnr_db"], abs=1e-9)
         assert r["accuracy"]["accuracy"] == want["accuracy"]

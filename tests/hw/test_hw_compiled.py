@@ -55,3 +55,31 @@ def test_compiled_tiles_on_verilator(name):
         pytest.skip(reason)
     spec, tiles = compiled_tiles(name)
     _check(tiles, run_tiles_verilator(spec, tiles))
+
+
+def test_zero_point_tiles_on_amaranth_sim():
+    """Tiles of layers that read zero-point tensors (a signed input padded with its zero
+    point into a zero-point output, the classifier on a zero-point tensor) replay
+    bit-exactly on the generated hardware."""
+    import numpy as np
+    from fpxint_hw.hw.driver import run_tiles_amaranth
+    from nethelpers import ZERO_POINT_INPUT, zero_point_graph
+
+    spec = load_array_spec("small")
+    graph = zero_point_graph()
+    prog = for_array(graph, spec, name="small", input_range=ZERO_POINT_INPUT)
+    x = np.random.default_rng(0).uniform(*ZERO_POINT_INPUT, (1, *graph.input_shape))
+    sim = Simulator(prog)
+    tiles = []
+    for name in ("c1", "fc2"):
+        q = prog.layer(name)
+        assert name not in prog.target.misfits and prog.tensors()[q.inputs[0]].zero_point
+        tile, _ = extract_tiles(prog, name, x.astype(np.float32), q.reduction, spec.cols, 3,
+                                sim)[0]
+        tiles.append(tile)
+    # output position (0, 0) of c1: its first kernel tap is padding, which holds z
+    acts = sum(w * tiles[0].acts[j] for j, w in enumerate(spec.a_fmt.lane_weights))
+    c = graph.input_shape[0]
+    assert np.all(acts[0, :c] == prog.tensors()["x"].zero_point)
+    assert tiles[0].requant.zero_point == prog.tensors()["c1"].zero_point != 0
+    _check(tiles, run_tiles_amaranth(spec, tiles).results)

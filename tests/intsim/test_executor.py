@@ -280,16 +280,21 @@ def test_gemm_kernel_against_golden_matmul(shape):
 @pytest.mark.parametrize("half_up", [False, True])
 @pytest.mark.parametrize("shift", [0, 1, 3, 6])
 def test_add_requant_kernel_exhaustive(half_up, shift):
-    """Every pair of 8-bit inputs through the residual-add kernel against the golden add."""
+    """Every pair of 8-bit inputs through the residual-add kernel against the golden add:
+    signed inputs, and unsigned ones with zero points (the kernel's folded ``offset``
+    against golden's ``(a - za) ma + (b - zb) mb``)."""
     a, b = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128))
     a = a.ravel().astype(np.int32)
     b = b.ravel().astype(np.int32)
     mode = "half_up" if half_up else "rne"
-    for ma, mb in ((37, 61), (1, 1), (255, 3)):
+    for ma, mb, za, zb in ((37, 61, 0, 0), (1, 1, 0, 0), (255, 3, 0, 0), (37, 61, 128, 5)):
+        ua, ub = (a + 128, b + 128) if za else (a, b)
         out = np.empty(a.size, dtype=np.int32)
-        kernels.add_requant(a, b, ma, mb, shift, -3000, 3000, 1, half_up, out)
-        np.testing.assert_array_equal(out, golden.add_requant(a, b, ma, mb, shift, -3000, 3000,
-                                                              1, mode))
+        kernels.add_requant(ua, ub, ma, mb, -(ma * za + mb * zb), shift, -3000, 3000, 1,
+                            half_up, out)
+        want = golden.add_requant(ua, ub, ma, mb, shift, -3000, 3000, 1, mode,
+                                  a_zero_point=za, b_zero_point=zb)
+        np.testing.assert_array_equal(out, want)
 
 
 def test_integer_input_is_refused_not_quantized_twice():

@@ -11,7 +11,7 @@ import pytest
 from fpxint_hw import golden
 from fpxint_hw.errors import FormatError, InputError, WidthError
 from fpxint_hw.intsim import Simulator, extract_tiles
-from fpxint_hw.quant import Conv, expand_graph, for_array
+from fpxint_hw.quant import Conv, expand_graph, for_array, program_options
 from fpxint_hw.series import split_integer
 from fpxint_hw.spec import load_array_spec
 from fpxint_hw.workflows.network import input_range, load_inputs, load_network
@@ -167,9 +167,10 @@ def test_explicit_formats_equal_the_bridge_with_the_same_options(mnist):
     graph, rng, x = mnist
     spec = load_array_spec("small")
     prog = _compile(mnist, spec)
+    assert program_options(spec).zero_points            # an unsigned array
     ref = expand_graph(graph, dataclasses.replace(spec.w_fmt, per_channel=True), spec.a_fmt,
                        mode=spec.rounding, multiplier_bits=spec.m0_bits,
-                       host_multiplier_bits=31, input_range=rng)
+                       host_multiplier_bits=31, input_range=rng, zero_points=True)
     np.testing.assert_array_equal(Simulator(prog)(x), Simulator(ref)(x))
 
 

@@ -2,18 +2,22 @@
 //
 // Reads a vector file of passes (weight beats, one config beat, activation beats), drives the
 // three input streams and drains o_out with ready/valid handshakes exactly like the Python
-// testbench in fpxint_hw/hw/driver.py, and writes every result beat and the measured cycles.
+// testbench in fpxint_hw/hw/driver.py, and writes the measured cycles of every pass and the
+// result beats of the passes marked "keep" (a whole layer's chained passes stay in memory
+// only until the next pass has taken their partial sums).
 // Payloads are opaque little-endian byte strings laid out by fpxint_hw/hw/layouts.py; the
 // only field this program touches is the partial-sum chain (acc of pass c-1 -> psum of
 // pass c), whose bit positions come in the vector file.
 //
 // Usage: harness IN.bin OUT.bin [ready_prob valid_prob seed]
 //
-// IN.bin : "FPXVEC01", u32 w_bytes c_bytes a_bytes o_bytes, u32 n_chain,
-//          n_chain x (u32 src_bit dst_bit width), u32 n_jobs,
-//          per job: u32 n_w n_a chain, n_w*w_bytes, c_bytes, n_a*a_bytes
-// OUT.bin: "FPXRES01", u32 n_jobs, per job: u32 n_out, i64 load first_in last_in
-//          first_out last_out, n_out*o_bytes; then u64 total cycles
+// IN.bin : "FPXVEC02", u32 w_bytes c_bytes a_bytes o_bytes, u32 n_chain,
+//          n_chain x (u32 src_bit dst_bit width),
+//          u32 n_acts, per activation block: u32 n_a, n_a*a_bytes
+//          u32 n_jobs, per job: u32 n_w acts chain keep, n_w*w_bytes, c_bytes
+//          (passes of one K chunk share its activation block: it is sent once)
+// OUT.bin: "FPXRES02", u32 n_jobs, per job: u32 n_out, i64 load first_in last_in
+//          first_out last_out, then n_out*o_bytes if the job is kept; then u64 total cycles
 
 #include "Vtop.h"
 #include "verilated.h"
@@ -85,8 +89,9 @@ void set_field(uint8_t* p, size_t n, uint32_t off, uint32_t width, uint64_t valu
 struct Chain { uint32_t src, dst, width; };
 
 struct Job {
-    uint32_t n_w = 0, n_a = 0, chain = 0;
-    Bytes w, c, a;
+    uint32_t n_w = 0, n_a = 0, acts = 0, chain = 0, keep = 0;
+    Bytes w, c;
+    Bytes a;    // a chained pass's own copy of its activation block (psum fields filled in)
     Bytes out;
     uint32_t n_out = 0;
     int64_t load = -1, first_in = -1, last_in = -1, first_out = -1, last_out = -1;
@@ -141,18 +146,24 @@ int main(int argc, char** argv) {
     FILE* in = std::fopen(argv[1], "rb");
     if (!in) die(std::string("cannot open ") + argv[1]);
     char magic[8];
-    if (std::fread(magic, 1, 8, in) != 8 || std::memcmp(magic, "FPXVEC01", 8) != 0)
-        die("not an FPXVEC01 vector file");
+    if (std::fread(magic, 1, 8, in) != 8 || std::memcmp(magic, "FPXVEC02", 8) != 0)
+        die("not an FPXVEC02 vector file");
     const uint32_t wb = read_u32(in), cb = read_u32(in), ab = read_u32(in), ob = read_u32(in);
     std::vector<Chain> chain(read_u32(in));
     for (auto& ch : chain) { ch.src = read_u32(in); ch.dst = read_u32(in); ch.width = read_u32(in); }
+    std::vector<Bytes> blocks(read_u32(in));
+    std::vector<uint32_t> block_len(blocks.size());
+    for (size_t i = 0; i < blocks.size(); ++i) {
+        block_len[i] = read_u32(in);
+        read_bytes(in, blocks[i], size_t(block_len[i]) * ab);
+    }
     std::vector<Job> jobs(read_u32(in));
     for (auto& j : jobs) {
-        j.n_w = read_u32(in); j.n_a = read_u32(in); j.chain = read_u32(in);
+        j.n_w = read_u32(in); j.acts = read_u32(in); j.chain = read_u32(in); j.keep = read_u32(in);
+        if (j.acts >= blocks.size()) die("pass refers to a missing activation block");
+        j.n_a = block_len[j.acts];
         read_bytes(in, j.w, size_t(j.n_w) * wb);
         read_bytes(in, j.c, cb);
-        read_bytes(in, j.a, size_t(j.n_a) * ab);
-        j.out.resize(size_t(j.n_a) * ob);
     }
     std::fclose(in);
 
@@ -177,22 +188,33 @@ int main(int argc, char** argv) {
     std::vector<uint8_t> obuf(ob);
 
     for (;;) {
-        while (dj < jobs.size() && jobs[dj].n_out >= jobs[dj].n_a) ++dj;
+        while (dj < jobs.size() && jobs[dj].n_out >= jobs[dj].n_a) {
+            Job& d = jobs[dj];
+            Bytes().swap(d.a);
+            // an unkept pass's results are needed only by a chained successor
+            if (!d.keep && !(dj + 1 < jobs.size() && jobs[dj + 1].chain)) Bytes().swap(d.out);
+            ++dj;
+        }
         // A chained pass continues the previous pass's sums: wait until all of them are out
         // (the weights and config of the pass may load while they drain).
         const bool prev_done = lj == 0 || !jobs[lj].chain || jobs[lj - 1].n_out >= jobs[lj - 1].n_a;
         if (phase == LOAD && w.done() && c.done() && prev_done) {
             Job& j = jobs[lj];
+            j.out.resize(size_t(j.n_a) * ob);
+            const uint8_t* beats = blocks[j.acts].data();
             if (j.chain) {
                 if (lj == 0) die("first pass cannot be chained");
-                const Job& p = jobs[lj - 1];
+                Job& p = jobs[lj - 1];
                 if (p.n_a != j.n_a) die("chained pass with a different number of vectors");
+                j.a.assign(beats, beats + size_t(j.n_a) * ab);
                 for (uint32_t m = 0; m < j.n_a; ++m)
                     for (const auto& ch : chain)
                         set_field(&j.a[size_t(m) * ab], ab, ch.dst, ch.width,
                                   get_field(&p.out[size_t(m) * ob], ob, ch.src, ch.width));
+                if (!p.keep) Bytes().swap(p.out);     // its sums now live in this pass
+                beats = j.a.data();
             }
-            a.load(j.a.data(), ab, j.n_a);
+            a.load(beats, ab, j.n_a);
             phase = ISSUE;
         }
         if (phase == ISSUE && a.done()) {
@@ -249,14 +271,14 @@ int main(int argc, char** argv) {
 
     FILE* out = std::fopen(argv[2], "wb");
     if (!out) die(std::string("cannot write ") + argv[2]);
-    std::fwrite("FPXRES01", 1, 8, out);
+    std::fwrite("FPXRES02", 1, 8, out);
     uint32_t n = static_cast<uint32_t>(jobs.size());
     std::fwrite(&n, 4, 1, out);
     for (const auto& j : jobs) {
         std::fwrite(&j.n_out, 4, 1, out);
         const int64_t marks[5] = {j.load, j.first_in, j.last_in, j.first_out, j.last_out};
         std::fwrite(marks, 8, 5, out);
-        if (j.n_out) std::fwrite(j.out.data(), 1, size_t(j.n_out) * ob, out);
+        if (j.keep && j.n_out) std::fwrite(j.out.data(), 1, size_t(j.n_out) * ob, out);
     }
     std::fwrite(&cycle, 8, 1, out);
     std::fclose(out);
