@@ -53,7 +53,9 @@ def register(subparsers) -> None:
                    help="reduction length of random tiles (default: random up to the "
                         "spec's depth, at most 8 passes)")
     p.add_argument("--backend", choices=BACKENDS, default="verilator",
-                   help="RTL simulator (default verilator)")
+                   help="RTL simulator: verilator (the exported Verilog, default), netlist "
+                        "(the synthesized ECP5 netlist, with cell models, in Verilator) or "
+                        "amaranth (amaranth.sim, small tiles)")
     p.add_argument("--ready", type=float, default=1.0, metavar="P",
                    help="probability per cycle that the output is ready (default 1)")
     p.add_argument("--valid", type=float, default=1.0, metavar="P",

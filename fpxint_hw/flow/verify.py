@@ -22,8 +22,9 @@ from ..hw.program import check_tile, mismatches, pass_count
 __all__ = ["BACKENDS", "TileReport", "VerifyReport", "check_handshake", "require_verilator",
            "load_tile_dir", "verify"]
 
-#: Where tiles can be replayed: the exported Verilog in Verilator, or amaranth.sim.
-BACKENDS = ("verilator", "amaranth")
+#: Where tiles can be replayed: the exported Verilog in Verilator, amaranth.sim, or the
+#: post-synthesis ECP5 netlist in Verilator (:mod:`fpxint_hw.flow.netlist`).
+BACKENDS = ("verilator", "amaranth", "netlist")
 
 
 @dataclass
@@ -121,7 +122,8 @@ def verify(spec: ArraySpec, items, *, backend: str = "verilator", ready: float =
            valid: float = 1.0, seed: int = 0, build_dir=None, limit: int = 10) -> VerifyReport:
     """Run ``items`` (``(name, tile, expected or None)``) on ``backend`` and compare.
 
-    ``backend``: ``"verilator"`` (the exported Verilog) or ``"amaranth"`` (amaranth.sim,
+    ``backend``: ``"verilator"`` (the exported Verilog), ``"netlist"`` (the synthesized
+    ECP5 netlist with its cell models, in Verilator) or ``"amaranth"`` (amaranth.sim,
     small tiles only). ``ready``/``valid``: handshake probabilities per cycle. ``limit``:
     mismatch lines kept per tile.
 
@@ -132,7 +134,7 @@ def verify(spec: ArraySpec, items, *, backend: str = "verilator", ready: float =
         raise FormatError(f"verify: backend must be one of {', '.join(BACKENDS)}, got "
                           f"{backend!r}")
     check_handshake(ready, valid)
-    if backend == "verilator":
+    if backend in ("verilator", "netlist"):
         require_verilator()
     reports, runnable = [], []
     for name, tile, expected in items:
@@ -151,10 +153,14 @@ def verify(spec: ArraySpec, items, *, backend: str = "verilator", ready: float =
         return report
     tiles = [t for _, t, _ in runnable]
     names = [r.name for r, _, _ in runnable]
-    if backend == "verilator":
+    if backend in ("verilator", "netlist"):
         from .verilator import run_tiles_verilator_timed
+        model = None
+        if backend == "netlist":
+            from .netlist import netlist_model
+            model = netlist_model(spec, build_dir)
         run = run_tiles_verilator_timed(spec, tiles, names=names, build_dir=build_dir,
-                                        ready=ready, valid=valid, seed=seed)
+                                        model=model, ready=ready, valid=valid, seed=seed)
         report.build_seconds, report.run_seconds = run.build_seconds, run.seconds
     else:
         from ..hw.driver import run_tiles_amaranth
