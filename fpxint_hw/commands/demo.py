@@ -70,8 +70,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.tables_only:
         return 0
     from ..pipeline import run_main_job
-    print("\n=== the main job: ResNet-50 -> bit-exact simulation -> Verilog -> Verilator -> "
-          "synthesis -> sweep -> plots ===")
+    print("\n=== the main job: ResNet-50 -> bit-exact simulation -> Verilog -> Verilator (a "
+          "tile; EfficientNet-Lite0 whole) -> synthesis -> sweep -> plots ===")
     summary = run_main_job(out / "main", images=args.images, pnr=args.pnr)
     failed = [s["name"] for s in summary["steps"] if s["status"] == "failed"]
     return 1 if failed else 0
@@ -84,8 +84,10 @@ def register(subparsers) -> None:
         description="The main job on built-in defaults: print how series of low-bit terms "
                     "converge on built-in tensors, then expand ResNet-50, simulate it "
                     "bit-exactly with a golden check, generate the default array's Verilog, "
-                    "verify a real ResNet-50 tile on it with Verilator, synthesize it, run a "
-                    "small sweep and draw its plots. Exits non-zero if a step fails.")
+                    "verify a real ResNet-50 tile on it with Verilator, run EfficientNet-Lite0 "
+                    "(real weights) whole on it on one photo and print the class the hardware "
+                    "predicts, synthesize it, run a small sweep and draw its plots. Exits "
+                    "non-zero if a step fails.")
     p.add_argument("--bits", type=int, default=4, help="bits per term of the tables (default 4)")
     p.add_argument("--terms", type=int, default=4,
                    help="terms of the tables (default 4)")
