@@ -186,8 +186,12 @@ def run_network(program, x: np.ndarray, model, *, layers=None, processes: int = 
     run = NetworkRun(spec, [], host)
     env: dict[str, np.ndarray] = {}
     on_hw = [q for q in program.gemm_layers() if q.name not in host]
+    last_use = {i: k for k, q in enumerate(program.layers) for i in q.inputs}
     done = 0
-    for q in program.layers:
+    for k, q in enumerate(program.layers):
+        # a tensor is dropped after its last reader (the output is kept)
+        for i in [i for i in env if last_use.get(i, -1) < k and i != program.output]:
+            del env[i]
         if isinstance(q, P.Quantize):
             env[q.name] = to_nhwc(program.quantize_input(x))
             continue
