@@ -8,29 +8,7 @@ from fpxint_hw.float_exec import FloatExecutor, float_activations, run_float
 from fpxint_hw.graph import (Add, AvgPool, BatchNorm, Clip, Conv2d, Flatten, GlobalAvgPool,
                              Graph, Input, Linear, MaxPool, Relu)
 
-
-def ref_conv(x, w, b, stride, pads, dil, groups):
-    """Direct convolution with explicit loops over output pixels, float64."""
-    n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    pt, pl, pb, pr = pads
-    xp = np.zeros((n, c, h + pt + pb, wd + pl + pr))
-    xp[:, :, pt:pt + h, pl:pl + wd] = x
-    ho = (h + pt + pb - dil[0] * (kh - 1) - 1) // stride[0] + 1
-    wo = (wd + pl + pr - dil[1] * (kw - 1) - 1) // stride[1] + 1
-    og = o // groups
-    out = np.zeros((n, o, ho, wo))
-    for oc in range(o):
-        g = oc // og
-        for i in range(ho):
-            for j in range(wo):
-                patch = xp[:, g * cg:(g + 1) * cg,
-                           i * stride[0]:i * stride[0] + dil[0] * (kh - 1) + 1:dil[0],
-                           j * stride[1]:j * stride[1] + dil[1] * (kw - 1) + 1:dil[1]]
-                out[:, oc, i, j] = (patch * w[oc]).sum(axis=(1, 2, 3))
-    if b is not None:
-        out += b[None, :, None, None]
-    return out
+from nethelpers import ref_conv
 
 
 def ref_pool(x, k, s, pads, kind, count_include_pad=True):

@@ -24,7 +24,7 @@ from fpxint_hw.quant import (Add, Conv, GemmOp, Linear, MaxPool, expand_graph, f
 from fpxint_hw.spec import SeriesFormat, load_array_spec
 from fpxint_hw.workflows.network import input_range, load_inputs, load_network
 
-from nethelpers import ZERO_POINT_INPUT, need_efficientnet_weights, zero_point_graph
+from nethelpers import ZERO_POINT_INPUT, need_efficientnet_weights, ref_conv, zero_point_graph
 
 FORMATS = [
     (SeriesFormat(4, 2, per_channel=True), SeriesFormat(4, 2)),
@@ -117,28 +117,6 @@ def test_mnist_resnet_for_default_equals_golden():
     np.testing.assert_array_equal(out, gout)
 
 
-def _conv_real(x, w, stride, padding, dilation, groups):
-    """Float cross-correlation of NCHW ``x`` with OIHW ``w``, zero padding in real values."""
-    n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    top, left, bottom, right = padding
-    xp = np.zeros((n, c, h + top + bottom, wd + left + right))
-    xp[:, :, top:top + h, left:left + wd] = x
-    ho = (h + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    wo = (wd + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    out = np.zeros((n, o, ho, wo))
-    og = o // groups
-    for oc in range(o):
-        g = oc // og
-        for i in range(ho):
-            for j in range(wo):
-                ys, xs = i * stride[0], j * stride[1]
-                win = xp[:, g * cg:(g + 1) * cg, ys:ys + dilation[0] * (kh - 1) + 1:dilation[0],
-                         xs:xs + dilation[1] * (kw - 1) + 1:dilation[1]]
-                out[:, oc, i, j] = np.tensordot(win, w[oc], axes=3)
-    return out
-
-
 def test_zero_point_grid_dequantizes_within_a_step(default_prog):
     """Each layer's dequantized output is its float operation on its dequantized inputs
     (expanded weights, float bias, real zero padding), clamped to the grid, within half a
@@ -170,7 +148,7 @@ def test_zero_point_grid_dequantizes_within_a_step(default_prog):
             w = q.w_combined() * q.w_unit.reshape((-1,) + (1,) * (q.w_digits.ndim - 2))
             b = prog.graph.params[node.bias].astype(np.float64)
             if isinstance(q, Conv):
-                ref = _conv_real(ins[0], w, q.stride, q.padding, q.dilation, q.groups)
+                ref = ref_conv(ins[0], w, None, q.stride, q.padding, q.dilation, q.groups)
                 ref += b.reshape(1, -1, 1, 1)
             else:
                 ref = ins[0] @ w.T + b
