@@ -1,7 +1,7 @@
 """Real tiles of every shipped model replayed bit-exactly on the RTL at 3 and 4 terms.
 
-For each model and T, the array is the shipped ``default`` spec (``signed`` where the
-default's unsigned activations leave no ungrouped conv layer on the array: EfficientNet-Lite0)
+For each model and T, the array is the shipped ``default`` spec (``signed`` if the default's
+unsigned activations left no ungrouped conv layer on the array; with zero points none does)
 with T weight, activation and output terms (``--array`` rows x cols, default 4x4 to keep the
 Verilator build short):
 the network is compiled for it through ``quant.for_array`` (the calibration-free default

@@ -27,15 +27,17 @@ def _as_pyint(a) -> np.ndarray:
 
 
 def requantize(acc, multiplier, shift: int, lo: int, hi: int, zero_point: int = 0,
-               mode: str = "rne", pre_shift: int = 0) -> np.ndarray:
-    """``clamp(round_shift(round_shift(acc, pre_shift) * M0, shift, mode) + zero_point, lo,
-    hi)`` on Python integers.
+               mode: str = "rne", pre_shift=0) -> np.ndarray:
+    """``clamp(round_shift(round_shift(acc, pre_shift[c]) * M0[c], shift, mode) + zero_point,
+    lo, hi)`` on Python integers.
 
-    ``acc`` is ``(M, N)`` and ``multiplier`` ``(N,)`` (broadcast over rows); returns int64.
+    ``acc`` is ``(M, N)``; ``multiplier`` and ``pre_shift`` (an int or one per channel) are
+    ``(N,)``, broadcast over rows; returns int64.
     """
     acc = _as_pyint(acc)
-    if pre_shift:
-        acc = np.vectorize(lambda v: round_shift(int(v), pre_shift, mode), otypes=[object])(acc)
+    if np.any(np.asarray(pre_shift)):
+        acc = np.vectorize(lambda v, p: round_shift(int(v), int(p), mode),
+                           otypes=[object])(acc, pre_shift)
     prod = acc * _as_pyint(multiplier)
     out = np.empty(prod.shape, dtype=object)
     for idx, v in np.ndenumerate(prod):
@@ -215,7 +217,7 @@ def lane_products(op, x_digits, x_fmt, w_digits, w_fmt, mask=None, x_pad=None,
 
 
 def requantize_channels(acc, multiplier, shift: int, lo: int, hi: int, zero_point: int = 0,
-                        mode: str = "rne", axis: int = 1, pre_shift: int = 0) -> np.ndarray:
+                        mode: str = "rne", axis: int = 1, pre_shift=0) -> np.ndarray:
     """:func:`requantize` with the per-channel multiplier along ``axis`` of any-rank ``acc``."""
     acc = np.moveaxis(np.asarray(acc), axis, -1)
     flat = acc.reshape(-1, acc.shape[-1])

@@ -44,10 +44,11 @@ class Requant:
         Added after the shift, before the clamp.
     mode : {"rne", "half_up"}
         Rounding of the shift.
-    pre_shift : int, 0..62
-        A rounding shift of the accumulator before the multiplication (a host
+    pre_shift : int or int array ``(N,)``, 0..62
+        A rounding shift of the accumulator before the multiplication, per channel (a host
         requantization for accumulators too wide for a full-width ``M0`` in int64):
-        ``out = clamp(round_shift(round_shift(acc, pre_shift) * M0, shift) + zp, lo, hi)``.
+        ``out = clamp(round_shift(round_shift(acc, pre_shift[c]) * M0[c], shift) + zp, lo,
+        hi)``. Stored as an int64 array of ``M0``'s length (an int applies to every channel).
         Arrays multiply the exact accumulator (``pre_shift = 0``).
     """
 
@@ -57,7 +58,7 @@ class Requant:
     hi: int
     zero_point: int = 0
     mode: str = "rne"
-    pre_shift: int = 0
+    pre_shift: np.ndarray | int = 0
 
     def __post_init__(self):
         m = np.asarray(self.multiplier)
@@ -71,10 +72,13 @@ class Requant:
         if isinstance(self.shift, bool) or not isinstance(self.shift, (int, np.integer)) \
                 or not 0 <= self.shift <= 62:
             raise FormatError(f"Requant.shift must be an integer in 0..62, got {self.shift!r}")
-        if isinstance(self.pre_shift, bool) or not isinstance(self.pre_shift, (int, np.integer)) \
-                or not 0 <= self.pre_shift <= 62:
-            raise FormatError(f"Requant.pre_shift must be an integer in 0..62, got "
-                              f"{self.pre_shift!r}")
+        pre = np.asarray(self.pre_shift)
+        if not np.issubdtype(pre.dtype, np.integer) or pre.ndim > 1 \
+                or (pre.ndim == 1 and pre.size != m.size) \
+                or (pre.size and not (0 <= pre.min() and pre.max() <= 62)):
+            raise FormatError(f"Requant.pre_shift must be an integer in 0..62 or one per "
+                              f"channel ({m.size}), got {self.pre_shift!r}")
+        object.__setattr__(self, "pre_shift", np.broadcast_to(pre, m.shape).astype(np.int64))
         if not self.lo <= self.hi:
             raise FormatError(f"Requant clamp range is empty: lo={self.lo} > hi={self.hi}")
         if self.mode not in ROUNDING_MODES:
@@ -208,7 +212,7 @@ def save_tile(path: str | Path, tile: GemmTile, result: TileResult | None = None
         "out_fmt": None if tile.out_fmt is None else tile.out_fmt.to_dict(),
         "shift": int(tile.requant.shift), "lo": int(tile.requant.lo), "hi": int(tile.requant.hi),
         "zero_point": int(tile.requant.zero_point), "mode": tile.requant.mode,
-        "pre_shift": int(tile.requant.pre_shift),
+        "pre_shift": [int(v) for v in tile.requant.pre_shift],
     }
     arrays = {"meta": np.array(json.dumps(meta)), "weights": tile.weights, "acts": tile.acts,
               "bias": tile.bias, "multiplier": tile.requant.multiplier}

@@ -97,6 +97,7 @@ def test_tile_validation_names_the_field(tmp_path):
 def test_saved_tile_keeps_its_pre_shift(tmp_path):
     f = SeriesFormat(4, 2)
     t = GemmTile(f, f, np.zeros((2, 3, 2), np.int64), np.zeros((2, 4, 3), np.int64),
-                 np.zeros(2, np.int64), Requant(np.ones(2, np.int64), 3, -7, 7, 0, "rne", 5))
+                 np.zeros(2, np.int64),
+                 Requant(np.ones(2, np.int64), 3, -7, 7, 0, "rne", np.array([5, 0])))
     save_tile(tmp_path / "t.npz", t)
-    assert load_tile(tmp_path / "t.npz")[0].requant.pre_shift == 5
+    assert load_tile(tmp_path / "t.npz")[0].requant.pre_shift.tolist() == [5, 0]

@@ -390,7 +390,8 @@ def _scaled(sums: np.ndarray, q) -> np.ndarray:
     flat = sums.reshape(-1, c)
     out = np.empty(flat.shape, dtype=np.int32)
     kernels.requant_rows(flat, np.zeros(c, dtype=np.int64), np.full(c, q.m0, dtype=np.int64),
-                         q.shift, q.out.lo, q.out.hi, 0, q.mode == "half_up", out)
+                         q.shift, q.out.lo, q.out.hi, 0, q.mode == "half_up", out,
+                         np.zeros(c, dtype=np.int64))
     return out.reshape(sums.shape)
 
 

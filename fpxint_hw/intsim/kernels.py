@@ -43,11 +43,11 @@ def _round_consts(shift, half_up):
 
 
 @numba.njit(parallel=True, cache=True)
-def requant_rows(acc, bias, mult, shift, lo, hi, zp, half_up, out, pre=0):
-    """``out[m, c] = clamp(round_shift(round_shift(acc[m, c] + bias[c], pre) * mult[c], shift)
-    + zp, lo, hi)``.
+def requant_rows(acc, bias, mult, shift, lo, hi, zp, half_up, out, pre):
+    """``out[m, c] = clamp(round_shift(round_shift(acc[m, c] + bias[c], pre[c]) * mult[c],
+    shift) + zp, lo, hi)``.
 
-    ``acc`` : integer ``(M, C)`` (int32 or int64); ``bias``, ``mult`` : int64 ``(C,)``;
+    ``acc`` : integer ``(M, C)`` (int32 or int64); ``bias``, ``mult``, ``pre`` : int64 ``(C,)``;
     ``|round_shift(acc + bias, pre) * mult| + 2^(shift-1) < 2^63`` (proved by the width
     analysis);
     ``out`` : int32 ``(M, C)``. Rounding is branch-free: ``(p + 2^(n-1) - 1 + ((p >> n) & 1))
@@ -61,8 +61,8 @@ def requant_rows(acc, bias, mult, shift, lo, hi, zp, half_up, out, pre=0):
     for m in numba.prange(m_rows):
         for c in range(c_cols):
             s = np.int64(acc[m, c]) + bias[c]
-            if pre > 0:
-                s = round_shift_i64(s, pre, half_up)
+            if pre[c] > 0:
+                s = round_shift_i64(s, pre[c], half_up)
             p = s * mult[c]
             v = ((p + rb + ((p >> shift) & pm)) >> shift) + zp
             out[m, c] = min(max(v, lo64), hi64)

@@ -45,11 +45,12 @@ def run_tile(tile: GemmTile) -> TileResult:
                 wk = int(np.abs(w[k]).sum(axis=0).max()) if w[k].size else 0
                 aj = int(np.abs(a[j]).max()) if a[j].size else 0
                 bound += mw[k] * na[j] * wk * aj
-    m0 = int(tile.requant.multiplier.max()) if tile.requant.multiplier.size else 0
-    half = (1 << (tile.requant.shift - 1)) if tile.requant.shift else 0
-    shifted = round_shift_bound(bound, tile.requant.pre_shift)
-    if bound >= 1 << 63 or shifted * m0 + half >= 1 << 63:
-        raise WidthError(f"tile: accumulator bound {bound} (times M0 {m0}, plus the rounding "
+    rq = tile.requant
+    half = (1 << (rq.shift - 1)) if rq.shift else 0
+    product = max((round_shift_bound(bound, int(p)) * int(m)
+                   for m, p in zip(rq.multiplier, rq.pre_shift)), default=0)
+    if bound >= 1 << 63 or product + half >= 1 << 63:
+        raise WidthError(f"tile: accumulator bound {bound} (times M0, plus the rounding "
                          f"constant) leaves int64")
     acc = np.zeros((tile.m, tile.n), dtype=np.int64)
     part = np.empty((tile.m, tile.n), dtype=np.int64)
@@ -60,7 +61,6 @@ def run_tile(tile: GemmTile) -> TileResult:
                 kernels.gemm_i64(np.ascontiguousarray(a[j]), wk, part)
                 acc += np.int64(mw[k] * na[j]) * part
     acc += tile.bias[None, :]
-    rq = tile.requant
     out = np.empty((tile.m, tile.n), dtype=np.int32)
     kernels.requant_rows(acc, np.zeros(tile.n, dtype=np.int64), rq.multiplier, rq.shift, rq.lo,
                          rq.hi, rq.zero_point, rq.mode == "half_up", out, rq.pre_shift)
@@ -95,7 +95,7 @@ def layer_tiles(program, layer: str, xi: np.ndarray, sim: Simulator) -> list[Gem
         n0, n1 = g * og, (g + 1) * og
         if rq is not None:
             req = Requant(rq.multiplier[n0:n1], rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode,
-                          rq.pre_shift)
+                          rq.pre_shift[n0:n1])
         else:
             req = Requant.acc_only(og, program.mode)
         tiles.append(GemmTile(q.w_fmt, xin.fmt, wd[:, :, n0:n1].astype(np.int8),
@@ -140,7 +140,7 @@ def extract_tiles(program, layer: str, x: np.ndarray, tile_k: int, tile_n: int,
         n1 = min(whole.n, n0 + tile_n)
         rq = whole.requant
         req = Requant(rq.multiplier[n0:n1], rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode,
-                      rq.pre_shift)
+                      rq.pre_shift[n0:n1])
         for k0 in range(0, whole.k, tile_k):
             k1 = min(whole.k, k0 + tile_k)
             bias = whole.bias[n0:n1] if k0 == 0 else np.zeros(n1 - n0, dtype=np.int64)

@@ -110,9 +110,8 @@ def _gemm_rows(q, tensors, config) -> list[WidthRow]:
     if q.requant is not None:
         # the exact combined accumulator is bounded more tightly by the combined weights
         wc = np.abs(q.w_combined().reshape(q.out_channels, -1)).sum(axis=1)
-        pre = q.requant.pre_shift
-        accs = [round_shift_bound(int(s) * xin.maxabs + abs(int(b)), pre)
-                for s, b in zip(wc, q.bias)]
+        accs = [round_shift_bound(int(s) * xin.maxabs + abs(int(b)), int(p))
+                for s, b, p in zip(wc, q.bias, q.requant.pre_shift)]
         prod = max(a * int(m) for a, m in zip(accs, q.requant.multiplier))
         rows.append(_row(q.name, "requantization product acc * M0 + rounding (per channel)",
                          prod + _half(q.requant.shift), config.acc_bits))

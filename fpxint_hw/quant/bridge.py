@@ -97,7 +97,7 @@ def _fmt_text(f: SeriesFormat) -> str:
 def constants_misfit(spec: ArraySpec, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
                      out_fmt: SeriesFormat | None, bias: np.ndarray, multiplier: np.ndarray,
                      mode: str, lo: int, hi: int, zero_point: int = 0,
-                     pre_shift: int = 0) -> str | None:
+                     pre_shift=0) -> str | None:
     """Why the array cannot take a GEMM's formats, rounding or constants, or None.
 
     ``bias`` and ``multiplier`` (``M0``) are per output channel; ``lo``/``hi`` the clamp;
@@ -111,8 +111,9 @@ def constants_misfit(spec: ArraySpec, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
         return f"outputs are {_fmt_text(out_fmt)}, the array makes {_fmt_text(spec.out_fmt)}"
     if mode != spec.rounding:
         return f"rounding is {mode!r}, the array rounds {spec.rounding!r}"
-    if pre_shift:
-        return (f"its requantization pre-rounds the accumulator by {pre_shift} bits (a host "
+    if np.any(np.asarray(pre_shift)):
+        return (f"its requantization pre-rounds the accumulator by up to "
+                f"{int(np.max(pre_shift))} bits (a host "
                 f"step); the array multiplies the exact accumulator")
     checks = (("requantization multiplier M0", np.asarray(multiplier), spec.m0_range),
               ("bias", np.asarray(bias), spec.bias_range),
@@ -152,7 +153,7 @@ def accumulator_misfit(spec: ArraySpec, a_fmt: SeriesFormat, weights: np.ndarray
 def gemm_fit(spec: ArraySpec, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
              out_fmt: SeriesFormat | None, weights: np.ndarray, bias: np.ndarray,
              multiplier: np.ndarray, mode: str, lo: int, hi: int,
-             zero_point: int = 0, pre_shift: int = 0) -> str | None:
+             zero_point: int = 0, pre_shift=0) -> str | None:
     """Why the array cannot compute a GEMM exactly, or None when it can:
     :func:`constants_misfit`, then :func:`accumulator_misfit`."""
     return (constants_misfit(spec, w_fmt, a_fmt, out_fmt, bias, multiplier, mode, lo, hi,

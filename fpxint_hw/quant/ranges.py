@@ -15,7 +15,10 @@ the normalised pre-activation; a layer without one uses ``mean = b + W mu`` and
 * ``"mse"`` (the default): the range that minimises the expected squared error of the
   tensor -- clipping plus rounding on the grid -- when every channel has Laplace tails with
   its mean and standard deviation; a residual join's standard deviation is the sum of its
-  branches' (a bound whatever their correlation). It widens with the resolution;
+  branches' (a bound whatever their correlation). It widens with the resolution. On grids
+  finer than 8 bits (:data:`WIDE_TAILS_ABOVE`) the tails are a mixture
+  (:data:`WIDE_TAILS`) that allows a channel to spread twice as wide as its statistics say:
+  there a mis-estimated spread, not rounding, is what the error is made of;
 * ``"sigma"``: ``mean_c +- z std_c`` over the channels (``z = range_sigmas``), whatever the
   resolution, with a residual join's variances added as if independent (the rule before
   ``"mse"``; tighter at one term).
@@ -36,10 +39,21 @@ from ..spec import SeriesFormat
 from ..graph import Add, BatchNorm, Clip, Conv2d, Flatten, Graph, Input, Linear, Relu
 
 __all__ = ["RANGE_RULES", "StatisticalRanges", "FixedRanges", "activation_ranges",
-           "calibrated_ranges", "laplace_mse_clip"]
+           "calibrated_ranges", "laplace_mse_clip", "WIDE_TAILS", "WIDE_TAILS_ABOVE"]
 
 #: The calibration-free range rules (see the module docstring); the first is the default.
 RANGE_RULES = ("mse", "sigma")
+
+#: ``(spread factor, probability)`` of the Laplace scale mixture the ``"mse"`` rule assumes
+#: on fine grids: a channel spreads as its statistics say with probability 0.9, twice as
+#: wide with 0.1 (statistics from other data than the inputs; docs/theory.md section 4).
+WIDE_TAILS = ((1.0, 0.9), (2.0, 0.1))
+#: Grids with more levels than this (finer than 8 bits: from three 4-bit terms on) take
+#: :data:`WIDE_TAILS`; coarser ones one Laplace, where rounding dominates the error and the
+#: wider range would cost more than it protects.
+WIDE_TAILS_ABOVE = 256
+#: One Laplace with the statistics' spread.
+_ONE_LAPLACE = ((1.0, 1.0),)
 
 
 def _phi(z):
@@ -121,21 +135,29 @@ def _laplace_tail(d, b):
     return np.where(d >= 0, above, below)
 
 
-def laplace_mse_clip(mean, std, levels: int, two_sided: bool) -> float:
+def laplace_mse_clip(mean, std, levels: int, two_sided: bool,
+                     spread=_ONE_LAPLACE) -> float:
     """The clamp ``alpha > 0`` that minimises the expected squared error of one tensor on a
     grid of ``levels`` steps of ``alpha / levels`` (``[0, alpha]`` one-sided, ``[-alpha,
     alpha]`` two-sided), when channel ``c`` is Laplace with ``mean[c]`` and ``std[c]``: the
     mean over channels of the clipping error, plus the rounding noise
     ``(alpha / levels)^2 / 12``. Grows with ``levels``: a finer grid affords more headroom.
+
+    ``spread``: ``(factor, probability)`` pairs of a scale mixture (probabilities summing to
+    1): channel ``c`` is Laplace with standard deviation ``factor * std[c]`` with that
+    probability (:data:`WIDE_TAILS`); the default is one Laplace.
     """
     mean = np.asarray(mean, dtype=np.float64).reshape(-1, 1)
     b = np.maximum(np.asarray(std, dtype=np.float64).reshape(-1, 1), 1e-12) / math.sqrt(2)
-    top = float(np.max(np.abs(mean) + 80 * b))
+    top = float(np.max(np.abs(mean) + 80 * b * max(f for f, _ in spread)))
 
     def error(alpha):
-        clip = _laplace_tail(alpha - mean, b)
-        if two_sided:
-            clip = clip + _laplace_tail(alpha + mean, b)
+        clip = 0.0
+        for factor, prob in spread:
+            side = _laplace_tail(alpha - mean, factor * b)
+            if two_sided:
+                side = side + _laplace_tail(alpha + mean, factor * b)
+            clip = clip + prob * side
         return clip.mean(axis=0) + (alpha / levels) ** 2 / 12.0
 
     alpha = np.geomspace(top * 1e-5, top, 96)          # coarse, then around the best
@@ -181,7 +203,8 @@ class StatisticalRanges:
         if one_sided:
             mu, sd = pre
         if self.rule == "mse":
-            a = laplace_mse_clip(mu, sd, levels, two_sided=not one_sided)
+            tails = WIDE_TAILS if levels > WIDE_TAILS_ABOVE else _ONE_LAPLACE
+            a = laplace_mse_clip(mu, sd, levels, two_sided=not one_sided, spread=tails)
             lo, hi = (0.0, a) if one_sided else (-a, a)
         elif one_sided:
             lo, hi = 0.0, float(np.max(mu + self.z * sd))

@@ -50,9 +50,15 @@ def derive_requant(real: Sequence[float], acc_bound, lo: int, hi: int,
     significant bits (relative error below ``2^-(mb_c-1)``).
 
     With ``pre_shift`` (host requantization only: arrays multiply the exact accumulator),
-    an accumulator too wide for ``multiplier_bits`` is first rounded right by the fewest bits
-    ``p`` that leave room for them (``Requant.pre_shift``; ``real`` is scaled by ``2^p``):
-    the pre-rounding moves an output by at most ``real * 2^(p-1)`` steps.
+    an accumulator too wide for ``multiplier_bits`` is first rounded right, per channel
+    (``Requant.pre_shift[c]``; ``real[c]`` is scaled by ``2^p_c``): channel ``c`` by the
+    fewest bits that leave room for the multiplier and, once any channel of the layer needs
+    pre-rounding, by more where its ``real[c]`` is small, until its scaled ``real[c] 2^p_c``
+    is within a factor 2 of the largest scaled multiplier ``R``. Every channel's ``M0`` then
+    keeps ``multiplier_bits`` or one fewer significant bits,
+    however widely the channels' scales spread, and the pre-rounding moves an output by at
+    most ``R / 2`` steps in every channel, as it does in the channel that needs the widest
+    pre-rounding.
 
     Raises
     ------
@@ -64,14 +70,18 @@ def derive_requant(real: Sequence[float], acc_bound, lo: int, hi: int,
     if np.any(~np.isfinite(r)) or np.any(r < 0):
         raise InputError(f"{what}: requantization multipliers must be finite and >= 0")
     bounds = [int(v) for v in np.broadcast_to(np.asarray(acc_bound, dtype=object), r.shape)]
-    pre = 0
+    pre = np.zeros(r.shape, dtype=np.int64)
     if pre_shift and bounds:
-        widest = max(bounds)
-        while 63 - width_for_interval(-round_shift_bound(widest, pre),
-                                      round_shift_bound(widest, pre), signed=True) \
-                < multiplier_bits and pre < 62:
-            pre += 1
-        bounds = [round_shift_bound(b, pre) for b in bounds]
+        pre = np.array([_fewest_pre_bits(b, multiplier_bits) for b in bounds], dtype=np.int64)
+        scaled = r * 2.0 ** pre
+        if pre.max() > 0 and np.any(scaled > 0):
+            # small multipliers pre-round more, up to the largest one's error: every M0 full
+            top = scaled.max()
+            grow = np.zeros_like(pre)
+            pos = scaled > 0
+            grow[pos] = np.floor(np.log2(top / scaled[pos]))
+            pre = np.minimum(pre + grow, 62)
+        bounds = [round_shift_bound(b, int(p)) for b, p in zip(bounds, pre)]
         r = r * 2.0 ** pre
     mbs = []
     for b in bounds:
@@ -94,3 +104,13 @@ def derive_requant(real: Sequence[float], acc_bound, lo: int, hi: int,
                              f"{min(mbs)} bits")
     m0 = np.rint(r * 2.0 ** n).astype(np.int64)
     return Requant(m0, n, int(lo), int(hi), zero_point, mode, pre)
+
+
+def _fewest_pre_bits(bound: int, multiplier_bits: int) -> int:
+    """The fewest bits ``p <= 62`` an accumulator ``|acc| <= bound`` is rounded right by so
+    that ``acc * M0`` with a ``multiplier_bits``-bit ``M0`` fits int64."""
+    p = 0
+    while 63 - width_for_interval(-round_shift_bound(bound, p), round_shift_bound(bound, p),
+                                  signed=True) < multiplier_bits and p < 62:
+        p += 1
+    return p

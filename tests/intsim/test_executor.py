@@ -192,7 +192,8 @@ def test_requant_kernel_against_intops(half_up):
     mode = "half_up" if half_up else "rne"
     for shift in (0, 1, 2, 17, 31, 62):
         out = np.empty(acc.shape, dtype=np.int32)
-        kernels.requant_rows(acc, bias, mult, shift, -1000, 2000, 3, half_up, out)
+        kernels.requant_rows(acc, bias, mult, shift, -1000, 2000, 3, half_up, out,
+                             np.zeros(8, dtype=np.int64))
         want = golden.requantize(acc + bias, mult, shift, -1000, 2000, 3, mode)
         np.testing.assert_array_equal(out, want)
 

@@ -1,6 +1,7 @@
-"""Activation ranges: the Laplace squared-error optimum against numerical integration, ranges
-that widen with the resolution while the step still shrinks, residual joins bounded whatever
-the correlation, and the provable cap (a proven tensor is never clamped)."""
+"""Activation ranges: the Laplace (and Laplace-mixture) squared-error optimum against
+numerical integration, the mixture taken exactly above its resolution threshold, ranges that
+widen with the resolution while the step still shrinks, residual joins bounded whatever the
+correlation, and the provable cap (a proven tensor is never clamped)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from fpxint_hw.errors import FormatError, InputError
 from fpxint_hw.float_exec import FloatExecutor
 from fpxint_hw.graph import Add, BatchNorm, Conv2d, Graph, Input, Linear, Relu
 from fpxint_hw.quant import FixedRanges, StatisticalRanges, expand_graph
-from fpxint_hw.quant.ranges import _laplace_tail, laplace_mse_clip
+from fpxint_hw.quant.ranges import (WIDE_TAILS, WIDE_TAILS_ABOVE, _laplace_tail,
+                                    laplace_mse_clip)
 from fpxint_hw.spec import SeriesFormat
 
 from nethelpers import tiny_graph
@@ -36,15 +38,18 @@ def test_laplace_tail_is_the_clipped_squared_error(d):
     assert float(_laplace_tail(np.array(d), b)) == pytest.approx(want, rel=1e-6, abs=1e-12)
 
 
-def _mse_by_integration(alpha, means, stds, levels, two_sided):
-    """Mean over channels of E[(clamp(x) - x)^2] by quadrature, plus the rounding noise."""
+def _mse_by_integration(alpha, means, stds, levels, two_sided, spread=((1.0, 1.0),)):
+    """Mean over channels of E[(clamp(x) - x)^2] by quadrature (x a Laplace scale mixture
+    with ``(factor, probability)`` pairs ``spread``), plus the rounding noise."""
     total = 0.0
     for mu, sd in zip(means, stds):
         b = sd / math.sqrt(2)
-        x = np.linspace(mu - 80 * b, mu + 80 * b, 200_001)
+        top = max(f for f, _ in spread)
+        x = np.linspace(mu - 80 * b * top, mu + 80 * b * top, 400_001)
         lo = -alpha if two_sided else -np.inf
         err = (np.clip(x, lo, alpha) - x) ** 2
-        total += _integral(err * _laplace_pdf(x, mu, b), x)
+        pdf = sum(p * _laplace_pdf(x, mu, f * b) for f, p in spread)
+        total += _integral(err * pdf, x)
     return total / len(means) + (alpha / levels) ** 2 / 12
 
 
@@ -57,6 +62,26 @@ def test_mse_clip_minimises_the_expected_error(levels, two_sided, shift):
     at = _mse_by_integration(a, means, stds, levels, two_sided)
     for f in (0.97, 1.03):                    # 3 % either way costs more
         assert _mse_by_integration(a * f, means, stds, levels, two_sided) > at
+
+
+@pytest.mark.parametrize("levels,two_sided", [(511, True), (4095, False), (65535, True)])
+def test_mixture_clip_minimises_the_mixture_error_and_is_wider(levels, two_sided):
+    means, stds = np.array([0.3, -0.2, 1.0]), np.array([1.0, 0.5, 2.0])
+    a = laplace_mse_clip(means, stds, levels, two_sided, spread=WIDE_TAILS)
+    at = _mse_by_integration(a, means, stds, levels, two_sided, WIDE_TAILS)
+    for f in (0.97, 1.03):
+        assert _mse_by_integration(a * f, means, stds, levels, two_sided, WIDE_TAILS) > at
+    assert a > 1.1 * laplace_mse_clip(means, stds, levels, two_sided)
+
+
+def test_rule_takes_the_wide_tails_exactly_above_the_threshold():
+    rule = StatisticalRanges(_bn_relu_graph(), "mse")
+    grid = SeriesFormat(4, 3, signed=False)
+    mu, sd = rule.stats["r"][2]                       # the ReLU's pre-activation moments
+    for levels, spread in ((WIDE_TAILS_ABOVE, ((1.0, 1.0),)),
+                           (WIDE_TAILS_ABOVE + 1, WIDE_TAILS)):
+        want = laplace_mse_clip(mu, sd, levels, two_sided=False, spread=spread)
+        assert rule("r", grid, levels=levels) == (0.0, want)
 
 
 def _bn_relu_graph(c=6):
