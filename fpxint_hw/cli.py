@@ -14,6 +14,19 @@ __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_BUG", "EXIT_USER", "EXIT_INT
 #: Exit statuses: success, an internal error (a bug), a user error (as argparse's), Ctrl-C.
 EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+#: argparse destinations that name files a command reads, and their flags.
+INPUT_ARGS = {"input": "--input", "model": "--model", "weights": "--weights", "spec": "--spec",
+              "config": "--config", "overrides": "--overrides", "tiles": "--tiles",
+              "dir": "DIR"}
+#: Positional arguments among them, by command: how ``--help`` names them.
+POSITIONAL_INPUTS = {("expand", "input"): "IN.npz"}
+#: argparse destinations that name what a command writes, and their flags.
+OUTPUT_ARGS = {"output": "--output", "out": "--out", "json": "--json", "plot": "--plot",
+               "dump_tiles": "--dump-tiles"}
+#: Output flags that are folders (``--out`` is one for these commands, a file for the rest).
+FOLDER_OUTPUTS = ("--plot", "--dump-tiles")
+FOLDER_OUT_COMMANDS = ("sweep", "plot", "demo")
+
 #: Subcommand modules under fpxint_hw.commands, in the order ``--help`` lists them.
 COMMANDS = (
     "demo",
@@ -55,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prog = f"fpxint {args.command}"
     try:
+        check_output_paths(args)
         return int(args.func(args) or 0)
     except (FpxintError, OSError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -67,6 +81,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: internal error (a bug): please report it with the command line and "
               f"the traceback above", file=sys.stderr)
         return EXIT_BUG
+
+
+def check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output path that is one of the command's inputs or
+    another of its outputs (:func:`fpxint_hw.outputs.check_paths`)."""
+    from .outputs import check_paths
+    given = vars(args)
+
+    def paths(table):
+        found = {}
+        for dest, flag in table.items():
+            flag = POSITIONAL_INPUTS.get((args.command, dest), flag)
+            value = given.get(dest)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            for i, v in enumerate(v for v in values if isinstance(v, str)):
+                found[flag if i == 0 else f"{flag} (#{i + 1})"] = v
+        return found
+
+    folders = FOLDER_OUTPUTS + (("--out",) if args.command in FOLDER_OUT_COMMANDS else ())
+    check_paths(paths(OUTPUT_ARGS), paths(INPUT_ARGS), folders)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import FpxintError, MismatchError
+from .outputs import write_text
 from .report import json_ready
 
 __all__ = ["StepResult", "run_main_job", "TILE_LAYER", "NETWORK_MODEL"]
@@ -290,8 +291,8 @@ def run_main_job(out_dir, *, images: int = 2, golden_layers: int = 4, pnr: bool 
         _run_step(name, fn, results, say)
     summary = {"out_dir": str(out), "seconds": round(time.perf_counter() - t_start, 1),
                "steps": [dataclasses.asdict(r) for r in results]}
-    (out / "main_job.json").write_text(json.dumps(json_ready(summary), indent=1,
-                                                  default=str) + "\n")
+    write_text(out / "main_job.json", json.dumps(json_ready(summary), indent=1,
+                                                 default=str) + "\n")
     say(f"main job: {sum(r.status == 'ok' for r in results)} of {len(results)} steps ok in "
         f"{summary['seconds']:.0f} s; summary in {out / 'main_job.json'}")
     return summary

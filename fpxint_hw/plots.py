@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .outputs import atomic_path
+
 __all__ = ["FIGURES", "pareto_front", "theory_gain_db", "write_plots", "place_labels"]
 
 #: Figure names, in the order they are written.
@@ -124,7 +126,9 @@ def _save(fig, out: Path, name: str) -> list[str]:
     paths = []
     for ext in ("png", "svg"):
         p = out / f"{name}.{ext}"
-        fig.savefig(p, dpi=150 if ext == "png" else None, bbox_inches="tight")
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150 if ext == "png" else None,
+                        bbox_inches="tight")
         paths.append(str(p))
     _mpl().close(fig)
     return paths

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -45,14 +44,8 @@ def json_ready(obj: Any) -> Any:
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented strict JSON (inf/NaN become null), atomically: a reader sees
     the old file or the new one, never a part."""
-    path = Path(path)
-    text = json.dumps(json_ready(obj), indent=2, allow_nan=False) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from .outputs import write_text
+    write_text(path, json.dumps(json_ready(obj), indent=2, allow_nan=False) + "\n")
 
 
 def progress(done: int, total: int, start: float, label: str = "") -> None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import FormatError, InputError
 from .intops import ROUNDING_MODES
+from .outputs import write_npz
 from .spec import SeriesFormat
 
 __all__ = ["Requant", "GemmTile", "TileResult", "save_tile", "load_tile"]
@@ -223,7 +224,7 @@ def save_tile(path: str | Path, tile: GemmTile, result: TileResult | None = None
         arrays["expected_out"] = result.out
         if result.out_digits is not None:
             arrays["expected_out_digits"] = result.out_digits
-    np.savez_compressed(path, **arrays)
+    write_npz(path, arrays)
 
 
 def load_tile(path: str | Path) -> tuple[GemmTile, TileResult | None]:

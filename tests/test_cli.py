@@ -29,11 +29,27 @@ def test_a_missing_input_file_is_a_user_error(tmp_path, capsys):
     assert "none.npz: no such file" in err
 
 
-def test_an_os_error_is_a_user_error(tmp_path, capsys):
+def test_an_os_error_is_a_user_error_and_keeps_the_old_output(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
     np.savez(tmp_path / "a.npz", w=np.ones(4, np.float32))
-    err = _user_error(["expand", str(tmp_path / "a.npz"), "-o",
-                       str(tmp_path / "no" / "such" / "dir" / "o.npz")], capsys)
-    assert "No such file or directory" in err
+    (tmp_path / "o.npz").write_bytes(b"previous result")
+
+    def full(*_):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "replace", full)
+    err = _user_error(["expand", str(tmp_path / "a.npz"), "-o", str(tmp_path / "o.npz")],
+                      capsys)
+    assert "No space left on device" in err
+    assert (tmp_path / "o.npz").read_bytes() == b"previous result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "o.npz"]
+
+
+def test_an_output_in_a_missing_folder_is_written_there(tmp_path, capsys):
+    np.savez(tmp_path / "a.npz", w=np.ones(4, np.float32))
+    out = tmp_path / "no" / "such" / "dir" / "o.npz"
+    assert main(["expand", str(tmp_path / "a.npz"), "-o", str(out)]) == 0
+    assert out.is_file()
 
 
 def test_a_bad_field_is_a_user_error(tmp_path, capsys):

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from ..outputs import write_text
 from ..report import format_table, json_ready
 
 __all__ = ["register", "main"]
@@ -51,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     model = res["area_model"]
     if model is not None:
         err = model.errors()
-        (out / "area_model.json").write_text(json.dumps(json_ready(
+        write_text(out / "area_model.json", json.dumps(json_ready(
             {**model.to_dict(), "errors": err}), indent=1) + "\n")
         rows = [(p["name"], p["logic"], f"{p['logic_pred']:.0f}",
                  "-" if p["logic_loo"] is None else f"{p['logic_loo']:.0f}", p["ffs"],

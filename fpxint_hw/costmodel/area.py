@@ -254,7 +254,8 @@ class AreaModel:
 
     def save(self, path) -> None:
         """Write the model as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        from ..outputs import write_text
+        write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path) -> "AreaModel":

@@ -23,13 +23,13 @@ import dataclasses
 import importlib
 import itertools
 import json
-import os
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FormatError, InputError
+from ..outputs import write_text
 from ..spec import ArraySpec, load_array_spec
 from .config import SweepConfig
 
@@ -161,10 +161,7 @@ def _accuracy(spec: ArraySpec, config: SweepConfig, cache_dir: Path | None) -> d
     res["program_options"] = shaping
     res["seconds"] = round(time.perf_counter() - t0, 3)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(res))
-        os.replace(tmp, path)
+        write_text(path, json.dumps(res))
     return {**res, "cached": False}
 
 

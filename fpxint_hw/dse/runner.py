@@ -8,7 +8,8 @@ a scheduler address, or a local cluster started for the run), and appends each r
 moment its point is done. Only this process writes the file, so records never interleave.
 A progress line per finished point goes to stderr.
 
-Output folder: ``results.jsonl``, ``sweep.json`` (the configuration used) and ``cache/``
+Output folder: ``results.jsonl``, ``sweep.json`` (the configuration used; a folder resumes
+only a sweep with the same base, accuracy, synthesis and throughput settings) and ``cache/``
 (accuracy results shared by points that differ only in the hardware).
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from ..errors import FormatError, missing_tool
+from ..outputs import write_text
 from .config import SweepConfig
 from .point import SweepPoint, evaluate_point, grid_points
 from .results import ResultsFile
@@ -49,6 +51,38 @@ def dask_missing() -> str | None:
 class SweepSummary(dict):
     """What :func:`run_sweep` did: ``total``, ``skipped`` (already recorded), ``ran``,
     ``errors`` (failed points among those run), ``seconds`` and ``results`` (the path)."""
+
+
+#: The configuration fields that decide a point's result (the grid decides only which points
+#: there are): a folder's points are reused only under the same ones.
+RESULT_FIELDS = ("base", "accuracy", "synthesis", "throughput")
+
+
+def _claim_folder(out: Path, config: SweepConfig) -> None:
+    """Record ``config`` in ``out/sweep.json`` (every grid run into the folder, by name);
+    refuse a folder whose points were computed under other :data:`RESULT_FIELDS`."""
+    new = config.to_dict()
+    path = out / "sweep.json"
+    try:
+        old = json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError):
+        old = None
+    grids = {}
+    if isinstance(old, dict):
+        for f in RESULT_FIELDS:
+            if f in old and old[f] != new[f]:
+                raise FormatError(
+                    f"{out}: its results were computed with {f} = {_short(old[f])}; "
+                    f"{config.source} sets {f} = {_short(new[f])}. Resuming would mix the "
+                    f"two; give the sweep a new --out folder")
+        grids = old.get("grids") or ({old["name"]: old["grid"]} if "grid" in old else {})
+    new["grids"] = {**grids, config.name: new["grid"]}
+    write_text(path, json.dumps(new, indent=1) + "\n")
+
+
+def _short(value, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _fmt_s(seconds: float) -> str:
@@ -179,7 +213,7 @@ def run_sweep(config: SweepConfig, out_dir, *, workers: int | None = None,
         raise FormatError(f"--limit must be >= 0, got {limit}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+    _claim_folder(out, config)
     results = ResultsFile(out / "results.jsonl")
     have = results.load()
     points = grid_points(config)

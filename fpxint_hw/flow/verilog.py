@@ -93,8 +93,9 @@ def convert(spec: ArraySpec, dsp: str | None = None, lut_mult_below: int = 10) -
 
 
 def write_verilog(spec: ArraySpec, path, dsp: str | None = None) -> Path:
-    """Write :func:`convert` to ``path`` (parent folders are created); returns the path."""
+    """Write :func:`convert` to ``path`` atomically (parent folders are created); returns the
+    path."""
+    from ..outputs import write_text
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(convert(spec, dsp))
+    write_text(path, convert(spec, dsp))
     return path

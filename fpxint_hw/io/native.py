@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Mapping
 
 import numpy as np
 
 from ..errors import InputError
 from ..graph import OPS, Graph, Input
+from ..outputs import write_npz
 from .npz import load_arrays
 
 __all__ = ["load_params_npz", "save_params_npz", "save_graph_npz", "load_graph_npz",
@@ -37,8 +37,7 @@ def load_params_npz(path) -> dict[str, np.ndarray]:
 
 def save_params_npz(path, params: Mapping[str, np.ndarray], compressed: bool = False) -> None:
     """Write ``params`` (name -> array) as an ``.npz`` archive at ``path``."""
-    (np.savez_compressed if compressed else np.savez)(
-        os.fspath(path), **{k: np.asarray(v) for k, v in params.items()})
+    write_npz(path, {k: np.asarray(v) for k, v in params.items()}, compressed)
 
 
 def _node_to_json(node) -> dict:
@@ -60,8 +59,7 @@ def save_graph_npz(path, graph: Graph, compressed: bool = False) -> None:
     blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     if GRAPH_KEY in graph.params:
         raise InputError(f"graph {graph.name!r}: a parameter is named {GRAPH_KEY!r}")
-    (np.savez_compressed if compressed else np.savez)(
-        os.fspath(path), **{GRAPH_KEY: blob}, **dict(graph.params))
+    write_npz(path, {GRAPH_KEY: blob, **dict(graph.params)}, compressed)
 
 
 def load_graph_npz(path) -> Graph:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..outputs import write_npz
 
 __all__ = ["load_arrays", "save_arrays"]
 
@@ -45,8 +46,9 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def save_arrays(path: str | Path, arrays: dict[str, np.ndarray], compress: bool = True) -> None:
-    """Write named arrays to ``path`` as ``.npz`` (compressed by default), refusing objects."""
+    """Write named arrays to exactly ``path`` (no suffix added) as ``.npz`` (compressed by
+    default) atomically, refusing objects."""
     for name, arr in arrays.items():
         if np.asarray(arr).dtype == object:
             raise InputError(f"{path}: array {name!r} has dtype object; refusing to pickle it")
-    (np.savez_compressed if compress else np.savez)(path, **arrays)
+    write_npz(path, arrays, compress)

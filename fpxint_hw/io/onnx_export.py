@@ -9,7 +9,6 @@ to an equal graph, parameters bit for bit.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
@@ -104,7 +103,7 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
 
 
 def save_onnx(graph: Graph, path, *, batch: int | None = None, opset: int = ONNX_OPSET) -> None:
-    """Write ``graph`` as an ONNX file at ``path`` (see :func:`graph_to_onnx`)."""
-    onnx = _onnx(graph)
-    model = graph_to_onnx(graph, batch=batch, opset=opset)
-    onnx.save_model(model, os.fspath(path))
+    """Write ``graph`` as an ONNX file at ``path``, atomically (see :func:`graph_to_onnx`)."""
+    from ..outputs import write_bytes
+    _onnx(graph)
+    write_bytes(path, graph_to_onnx(graph, batch=batch, opset=opset).SerializeToString())

@@ -76,15 +76,9 @@ def load_overrides(path) -> dict[str, LayerFormats]:
 def write_overrides(path, layers: Mapping[str, LayerFormats], record: Mapping | None = None,
                     scale: str = "pow2") -> None:
     """Write an override file atomically: ``layers`` plus ``record`` (facts for the reader)."""
-    import os
     import yaml
-    path = Path(path)
+    from ..outputs import write_text
     data = dict(record or {})
     data["scale"] = scale
     data["layers"] = {k: format_override(k, v) for k, v in layers.items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text(path, yaml.safe_dump(data, sort_keys=False))

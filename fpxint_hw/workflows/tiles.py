@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, MismatchError
+from ..outputs import write_text
 from ..quant import program as P
 
 __all__ = ["dump_tiles", "parse_tile_shape", "default_tile_layers"]
@@ -52,6 +53,7 @@ def dump_tiles(program, sim, x, out_dir, tile_shape: str, layers, rows: int,
                              f"{program.target.name}: {misfits[name]}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_previous_dump(out)
     index = []
     for name in layers:
         tiles = extract_tiles(program, name, x[:1], tk, tn, rows, sim)[:max_tiles]
@@ -64,5 +66,20 @@ def dump_tiles(program, sim, x, out_dir, tile_shape: str, layers, rows: int,
             fname = f"{name.replace('/', '_')}_{i:04d}.npz"
             save_tile(out / fname, tile, res)
             index.append({"file": fname, **info, "k": tile.k, "n": tile.n, "m": tile.m})
-    (out / "index.json").write_text(json.dumps(index, indent=1))
+    write_text(out / "index.json", json.dumps(index, indent=1))
     return index
+
+
+def _remove_previous_dump(out: Path) -> None:
+    """Delete the tiles an earlier dump listed in ``out/index.json`` (and that index), so
+    that no stale tile sits beside the new index; other files in ``out`` are left alone."""
+    index = out / "index.json"
+    try:
+        old = json.loads(index.read_text())
+    except (OSError, ValueError):
+        return
+    for entry in old if isinstance(old, list) else []:
+        name = entry.get("file") if isinstance(entry, dict) else None
+        if isinstance(name, str) and Path(name).name == name and name.endswith(".npz"):
+            (out / name).unlink(missing_ok=True)
+    index.unlink(missing_ok=True)
