@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from .errors import FormatError
 from .intops import (ROUNDING_MODES, dot_interval, int_range, odd_part, product_interval,
                      width_for_interval)
+from .yamlfile import read_yaml
 
 __all__ = ["SCALE_MODES", "SeriesFormat", "COMBINE_MODES", "ArraySpec", "load_array_spec"]
 
@@ -48,27 +49,6 @@ def check_choice(owner: str, field: str, value: Any, choices: tuple[str, ...]) -
     if value not in choices:
         raise FormatError(f"{owner}.{field} must be one of {', '.join(choices)}, got {value!r}")
     return value
-
-
-def read_yaml(path, what: str) -> Any:
-    """Parse the YAML file ``path`` with ``yaml.safe_load``.
-
-    Raises FormatError naming the file and ``what`` it should hold when it cannot be read or
-    is not valid YAML.
-    """
-    import pathlib
-
-    import yaml
-
-    path = pathlib.Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise FormatError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise FormatError(f"{path}: not valid YAML ({exc})") from None
 
 
 def from_mapping(cls, data: Mapping[str, Any], source: str = "<mapping>"):
@@ -316,7 +296,7 @@ class ArraySpec:
     @classmethod
     def from_yaml(cls, path) -> "ArraySpec":
         """Load a spec from a YAML file (``yaml.safe_load``); errors name the file and field."""
-        data = read_yaml(path, "array spec")
+        data = read_yaml(path, "an array spec")
         return cls.from_dict(data if data is not None else {}, str(path))
 
     def to_dict(self) -> dict[str, Any]:

@@ -123,7 +123,7 @@ def test_yaml_errors_name_file_and_field(tmp_path):
     with pytest.raises(FormatError, match=r"a\.yaml: ArraySpec\.w_bits .*got 12"):
         ArraySpec.from_yaml(p)
     p.write_text("rows: [4\n")
-    with pytest.raises(FormatError, match=r"a\.yaml: not valid YAML"):
+    with pytest.raises(FormatError, match=r"a\.yaml: line 2: not valid YAML"):
         ArraySpec.from_yaml(p)
     with pytest.raises(FormatError, match="no such array spec.*shipped: .*default"):
         load_array_spec("no_such_array")

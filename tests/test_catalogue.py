@@ -1,17 +1,21 @@
-"""The bad-input catalogue, run as a user runs the ``fpxint`` command: nothing is lost.
+"""The bad-input catalogue, run as a user runs the ``fpxint`` command: nothing is lost and
+nothing is silently wrong.
 
 Each case is a command line that must be refused before any work: exit status 2, no
-traceback, a message that names the flag and the path, every input byte for byte as it was
-and no output left behind. The cases are the data-loss findings of the trust audit (an
-output path equal to an input, two outputs on one path, a sweep resumed under other
-settings) and the writers' contracts (exact output names, no stale tiles beside a new
-index).
+traceback, a message that names the flag, file or value at fault, every input byte for byte
+as it was and no output left behind. The cases are the findings of the trust audit: outputs
+over inputs, two outputs on one path, a sweep resumed under other settings; YAML that means
+something else than it says (empty, duplicate keys, YAML 1.1 scalars, aliases), files that
+are not files (a FIFO, a folder, binary); counts out of range; images with no fixed pixel
+range or too many pixels; flags that would be ignored. Also the writers' contracts (exact
+output names, no stale tiles beside a new index).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -30,12 +34,37 @@ def files(tmp_path):
     shutil.copy(DATA / "weights" / "mnist_resnet.npz", tmp_path / "weights.npz")
     shutil.copy(DATA / "arrays" / "tiny.yaml", tmp_path / "spec.yaml")
     shutil.copy(DATA / "images" / "coffee.png", tmp_path / "photo.png")
+    spec = (DATA / "arrays" / "tiny.yaml").read_text()
+    for name, text in {
+        "empty": "", "dup": spec + "rows: 4\n", "hex": spec.replace("rows: 2", "rows: 0x2"),
+        "octal": spec.replace("rows: 2", "rows: 010"),
+        "yes": spec.replace("a_signed: false", "a_signed: yes"),
+        "base60": spec.replace("rows: 2", "rows: 1:30"),
+        "under": spec.replace("rows: 2", "rows: 1_0"),
+        "alias": "a: &a [1, 2]\nb: [*a, *a]\n", "word": spec.replace("rows: 2", "rows: two"),
+        "unknown": spec + "colour: blue\n",
+    }.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    assert "rows: 2" in spec and "a_signed: false" in spec
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(128, 256)))
+    (tmp_path / "huge.yaml").write_text("# padding\n" * 120_000)
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "folder.yaml").mkdir()
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "corrupt.npz").write_text("not an archive")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    os.replace(tmp_path / "objects.npy", tmp_path / "objects.npz")
+    from PIL import Image
+    Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)).save(
+        tmp_path / "float.tiff")
+    Image.new("1", (12_000, 12_000)).save(tmp_path / "bomb.png")   # 144 Mpixel, 2 kB
     return tmp_path
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file()} | {
+        str(p.relative_to(folder)): "folder" for p in folder.rglob("*") if p.is_dir()}
 
 
 # (name, argv with {d} for the folder, words the message must contain)
@@ -68,11 +97,97 @@ REFUSED = [
      ["weights.npz"]),
 ]
 
+# array specs, each given to ``fpxint rtl --spec FILE -o x.v``: (file, words)
+SPECS = [
+    ("empty", ["empty.yaml", "empty"]), ("dup", ["dup.yaml", "line", "duplicate key 'rows'"]),
+    ("hex", ["'0x2'", "YAML 1.1"]), ("octal", ["'010'", "YAML 1.1"]),
+    ("yes", ["'yes'", "true or false"]), ("base60", ["'1:30'"]), ("under", ["'1_0'"]),
+    ("alias", ["anchors"]), ("word", ["rows", "two"]), ("unknown", ["colour"]),
+    ("binary", ["binary.yaml", "UTF-8"]), ("huge", ["huge.yaml", "bytes"]),
+    ("fifo", ["fifo.yaml", "not a regular file"]), ("folder", ["folder.yaml", "regular"]),
+]
+REFUSED += [(f"spec {name}", ["rtl", "--spec", f"{{d}}/{name}.yaml", "-o", "{d}/x.v"], words)
+            for name, words in SPECS]
+REFUSED += [
+    ("sweep config with yes", ["sweep", "--config", "{d}/yes.yaml", "--out", "{d}/sw"],
+     ["'yes'"]),
+    ("sweep config empty", ["sweep", "--config", "{d}/empty.yaml", "--out", "{d}/sw"],
+     ["empty"]),
+    ("override file with aliases", ["simulate", "--model", "mnist-resnet", "--images", "1",
+                                    "--overrides", "{d}/alias.yaml"], ["alias.yaml",
+                                                                       "anchors"]),
+    ("simulate --images 0", ["simulate", "--model", "mnist-resnet", "--images", "0"],
+     ["--images", "at least 1"]),
+    ("simulate --images -1", ["simulate", "--model", "mnist-resnet", "--images", "-1"],
+     ["--images", "-1"]),
+    ("simulate --images beyond the digits", ["simulate", "--model", "mnist-resnet",
+                                             "--images", "1000000000"],
+     ["1000000000", "1..1000"]),
+    ("simulate --batch 0", ["simulate", "--model", "mnist-resnet", "--batch", "0"],
+     ["--batch"]),
+    ("simulate --threads 0", ["simulate", "--model", "mnist-resnet", "--threads", "0"],
+     ["--threads"]),
+    ("simulate --max-tiles 0", ["simulate", "--model", "mnist-resnet", "--max-tiles", "0"],
+     ["--max-tiles"]),
+    ("simulate --images abc", ["simulate", "--model", "mnist-resnet", "--images", "abc"],
+     ["--images", "'abc'"]),
+    ("run --limit 0", ["run", "--model", "mnist-resnet", "--limit", "0"], ["--limit"]),
+    ("run --limit beyond the photos", ["run", "--model", "efficientnet-lite0", "--limit",
+                                       "6"], ["6", "1..5"]),
+    ("allocate --images 0", ["allocate", "--model", "mnist-resnet", "--target-sqnr", "30",
+                             "--out", "{d}/a.yaml", "--images", "0"], ["--images"]),
+    ("verify --random 0", ["verify", "--spec", "tiny", "--random", "0"], ["--random"]),
+    ("verify --m 0", ["verify", "--spec", "tiny", "--random", "1", "--m", "0"], ["--m"]),
+    ("verify --ready 2", ["verify", "--spec", "tiny", "--random", "1", "--ready", "2"],
+     ["--ready", "2"]),
+    ("verify --images 0", ["verify", "--spec", "tiny", "--model", "mnist-resnet",
+                           "--images", "0"], ["--images"]),
+    ("sweep --workers 0", ["sweep", "--config", "tiny", "--out", "{d}/sw", "--workers", "0"],
+     ["--workers"]),
+    ("convert --batch 0", ["convert", "--model", "mnist-resnet", "--out", "{d}/m.onnx",
+                           "--batch", "0"], ["--batch"]),
+    ("expand --axis without --per-channel", ["expand", "{d}/in.npz", "-o", "{d}/o.npz",
+                                             "--axis", "1"], ["--axis", "--per-channel"]),
+    ("expand --bits 99", ["expand", "{d}/in.npz", "-o", "{d}/o.npz", "--bits", "99"],
+     ["bits", "99"]),
+    ("expand a missing file", ["expand", "{d}/none.npz", "-o", "{d}/o.npz"], ["none.npz"]),
+    ("expand a corrupt archive", ["expand", "{d}/corrupt.npz", "-o", "{d}/o.npz"],
+     ["corrupt.npz"]),
+    ("expand pickled objects", ["expand", "{d}/objects.npz", "-o", "{d}/o.npz"],
+     ["objects.npz"]),
+    ("run a float image", ["run", "--model", "efficientnet-lite0", "--input",
+                           "{d}/float.tiff"], ["float.tiff", "float pixels"]),
+    ("run a decompression bomb", ["run", "--model", "efficientnet-lite0", "--input",
+                                  "{d}/bomb.png"], ["bomb.png", "too many pixels"]),
+    ("run text as an image", ["run", "--model", "efficientnet-lite0", "--input",
+                              "{d}/text.png"], ["text.png", "not a readable image"]),
+    ("run a missing image", ["run", "--model", "efficientnet-lite0", "--input",
+                             "{d}/none.png"], ["none.png"]),
+    ("rtl an unknown spec name", ["rtl", "--spec", "nosuchspec", "-o", "{d}/x.v"],
+     ["nosuchspec", "shipped"]),
+    ("simulate an unknown model", ["simulate", "--model", "nosuchmodel"], ["nosuchmodel"]),
+    ("simulate a model file that is not a network", ["simulate", "--model",
+                                                     "{d}/corrupt.npz"], ["corrupt.npz"]),
+    ("simulate overrides with a duplicate key", ["simulate", "--model", "mnist-resnet",
+                                                 "--images", "1", "--overrides",
+                                                 "{d}/dup.yaml"], ["duplicate key"]),
+    ("synth an empty spec", ["synth", "--spec", "{d}/empty.yaml"], ["empty.yaml", "empty"]),
+    ("plot a missing folder", ["plot", "{d}/nosweep"], ["nosweep"]),
+    ("verify missing tiles", ["verify", "--spec", "tiny", "--tiles", "{d}/notiles"],
+     ["notiles"]),
+    ("verify --layers naming no layer", ["verify", "--spec", "tiny", "--model",
+                                         "mnist-resnet", "--layers", "nosuchlayer"],
+     ["nosuchlayer"]),
+]
+
 
 @pytest.mark.parametrize("name,argv,words", REFUSED, ids=[c[0] for c in REFUSED])
 def test_refused_before_any_work_and_nothing_changes(name, argv, words, files, capsys):
     before = _snapshot(files)
-    rc = main([a.format(d=files) for a in argv])
+    try:
+        rc = main([a.format(d=files) for a in argv])
+    except SystemExit as exc:                   # argparse's usage errors: exit 2 as well
+        rc = exc.code
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "Traceback" not in err

@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "fpxint_hw"
 
 #: Layers from the ground up; a module is in the layer of its longest matching prefix.
 LAYERS = (
-    ("ground", ("errors", "outputs", "intops", "spec", "report", "data")),
+    ("ground", ("errors", "outputs", "yamlfile", "intops", "spec", "report", "data")),
     ("numbers", ("series", "digits", "lanes", "abelian", "tile")),
     ("networks", ("graph", "float_exec", "io", "models")),
     ("programs", ("quant",)),

@@ -4,7 +4,20 @@ Each module defines ``register(subparsers)``, which adds its parser and sets
 ``func=<callable(args) -> int>`` as the parser default.
 """
 
-__all__ = ["add_spec_option"]
+import argparse
+
+__all__ = ["add_spec_option", "positive_int"]
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1 (a count), else a usage error naming it."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:40]!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_spec_option(parser) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 from ..errors import InputError
 from ..report import fmt_db, format_table, write_json
 
+from . import positive_int
+
 __all__ = ["register", "main"]
 
 
@@ -33,7 +35,7 @@ def register(subparsers) -> None:
                       help="top-1 accuracy to reach, percent (labelled inputs only)")
     p.add_argument("--bits", type=int, default=4, help="bits per term, weights and activations (default 4)")
     p.add_argument("--max-terms", type=int, default=6, help="most terms of any tensor, 1..8 (default 6)")
-    p.add_argument("--images", type=int, default=None, metavar="N",
+    p.add_argument("--images", type=positive_int, default=None, metavar="N",
                    help="built-in inputs to measure on (default: all)")
     p.add_argument("--out", required=True, metavar="FILE",
                    help="override file to write (YAML; read by 'fpxint simulate --overrides')")

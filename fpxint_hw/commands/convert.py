@@ -13,6 +13,8 @@ from pathlib import Path
 
 from ..errors import InputError
 
+from . import positive_int
+
 __all__ = ["register"]
 
 
@@ -31,7 +33,7 @@ def register(subparsers) -> None:
                         "or ~/.cache/fpxint-hw/models when installed")
     p.add_argument("--keep-bn", action="store_true",
                    help="ONNX output: keep BatchNormalization nodes (default: folded)")
-    p.add_argument("--batch", type=int, metavar="N",
+    p.add_argument("--batch", type=positive_int, metavar="N",
                    help="ONNX output: fixed batch size (default: symbolic)")
     p.set_defaults(func=_run)
 

@@ -12,6 +12,8 @@ from ..report import format_table, write_json
 from ..spec import SeriesFormat
 from .expand import convergence_report, print_report
 
+from . import positive_int
+
 __all__ = ["register", "builtin_tensors"]
 
 
@@ -91,7 +93,7 @@ def register(subparsers) -> None:
     p.add_argument("--bits", type=int, default=4, help="bits per term of the tables (default 4)")
     p.add_argument("--terms", type=int, default=4,
                    help="terms of the tables (default 4)")
-    p.add_argument("--images", type=int, default=2, help="ResNet-50 sample photos (default 2)")
+    p.add_argument("--images", type=positive_int, default=2, help="ResNet-50 sample photos (default 2)")
     p.add_argument("--pnr", action="store_true",
                    help="also place and route the default array for Fmax (minutes)")
     p.add_argument("--tables-only", action="store_true",

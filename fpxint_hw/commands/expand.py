@@ -29,12 +29,18 @@ def add_format_options(parser: argparse.ArgumentParser) -> None:
                              "default pow2")
     parser.add_argument("--per-channel", action="store_true",
                         help="one scale per channel along --axis instead of per tensor")
-    parser.add_argument("--axis", type=int, default=0,
+    parser.add_argument("--axis", type=int, default=None,
                         help="channel axis for --per-channel (default 0)")
 
 
 def format_from_args(args: argparse.Namespace) -> SeriesFormat:
-    """The SeriesFormat the format options describe."""
+    """The SeriesFormat the format options describe (``--axis`` only with
+    ``--per-channel``: a flag that would be ignored is an error)."""
+    if args.axis is not None and not args.per_channel:
+        raise InputError(f"--axis {args.axis} applies only with --per-channel; add "
+                         f"--per-channel or drop --axis")
+    if args.axis is None:
+        args.axis = 0
     return SeriesFormat(bits=args.bits, terms=args.terms, scale=args.scale,
                         per_channel=args.per_channel)
 

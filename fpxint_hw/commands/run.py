@@ -19,6 +19,8 @@ from ..float_exec import FloatExecutor
 from ..graph import Graph
 from ..report import format_table, write_json
 
+from . import positive_int
+
 __all__ = ["register", "load_network", "prepare_inputs", "classify"]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -40,7 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--input", nargs="+", metavar="IMG",
                    help="image files (default: the model's built-in sample inputs)")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
-    p.add_argument("--limit", type=int, metavar="N",
+    p.add_argument("--limit", type=positive_int, metavar="N",
                    help="use only the first N built-in samples")
     p.add_argument("--keep-bn", action="store_true",
                    help="keep BatchNorm nodes instead of folding them into the convolutions")

@@ -21,6 +21,8 @@ from ..quant import LEVELS, RANGE_RULES
 from ..report import fmt_db, format_table, write_json
 from ..spec import SCALE_MODES, SeriesFormat, load_array_spec
 
+from . import positive_int
+
 __all__ = ["register", "main"]
 
 #: Format flags and their defaults when no ``--spec`` is given.
@@ -61,7 +63,7 @@ def register(subparsers) -> None:
     p.add_argument("--overrides", metavar="FILE",
                    help="per-layer formats from a YAML file (as 'fpxint allocate' writes); "
                         "--override entries win over it")
-    p.add_argument("--images", type=int, default=None, metavar="N",
+    p.add_argument("--images", type=positive_int, default=None, metavar="N",
                    help="number of built-in sample inputs (default: all)")
     p.add_argument("--input", nargs="+", metavar="IMG", help="image files instead of samples")
     p.add_argument("--range-rule", choices=RANGE_RULES, default=RANGE_RULES[0],
@@ -74,8 +76,8 @@ def register(subparsers) -> None:
                    help="set activation ranges from the min/max over the first N inputs, "
                         "which are then left out of the scores (default 0: "
                         "calibration-free)")
-    p.add_argument("--batch", type=int, default=8, help="inputs per simulator call")
-    p.add_argument("--threads", type=int, default=None, help="simulator threads")
+    p.add_argument("--batch", type=positive_int, default=8, help="inputs per simulator call")
+    p.add_argument("--threads", type=positive_int, default=None, help="simulator threads")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="GEMM backend of the simulator (each used only where proved exact)")
     p.add_argument("--no-per-term", action="store_true",
@@ -87,8 +89,8 @@ def register(subparsers) -> None:
     p.add_argument("--tile-layers", default=None,
                    help="comma-separated layers to cut into tiles (default: the first two "
                         "ungrouped conv layers)")
-    p.add_argument("--tile-rows", type=int, default=8, help="output positions (M) per tile")
-    p.add_argument("--max-tiles", type=int, default=64, help="tiles per layer at most")
+    p.add_argument("--tile-rows", type=positive_int, default=8, help="output positions (M) per tile")
+    p.add_argument("--max-tiles", type=positive_int, default=64, help="tiles per layer at most")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
     p.set_defaults(func=main)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import positive_int
+
 __all__ = ["register", "main"]
 
 
@@ -23,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--config", required=True,
                    help="sweep YAML file, or a shipped sweep's name (e.g. tiny, mnist)")
     p.add_argument("--out", required=True, help="output folder (results.jsonl, cache/)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="points in parallel (default: the file's 'workers')")
     p.add_argument("--executor", choices=("local", "dask"), default="local",
                    help="local processes, or a Dask cluster (pip install 'fpxint-hw[dask]')")

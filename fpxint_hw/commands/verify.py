@@ -8,7 +8,7 @@ import argparse
 from ..errors import FormatError
 from ..flow.verify import BACKENDS
 from ..models import model_names
-from . import add_spec_option
+from . import add_spec_option, positive_int
 
 __all__ = ["register"]
 
@@ -35,21 +35,21 @@ def register(subparsers) -> None:
                           + ") or an ONNX file")
     net = p.add_argument_group("network runs (--model)")
     net.add_argument("--weights", metavar="FILE", help="weights for a zoo model (.npz/.pth)")
-    net.add_argument("--images", type=int, default=1, metavar="N",
+    net.add_argument("--images", type=positive_int, default=1, metavar="N",
                      help="built-in sample inputs, batched into each layer (default 1)")
     net.add_argument("--input", nargs="+", metavar="IMG", help="image files instead of samples")
     net.add_argument("--layers", metavar="L1,L2,...",
                      help="only these conv/linear layers on the hardware (the others on the "
                           "host); default all")
-    net.add_argument("--processes", type=int, metavar="P",
+    net.add_argument("--processes", type=positive_int, metavar="P",
                      help="harness processes per layer, on independent column blocks "
                           "(default: the CPUs available)")
     net.add_argument("--plot", metavar="DIR",
                      help="write the per-layer utilisation plot (png, svg) into DIR")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
-    p.add_argument("--m", type=int, default=64, metavar="M",
+    p.add_argument("--m", type=positive_int, default=64, metavar="M",
                    help="vectors per random tile (default 64)")
-    p.add_argument("--k", type=int, metavar="K",
+    p.add_argument("--k", type=positive_int, metavar="K",
                    help="reduction length of random tiles (default: random up to the "
                         "spec's depth, at most 8 passes)")
     p.add_argument("--backend", choices=BACKENDS, default="verilator",

@@ -266,4 +266,4 @@ def load_sweep_config(path) -> SweepConfig:
     from ..data import find_shipped
 
     path = find_shipped("sweeps", path, "sweep")
-    return config_from_dict(read_yaml(path, "the sweep file"), str(path))
+    return config_from_dict(read_yaml(path, "a sweep configuration"), str(path))

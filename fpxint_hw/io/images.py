@@ -22,20 +22,46 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+#: PIL modes of 16-bit grayscale pixels: scaled to 8 bits (``round(v / 257)``), not clipped.
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
 def load_image(path, mode: str = "RGB") -> np.ndarray:
     """The image at ``path`` as uint8, ``(H, W, 3)`` for mode RGB or ``(H, W)`` for mode L.
 
-    Raises InputError naming the file when it is missing or not a decodable image.
+    8-bit images of any PIL mode (palette, grayscale, CMYK, with alpha: dropped) are converted
+    by PIL; 16-bit grayscale is scaled to 8 bits over its full range (a grayscale image read
+    for an RGB model repeats its channel). Images whose pixel values have no fixed range
+    (32-bit integer or float pixels) are refused, and so is an image of more pixels than
+    PIL's decompression-bomb limit.
+
+    Raises InputError naming the file when it is missing, refused or not a decodable image.
     """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such image file")
     try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im.convert(mode), dtype=np.uint8).copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                # a 16-bit PNG may open as 32-bit "I": its values are still 0..65535
+                if im.mode in _SIXTEEN_BIT or (im.mode == "I" and im.format == "PNG"):
+                    gray = np.rint(np.asarray(im, dtype=np.float64) / 257.0).astype(np.uint8)
+                    im = Image.fromarray(gray, "L")
+                elif im.mode in ("I", "F"):
+                    raise InputError(f"{path}: {'32-bit integer' if im.mode == 'I' else 'float'}"
+                                     f" pixels have no fixed range; save the image with 8 or "
+                                     f"16 bits per channel")
+                return np.asarray(im.convert(mode), dtype=np.uint8).copy()
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{path}: too many pixels to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: not a readable image ({str(exc).strip() or type(exc).__name__})"
                          ) from None

@@ -268,13 +268,24 @@ def sample_inputs(input_shape: tuple[int, ...], *, task: str | None = None,
     gets the held-out MNIST digits (``limit`` of them, the classes in turn so that any
     ``limit`` is stratified; default all 1,000); anything else, or
     ``task="synthetic"``, ``limit`` (default 4) seeded standard-normal tensors.
+
+    Raises InputError for a ``limit`` below 1 or above the number of photos or digits there
+    are.
     """
     from .samples import SAMPLE_PHOTOS, load_sample_photo, mnist_heldout
     from ..io.images import preprocess_rgb
 
+    def check(have: int | None, what: str):
+        if limit is not None and (isinstance(limit, bool) or int(limit) != limit
+                                  or limit < 1 or (have is not None and limit > have)):
+            bound = f"1..{have}" if have is not None else "at least 1"
+            raise InputError(f"{limit!r} sample inputs asked for; the built-in {what} take "
+                             f"{bound}")
+
     shape = tuple(input_shape)
     if (len(shape) == 3 and shape[0] == 3 and shape[1] == shape[2] >= 32
             and task != "synthetic"):
+        check(len(SAMPLE_PHOTOS), "photos")
         photos = SAMPLE_PHOTOS[:limit] if limit else SAMPLE_PHOTOS
         size = shape[1]
         x = np.stack([preprocess_rgb(load_sample_photo(p), size=size,
@@ -285,10 +296,12 @@ def sample_inputs(input_shape: tuple[int, ...], *, task: str | None = None,
                        tuple(p.classes for p in photos), "photos")
     if shape == (1, 28, 28) and task != "synthetic":
         images, labels = mnist_heldout()
+        check(len(labels), "held-out digits")
         order = stratified_order(labels)[:limit or len(labels)]
         x = images[order, None].astype(np.float32) / np.float32(255.0)
         return Samples(x, tuple(f"digit-{i}" for i in order), labels[order].copy(), None,
                        "digits")
+    check(None, "synthetic inputs")
     n = limit or 4
     x = np.random.default_rng(seed).standard_normal((n, *shape)).astype(np.float32)
     return Samples(x, tuple(f"synthetic-{i}" for i in range(n)), None, None, "synthetic")

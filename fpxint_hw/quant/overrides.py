@@ -17,8 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from ..errors import InputError
+from ..errors import FormatError, InputError
 from ..spec import SCALE_MODES, SeriesFormat
+from ..yamlfile import read_yaml
 from .lower import LayerFormats
 
 __all__ = ["parse_override", "format_override", "load_overrides", "write_overrides"]
@@ -50,15 +51,12 @@ def format_override(node: str, fmts: LayerFormats) -> str:
 
 def load_overrides(path) -> dict[str, LayerFormats]:
     """The per-layer formats of an override file (module docstring); InputError naming the
-    file and the entry for anything malformed. Loaded with ``yaml.safe_load``."""
-    import yaml
+    file and the entry for anything malformed. Read as strict YAML (:mod:`fpxint_hw.yamlfile`)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise InputError(f"override file {path}: cannot read it ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise InputError(f"override file {path}: not valid YAML ({e})") from None
+        data = read_yaml(path, "an override file")
+    except FormatError as exc:             # the file, not a format: an input error here
+        raise InputError(str(exc)) from None
     if not isinstance(data, dict) or not isinstance(data.get("layers"), dict):
         raise InputError(f"override file {path}: expected a mapping with 'layers: {{node: "
                          f"WBxWT/ABxAT}}'")
@@ -81,4 +79,7 @@ def write_overrides(path, layers: Mapping[str, LayerFormats], record: Mapping | 
     data = dict(record or {})
     data["scale"] = scale
     data["layers"] = {k: format_override(k, v) for k, v in layers.items()}
-    write_text(path, yaml.safe_dump(data, sort_keys=False))
+    class Plain(yaml.SafeDumper):               # no anchors: the strict reader refuses them
+        def ignore_aliases(self, data):
+            return True
+    write_text(path, yaml.dump(data, Dumper=Plain, sort_keys=False))

@@ -56,3 +56,28 @@ def test_shipped_photos_and_class_names():
         img = load_sample_photo(p)
         assert img.dtype == np.uint8 and img.ndim == 3 and min(img.shape[:2]) == 256
         assert all(0 <= c < 1000 for c in p.classes)
+
+
+def test_every_8_and_16_bit_mode_converts_and_float_pixels_are_refused(tmp_path):
+    """16-bit grayscale is scaled over its full range (not clipped at 255), palette and
+    CMYK go through PIL, grayscale repeats into RGB; float pixels are refused."""
+    from PIL import Image
+
+    from fpxint_hw.errors import InputError
+    from fpxint_hw.io.images import load_image
+    ramp = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    got = load_image(tmp_path / "g16.png")
+    assert got.shape == (1, 4, 3) and got[0, :, 0].tolist() == [0, 1, 128, 255]
+    assert (got[..., 0] == got[..., 2]).all()
+    Image.new("L", (3, 2), 77).save(tmp_path / "l.png")
+    assert (load_image(tmp_path / "l.png") == 77).all()
+    pal = Image.new("P", (2, 2))
+    pal.putpalette([10, 20, 30] * 256)
+    pal.save(tmp_path / "p.png")
+    assert load_image(tmp_path / "p.png")[0, 0].tolist() == [10, 20, 30]
+    Image.new("CMYK", (2, 2), (0, 0, 0, 0)).save(tmp_path / "c.jpg")
+    assert load_image(tmp_path / "c.jpg").min() >= 250          # no ink: white
+    Image.fromarray(np.zeros((2, 2), np.float32)).save(tmp_path / "f.tiff")
+    with pytest.raises(InputError, match="f.tiff: float pixels"):
+        load_image(tmp_path / "f.tiff")
