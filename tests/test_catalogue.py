@@ -43,6 +43,7 @@ def files(tmp_path):
         "under": spec.replace("rows: 2", "rows: 1_0"),
         "alias": "a: &a [1, 2]\nb: [*a, *a]\n", "word": spec.replace("rows: 2", "rows: two"),
         "unknown": spec + "colour: blue\n",
+        "code": "grid: {bits: [2], terms: [1]}\naccuracy: {evaluator: 'os:system'}\n",
     }.items():
         (tmp_path / f"{name}.yaml").write_text(text)
     assert "rows: 2" in spec and "a_signed: false" in spec
@@ -113,6 +114,8 @@ REFUSED += [
      ["'yes'"]),
     ("sweep config empty", ["sweep", "--config", "{d}/empty.yaml", "--out", "{d}/sw"],
      ["empty"]),
+    ("sweep config that calls os:system", ["sweep", "--config", "{d}/code.yaml", "--out",
+                                           "{d}/sw"], ["'os:system'", "--allow-code"]),
     ("override file with aliases", ["simulate", "--model", "mnist-resnet", "--images", "1",
                                     "--overrides", "{d}/alias.yaml"], ["alias.yaml",
                                                                        "anchors"]),

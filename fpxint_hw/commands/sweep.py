@@ -36,13 +36,16 @@ def register(subparsers) -> None:
                    help="run again the points recorded with errors")
     p.add_argument("--limit", type=int, default=None,
                    help="run at most this many pending points")
+    p.add_argument("--allow-code", action="store_true",
+                   help="let the file's accuracy.evaluator name any package.module:function "
+                        "(imported and called: only for files you trust)")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the command; returns 0, or 1 when some points failed."""
     from ..dse import load_sweep_config, run_sweep
-    config = load_sweep_config(args.config)
+    config = load_sweep_config(args.config, allow_code=args.allow_code)
     summary = run_sweep(config, args.out, workers=args.workers, executor=args.executor,
                         scheduler=args.scheduler, build_dir=args.build_dir,
                         retry_errors=args.retry_errors, limit=args.limit)

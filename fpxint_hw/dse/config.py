@@ -49,6 +49,9 @@ GRID_AXES = ("bits", "terms", "array", "scale", "combine", "m0_bits", "rounding"
 
 #: The evaluator used when ``accuracy.evaluator`` is not given.
 DEFAULT_EVALUATOR = "fpxint_hw.dse.accuracy:simulate"
+#: The evaluators a sweep file may name without ``allow_code``: name -> ``module:function``
+#: (the shipped files spell them out; either spelling is accepted).
+EVALUATORS = {"simulate": DEFAULT_EVALUATOR}
 
 _TOP_KEYS = ("name", "base", "grid", "accuracy", "synthesis", "throughput", "workers")
 _ACC_KEYS = ("evaluator", "model", "weights", "images", "threads", "level", "per_channel",
@@ -135,9 +138,12 @@ def _array(source: str, where: str, value) -> tuple[int, int]:
     return (_int(source, where, int(m.group(1)), 1, 64), _int(source, where, int(m.group(2)), 1, 64))
 
 
-def config_from_dict(data: Any, source: str = "<config>") -> SweepConfig:
+def config_from_dict(data: Any, source: str = "<config>",
+                     allow_code: bool = False) -> SweepConfig:
     """Validate parsed YAML and build a :class:`SweepConfig`; errors name ``source`` and the
-    field (``grid.bits[2]``)."""
+    field (``grid.bits[2]``). ``accuracy.evaluator`` must be one of :data:`EVALUATORS`
+    unless ``allow_code``: a sweep file is data, and another ``module:function`` would be
+    imported and called."""
     if not isinstance(data, Mapping):
         raise FormatError(f"{source}: a sweep file must be a mapping with a 'grid', got "
                           f"{type(data).__name__}")
@@ -194,9 +200,16 @@ def config_from_dict(data: Any, source: str = "<config>") -> SweepConfig:
     if acc is not None:
         acc.setdefault("evaluator", DEFAULT_EVALUATOR)
         ev = acc["evaluator"]
+        ev = acc["evaluator"] = EVALUATORS.get(ev, ev) if isinstance(ev, str) else ev
         if not isinstance(ev, str) or not re.fullmatch(r"[\w.]+:\w+", ev):
             raise _fail(source, "accuracy.evaluator",
-                        f"expected 'package.module:function', got {ev!r}")
+                        f"expected a registered evaluator ({', '.join(EVALUATORS)}) or "
+                        f"'package.module:function', got {str(ev)[:80]!r}")
+        if ev not in EVALUATORS.values() and not allow_code:
+            raise _fail(source, "accuracy.evaluator",
+                        f"{ev[:80]!r} is not a registered evaluator ({', '.join(EVALUATORS)}); "
+                        f"a sweep file is data, and running it would import and call that "
+                        f"code. Pass --allow-code (fpxint sweep) if you trust the file")
         if "images" in acc and acc["images"] is not None:
             _int(source, "accuracy.images", acc["images"], 1)
         if acc.get("threads") is not None:
@@ -260,10 +273,11 @@ def config_from_dict(data: Any, source: str = "<config>") -> SweepConfig:
                        throughput=thr, workers=workers, source=source)
 
 
-def load_sweep_config(path) -> SweepConfig:
-    """Read and validate a sweep YAML file (``yaml.safe_load``): a path, or the name of a
-    shipped sweep (``"tiny"`` or ``"tiny.yaml"``: ``fpxint_hw/data/sweeps/tiny.yaml``)."""
+def load_sweep_config(path, allow_code: bool = False) -> SweepConfig:
+    """Read and validate a sweep YAML file (strict YAML, :mod:`fpxint_hw.yamlfile`): a path,
+    or the name of a shipped sweep (``"tiny"`` or ``"tiny.yaml"``:
+    ``fpxint_hw/data/sweeps/tiny.yaml``). ``allow_code``: see :func:`config_from_dict`."""
     from ..data import find_shipped
 
     path = find_shipped("sweeps", path, "sweep")
-    return config_from_dict(read_yaml(path, "a sweep configuration"), str(path))
+    return config_from_dict(read_yaml(path, "a sweep configuration"), str(path), allow_code)

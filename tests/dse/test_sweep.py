@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fpxint_hw.dse import ResultsFile, grid_points, load_sweep_config, run_sweep
+from fpxint_hw.dse import ResultsFile, grid_points, run_sweep
+from fpxint_hw.dse import load_sweep_config as load_trusted
 from fpxint_hw.dse.point import point_spec
 from fpxint_hw.errors import FormatError, InputError
 from fpxint_hw.spec import load_array_spec
@@ -37,6 +38,11 @@ workers: {workers}
 """
 
 
+def load_sweep_config(path):
+    """These files name the test evaluator, code the test trusts."""
+    return load_trusted(path, allow_code=True)
+
+
 def write_config(tmp_path, sleep=0.0, workers=1, text=None) -> Path:
     p = tmp_path / "sweep.yaml"
     p.write_text(text if text is not None else CONFIG.format(sleep=sleep, workers=workers))
@@ -57,6 +63,18 @@ def lines_of(path: Path) -> list[dict]:
 
 
 # -- configuration ---------------------------------------------------------------------
+
+def test_an_unregistered_evaluator_needs_allow_code(tmp_path):
+    """A sweep file is data: naming code to import and call is refused unless trusted; the
+    registered name and its spelled-out path are accepted either way."""
+    p = write_config(tmp_path)
+    with pytest.raises(FormatError, match="sweep_helpers:evaluate.*--allow-code"):
+        load_trusted(p)
+    assert load_trusted(p, allow_code=True).accuracy["evaluator"] == "sweep_helpers:evaluate"
+    for name in ("simulate", "fpxint_hw.dse.accuracy:simulate"):
+        p.write_text(f"grid: {{bits: [2], terms: [1]}}\naccuracy: {{evaluator: {name}}}\n")
+        assert load_trusted(p).accuracy["evaluator"] == "fpxint_hw.dse.accuracy:simulate"
+
 
 @pytest.mark.parametrize("text, field", [
     ("grid: {bits: [2, 9], terms: [1]}", "grid.bits[1]"),
@@ -166,7 +184,7 @@ def test_killed_sweep_resumes_without_loss_or_duplicates(tmp_path, helpers_on_pa
     out = tmp_path / "out"
     res = out / "results.jsonl"
     cmd = [sys.executable, "-m", "fpxint_hw.cli", "sweep", "--config", str(cfg_path),
-           "--out", str(out)]
+           "--out", str(out), "--allow-code"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True, cwd=tmp_path)
     try:
