@@ -6,7 +6,33 @@ Each module defines ``register(subparsers)``, which adds its parser and sets
 
 import argparse
 
-__all__ = ["add_spec_option", "positive_int"]
+__all__ = ["add_spec_option", "positive_int", "only_with", "DefaultsHelp"]
+
+
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default, except where there is none to show (None: the
+    help text says what happens)."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def only_with(args: argparse.Namespace, rules, defaults) -> None:
+    """Refuse a flag given where it does not apply, then fill in the defaults.
+
+    ``rules``: ``(dest, flag, applies, needs)``; a flag counts as given when its value is not
+    None (its parser default), ``applies`` says whether it does here, ``needs`` what would
+    make it. ``defaults``: dest -> the value a flag that was not given takes.
+    """
+    from ..errors import InputError
+    for dest, flag, applies, needs in rules:
+        if getattr(args, dest) is not None and not applies:
+            raise InputError(f"{flag} applies only with {needs}; add {needs} or drop {flag}")
+    for dest, value in defaults.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, value)
 
 
 def positive_int(text: str) -> int:

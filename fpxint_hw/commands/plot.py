@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from . import DefaultsHelp
 from ..outputs import write_text
 from ..report import format_table, json_ready
 
@@ -23,7 +24,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "plot", help="figures of a sweep: accuracy/area Pareto, SQNR, area breakdown",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelp)
     p.add_argument("dir", metavar="DIR", help="sweep output folder (holds results.jsonl)")
     p.add_argument("--out", default=None, help="folder for the figures (default: DIR)")
     p.set_defaults(func=main)

@@ -21,7 +21,7 @@ from ..quant import LEVELS, RANGE_RULES
 from ..report import fmt_db, format_table, write_json
 from ..spec import SCALE_MODES, SeriesFormat, load_array_spec
 
-from . import positive_int
+from . import DefaultsHelp, only_with, positive_int
 
 __all__ = ["register", "main"]
 
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "simulate", help="run a network's integer series expansion bit-exactly",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelp)
     p.add_argument("--model", required=True,
                    help="zoo model name (mnist-resnet, resnet18, resnet50, efficientnet-lite0) "
                         "or an .onnx file")
@@ -70,8 +70,8 @@ def register(subparsers) -> None:
                    help="calibration-free activation ranges: mse (the squared-error optimum "
                         "for each grid's resolution; widens with the terms) or sigma (mean "
                         "+- z std of the BatchNorm statistics)")
-    p.add_argument("--range-sigmas", type=float, default=4.0, metavar="Z",
-                   help="the sigma rule's z")
+    p.add_argument("--range-sigmas", type=float, default=None, metavar="Z",
+                   help="the sigma rule's z (default 4; only with --range-rule sigma)")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
                    help="set activation ranges from the min/max over the first N inputs, "
                         "which are then left out of the scores (default 0: "
@@ -85,12 +85,15 @@ def register(subparsers) -> None:
     p.add_argument("--check", choices=("golden",), help="check every layer of the first input "
                    "against the golden model")
     p.add_argument("--dump-tiles", metavar="DIR", help="write GEMM tiles of chosen layers")
-    p.add_argument("--tile-shape", default="8x8", metavar="KxN", help="tile K x N")
+    p.add_argument("--tile-shape", default=None, metavar="KxN",
+                   help="tile K x N (default 8x8; with --dump-tiles, as the three below)")
     p.add_argument("--tile-layers", default=None,
                    help="comma-separated layers to cut into tiles (default: the first two "
                         "ungrouped conv layers)")
-    p.add_argument("--tile-rows", type=positive_int, default=8, help="output positions (M) per tile")
-    p.add_argument("--max-tiles", type=positive_int, default=64, help="tiles per layer at most")
+    p.add_argument("--tile-rows", type=positive_int, default=None,
+                   help="output positions (M) per tile (default 8)")
+    p.add_argument("--max-tiles", type=positive_int, default=None,
+                   help="tiles per layer at most (default 64)")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
     p.set_defaults(func=main)
 
@@ -114,6 +117,12 @@ def _formats(args):
 def main(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
     from ..workflows.network import input_range, load_inputs, load_network
+    tiles = bool(args.dump_tiles)
+    only_with(args, [("range_sigmas", "--range-sigmas", args.range_rule == "sigma",
+                      "--range-rule sigma")] +
+              [(d, f"--{d.replace('_', '-')}", tiles, "--dump-tiles")
+               for d in ("tile_shape", "tile_layers", "tile_rows", "max_tiles")],
+              {"range_sigmas": 4.0, "tile_shape": "8x8", "tile_rows": 8, "max_tiles": 64})
     from ..workflows.simulate import golden_check, run_simulation
     from ..workflows.tiles import dump_tiles, parse_tile_shape
     t_start = time.perf_counter()

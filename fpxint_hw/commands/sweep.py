@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import positive_int
+from . import DefaultsHelp, only_with, positive_int
 
 __all__ = ["register", "main"]
 
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "sweep", help="design-space sweep: accuracy, area, Fmax, throughput per point",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelp)
     p.add_argument("--config", required=True,
                    help="sweep YAML file, or a shipped sweep's name (e.g. tiny, mnist)")
     p.add_argument("--out", required=True, help="output folder (results.jsonl, cache/)")
@@ -45,6 +45,8 @@ def register(subparsers) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the command; returns 0, or 1 when some points failed."""
     from ..dse import load_sweep_config, run_sweep
+    only_with(args, [("scheduler", "--scheduler", args.executor == "dask", "--executor dask")],
+              {})
     config = load_sweep_config(args.config, allow_code=args.allow_code)
     summary = run_sweep(config, args.out, workers=args.workers, executor=args.executor,
                         scheduler=args.scheduler, build_dir=args.build_dir,

@@ -15,7 +15,7 @@ from ..flow.synth import TARGETS
 from ..report import format_table, write_json
 from ..spec import load_array_spec
 from ..workflows.synth import synth_record
-from . import add_spec_option
+from . import DefaultsHelp, add_spec_option, only_with
 
 __all__ = ["register", "main"]
 
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "synth", help="synthesize an accelerator spec (yosys, nextpnr) and report its cost",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelp)
     add_spec_option(p)
     p.add_argument("--target", choices=tuple(TARGETS), default="ecp5",
                    help="FPGA family")
@@ -35,10 +35,12 @@ def register(subparsers) -> None:
                    help="device for --pnr (ecp5: 12k 25k 45k 85k; ice40: up5k hx8k); "
                         "default: the smallest that fits at 80%% fill, or the next larger "
                         "where nextpnr finds no legal placement on it")
-    p.add_argument("--freq", type=float, default=200.0, help="target frequency in MHz")
-    p.add_argument("--seed", type=int, default=1, help="placer seed")
-    p.add_argument("--speed", type=int, choices=SPEED_GRADES, default=6,
-                   help="ECP5 speed grade for --pnr (6: the slowest and cheapest part)")
+    p.add_argument("--freq", type=float, default=None,
+                   help="target frequency in MHz for --pnr (default 200)")
+    p.add_argument("--seed", type=int, default=None, help="placer seed for --pnr (default 1)")
+    p.add_argument("--speed", type=int, choices=SPEED_GRADES, default=None,
+                   help="ECP5 speed grade for --pnr (default 6: the slowest and cheapest "
+                        "part)")
     p.add_argument("--lut-mult-below", type=int, default=10, metavar="BITS",
                    help="build multipliers with an operand narrower than BITS from LUTs "
                         "(0: yosys' default DSP mapping)")
@@ -51,6 +53,9 @@ def register(subparsers) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
+    only_with(args, [(d, f"--{d}", args.pnr, "--pnr") for d in ("device", "freq", "seed",
+                                                                "speed")],
+              {"freq": 200.0, "seed": 1, "speed": 6})
     spec = load_array_spec(args.spec)
     print(f"synthesizing {args.spec}: {spec.rows}x{spec.cols} array, W{spec.w_bits}x"
           f"{spec.w_terms} / A{spec.a_bits}x{spec.a_terms}, {spec.scale}, combine "
