@@ -59,6 +59,18 @@ def files(tmp_path):
     Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)).save(
         tmp_path / "float.tiff")
     Image.new("1", (12_000, 12_000)).save(tmp_path / "bomb.png")   # 144 Mpixel, 2 kB
+    with np.load(tmp_path / "weights.npz") as z:
+        w = {k: z[k] for k in z.files}
+    w["conv1.weight"] = w["conv1.weight"].astype(np.int64)          # fractions lost
+    np.savez(tmp_path / "intweights.npz", **w)
+    import onnx
+    from onnx import TensorProto, helper
+    v = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2]) for n in "xy"]
+    old = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                                              [v[0]], [v[1]]),
+                            opset_imports=[helper.make_opsetid("", 9)])
+    old.ir_version = 8
+    onnx.save_model(old, str(tmp_path / "opset9.onnx"))
     return tmp_path
 
 
@@ -177,6 +189,11 @@ REFUSED += [
                               "{d}/text.png"], ["text.png", "not a readable image"]),
     ("run a missing image", ["run", "--model", "efficientnet-lite0", "--input",
                              "{d}/none.png"], ["none.png"]),
+    ("simulate integer weights", ["simulate", "--model", "mnist-resnet", "--weights",
+                                  "{d}/intweights.npz"], ["intweights.npz", "conv1.weight",
+                                                          "int64"]),
+    ("simulate an ONNX opset too old", ["simulate", "--model", "{d}/opset9.onnx"],
+     ["opset9.onnx", "opset 9"]),
     ("rtl an unknown spec name", ["rtl", "--spec", "nosuchspec", "-o", "{d}/x.v"],
      ["nosuchspec", "shipped"]),
     ("simulate an unknown model", ["simulate", "--model", "nosuchmodel"], ["nosuchmodel"]),

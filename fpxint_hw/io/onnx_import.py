@@ -34,6 +34,10 @@ SUPPORTED_ONNX_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "MaxPool", "
                       "Reshape", "Squeeze", "Identity", "Dropout", "Constant")
 
 
+#: The oldest ONNX opset whose operators the importer reads as defined (Clip's and Pad's
+#: bounds are inputs from opset 11 on); the newest is the installed onnx package's.
+MIN_OPSET = 11
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -63,6 +67,12 @@ def read_onnx(path) -> Any:
         onnx.checker.check_model(model)
     except Exception as exc:
         raise InputError(f"{path}: invalid ONNX model ({_first_line(exc)})") from None
+    newest = onnx.defs.onnx_opset_version()
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx") and not MIN_OPSET <= imp.version <= newest:
+            raise InputError(f"{path}: ONNX opset {imp.version}; the importer reads opsets "
+                             f"{MIN_OPSET}..{newest} (onnx {onnx.__version__}): convert the "
+                             f"model with onnx.version_converter")
     return model
 
 

@@ -132,17 +132,31 @@ def models_dir() -> Path:
 
 
 def load_weights(path) -> dict[str, np.ndarray]:
-    """Arrays by name from a weights file: ``.npz`` (native) or ``.pth``/``.pt`` (PyTorch)."""
+    """Arrays by name from a weights file: ``.npz`` (native) or ``.pth``/``.pt`` (PyTorch).
+
+    Raises InputError naming the file and entry for a parameter that is not floating point
+    (an integer array of weights has lost their fractions: refused, not converted); only
+    BatchNorm's step counter ``num_batches_tracked`` may be an integer.
+    """
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix == ".npz":
         from ..io.native import load_params_npz
-        return load_params_npz(p)
+        return _floating(p, load_params_npz(p))
     if suffix in (".pth", ".pt", ".bin", ".ckpt"):
         from ..io.torch_state import load_state_dict
-        return load_state_dict(p)
+        return _floating(p, load_state_dict(p))
     raise InputError(f"{path}: unknown weights format {suffix or '(no suffix)'!r} "
                      f"(expected .npz or .pth)")
+
+
+def _floating(path, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    for name, a in arrays.items():
+        if not np.issubdtype(a.dtype, np.floating) and not name.endswith("num_batches_tracked"):
+            raise InputError(f"{path}: entry {name!r} is {a.dtype}, not floating point; "
+                             f"weights stored as integers have lost their fractions. Save the "
+                             f"float weights")
+    return arrays
 
 
 def _efficientnet_pth() -> Path | None:

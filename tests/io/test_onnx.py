@@ -217,3 +217,20 @@ def test_bad_attribute_and_weight_shape_name_file_and_node(tmp_path):
                out_shape=("N", 4, 2, 2))
     with pytest.raises(InputError, match=r"<t>: node 'c1'.*'w'.*\(4, 3, 3, 3\)"):
         onnx_to_graph(m, source="<t>")       # input has 2 channels, weight wants 3
+
+
+def test_opsets_outside_what_the_importer_reads_are_refused(tmp_path):
+    """Opset 11 (the oldest read) and the installed onnx's newest load; 10 and newest + 1
+    are refused with the range, before any op is interpreted."""
+    from fpxint_hw.io.onnx_import import MIN_OPSET, read_onnx
+    newest = onnx.defs.onnx_opset_version()
+    for opset, ok in ((MIN_OPSET - 1, False), (MIN_OPSET, True), (newest, True),
+                      (newest + 1, False)):
+        path = tmp_path / f"relu{opset}.onnx"
+        onnx.save_model(_model([helper.make_node("Relu", ["x"], ["y"])], {}, opset=opset),
+                        str(path))
+        if ok:
+            assert read_onnx(path).opset_import[0].version == opset
+        else:
+            with pytest.raises(InputError, match=f"relu{opset}.onnx.*opset"):
+                read_onnx(path)
