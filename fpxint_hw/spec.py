@@ -295,9 +295,10 @@ class ArraySpec:
 
     @classmethod
     def from_yaml(cls, path) -> "ArraySpec":
-        """Load a spec from a YAML file (``yaml.safe_load``); errors name the file and field."""
+        """Load a spec from a strict YAML file (:mod:`fpxint_hw.yamlfile`); errors name the file
+        and field."""
         data = read_yaml(path, "an array spec")
-        return cls.from_dict(data if data is not None else {}, str(path))
+        return cls.from_dict(data, str(path))
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (YAML ready)."""
