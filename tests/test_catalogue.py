@@ -55,6 +55,13 @@ def files(tmp_path):
     (tmp_path / "corrupt.npz").write_text("not an archive")
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     os.replace(tmp_path / "objects.npy", tmp_path / "objects.npz")
+    import io
+    import zipfile
+    head = io.BytesIO()                  # a header declaring 8 TB over 64 bytes of data
+    np.lib.format.write_array_header_1_0(
+        head, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)})
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as z:
+        z.writestr("w.npy", head.getvalue() + bytes(64))
     from PIL import Image
     Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)).save(
         tmp_path / "float.tiff")
@@ -179,6 +186,8 @@ REFUSED += [
     ("expand a missing file", ["expand", "{d}/none.npz", "-o", "{d}/o.npz"], ["none.npz"]),
     ("expand a corrupt archive", ["expand", "{d}/corrupt.npz", "-o", "{d}/o.npz"],
      ["corrupt.npz"]),
+    ("expand a header declaring 8 TB", ["expand", "{d}/huge.npz", "-o", "{d}/o.npz"],
+     ["huge.npz", "'w'", "8000000000000 bytes"]),
     ("expand pickled objects", ["expand", "{d}/objects.npz", "-o", "{d}/o.npz"],
      ["objects.npz"]),
     ("run a float image", ["run", "--model", "efficientnet-lite0", "--input",

@@ -19,14 +19,16 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     Raises
     ------
     InputError
-        The file is missing, is not an ``.npz`` archive, holds a pickled (object) array, or
-        holds no arrays; the message names the file and the entry.
+        The file is missing, is not an ``.npz`` archive, holds a pickled (object) array, an
+        entry whose header declares more data than the entry holds (checked before anything
+        is allocated), or holds no arrays; the message names the file and the entry.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if not zipfile.is_zipfile(path):
         raise InputError(f"{path}: not an .npz archive (expected a zip of .npy arrays)")
+    _check_headers(path)
     arrays: dict[str, np.ndarray] = {}
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -43,6 +45,35 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     if not arrays:
         raise InputError(f"{path}: the archive holds no arrays")
     return arrays
+
+
+def _check_headers(path: Path) -> None:
+    """Refuse an entry whose ``.npy`` header declares more bytes than the entry holds: such
+    a header (corrupt, or hostile) would make numpy allocate the declared size first."""
+    from numpy.lib import format as npy
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as f:
+                    version = npy.read_magic(f)
+                    read = (npy.read_array_header_1_0 if version == (1, 0)
+                            else npy.read_array_header_2_0)
+                    shape, _, dtype = read(f, max_header_size=10_000)
+                    if dtype.hasobject:
+                        continue                  # refused as a pickle when it is read
+                    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                    have = info.file_size - f.tell()
+                    if need > have:
+                        raise InputError(
+                            f"{path}: entry {info.filename[:-4]!r} declares shape "
+                            f"{str(shape)[:60]} of {dtype} ({need} bytes) but holds "
+                            f"{have} bytes: a corrupt archive")
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise InputError(f"{path}: corrupt .npz archive ({str(exc)[:200]})") from None
 
 
 def save_arrays(path: str | Path, arrays: dict[str, np.ndarray], compress: bool = True) -> None:
