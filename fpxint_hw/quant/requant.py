@@ -55,10 +55,9 @@ def derive_requant(real: Sequence[float], acc_bound, lo: int, hi: int,
     fewest bits that leave room for the multiplier and, once any channel of the layer needs
     pre-rounding, by more where its ``real[c]`` is small, until its scaled ``real[c] 2^p_c``
     is within a factor 2 of the largest scaled multiplier ``R``. Every channel's ``M0`` then
-    keeps ``multiplier_bits`` or one fewer significant bits,
-    however widely the channels' scales spread, and the pre-rounding moves an output by at
-    most ``R / 2`` steps in every channel, as it does in the channel that needs the widest
-    pre-rounding.
+    keeps ``multiplier_bits`` or one fewer significant bits, however widely the channels'
+    scales spread, and the pre-rounding moves an output by at most ``R / 2`` steps in every
+    channel, as it does in the channel that needs the widest pre-rounding.
 
     Raises
     ------
