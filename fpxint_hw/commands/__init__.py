@@ -6,7 +6,8 @@ Each module defines ``register(subparsers)``, which adds its parser and sets
 
 import argparse
 
-__all__ = ["add_spec_option", "positive_int", "only_with", "DefaultsHelp"]
+__all__ = ["add_spec_option", "add_weights_option", "add_input_option", "positive_int",
+           "only_with", "DefaultsHelp"]
 
 
 class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
@@ -33,6 +34,18 @@ def only_with(args: argparse.Namespace, rules, defaults) -> None:
     for dest, value in defaults.items():
         if getattr(args, dest) is None:
             setattr(args, dest, value)
+
+
+def add_weights_option(parser) -> None:
+    """The ``--weights`` option of the commands that load a zoo model."""
+    parser.add_argument("--weights", metavar="FILE",
+                        help="weights for a zoo model: .npz or a PyTorch .pth state_dict")
+
+
+def add_input_option(parser) -> None:
+    """The ``--input`` option of the commands that run a network on images."""
+    parser.add_argument("--input", nargs="+", metavar="IMG",
+                        help="image files (default: the model's built-in sample inputs)")
 
 
 def positive_int(text: str) -> int:

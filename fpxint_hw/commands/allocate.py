@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..report import fmt_db, format_table, write_json
 
-from . import positive_int
+from . import add_weights_option, positive_int
 
 __all__ = ["register", "main"]
 
@@ -27,7 +27,7 @@ def register(subparsers) -> None:
         "allocate", help="per-layer term counts that meet an SQNR or accuracy target",
         description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="zoo model name or an .onnx file")
-    p.add_argument("--weights", help="weights file for a zoo model (.npz or .pth)")
+    add_weights_option(p)
     goal = p.add_mutually_exclusive_group(required=True)
     goal.add_argument("--target-sqnr", type=float, metavar="DB",
                       help="logit SQNR to reach against the float model, dB")

@@ -19,7 +19,7 @@ from ..float_exec import FloatExecutor
 from ..graph import Graph
 from ..report import format_table, write_json
 
-from . import positive_int
+from . import add_input_option, add_weights_option, positive_int
 
 __all__ = ["register", "load_network", "prepare_inputs", "classify"]
 
@@ -37,10 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, metavar="NAME|FILE",
                    help="zoo model (resnet18, resnet50, efficientnet-lite0, mnist-resnet), an "
                         ".onnx file, or a graph .npz written by fpxint")
-    p.add_argument("--weights", metavar="FILE",
-                   help="weights for a zoo model: .npz or PyTorch .pth state_dict")
-    p.add_argument("--input", nargs="+", metavar="IMG",
-                   help="image files (default: the model's built-in sample inputs)")
+    add_weights_option(p)
+    add_input_option(p)
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="use only the first N built-in samples")

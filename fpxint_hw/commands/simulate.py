@@ -21,7 +21,8 @@ from ..quant import LEVELS, RANGE_RULES
 from ..report import fmt_db, format_table, write_json
 from ..spec import SCALE_MODES, SeriesFormat, load_array_spec
 
-from . import DefaultsHelp, only_with, positive_int
+from . import (DefaultsHelp, add_input_option, add_weights_option, only_with,
+               positive_int)
 
 __all__ = ["register", "main"]
 
@@ -39,7 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True,
                    help="zoo model name (mnist-resnet, resnet18, resnet50, efficientnet-lite0) "
                         "or an .onnx file")
-    p.add_argument("--weights", help="weights file for a zoo model (.npz or .pth)")
+    add_weights_option(p)
     p.add_argument("--spec", metavar="SPEC",
                    help="compile for this array spec (a YAML file or a shipped name such as "
                         "default): its formats, rounding and m0_bits; excludes the format "
@@ -65,7 +66,7 @@ def register(subparsers) -> None:
                         "--override entries win over it")
     p.add_argument("--images", type=positive_int, default=None, metavar="N",
                    help="number of built-in sample inputs (default: all)")
-    p.add_argument("--input", nargs="+", metavar="IMG", help="image files instead of samples")
+    add_input_option(p)
     p.add_argument("--range-rule", choices=RANGE_RULES, default=RANGE_RULES[0],
                    help="calibration-free activation ranges: mse (the squared-error optimum "
                         "for each grid's resolution; widens with the terms) or sigma (mean "

@@ -8,7 +8,7 @@ import argparse
 from ..errors import FormatError
 from ..flow.verify import BACKENDS
 from ..models import model_names
-from . import add_spec_option, positive_int
+from . import add_input_option, add_spec_option, add_weights_option, positive_int
 
 __all__ = ["register"]
 
@@ -34,10 +34,10 @@ def register(subparsers) -> None:
                      help="a whole network: a zoo model (" + ", ".join(model_names())
                           + ") or an ONNX file")
     net = p.add_argument_group("network runs (--model)")
-    net.add_argument("--weights", metavar="FILE", help="weights for a zoo model (.npz/.pth)")
+    add_weights_option(net)
     net.add_argument("--images", type=positive_int, default=1, metavar="N",
                      help="built-in sample inputs, batched into each layer (default 1)")
-    net.add_argument("--input", nargs="+", metavar="IMG", help="image files instead of samples")
+    add_input_option(net)
     net.add_argument("--layers", metavar="L1,L2,...",
                      help="only these conv/linear layers on the hardware (the others on the "
                           "host); default all")

@@ -108,7 +108,8 @@ def derive_requant(real: Sequence[float], acc_bound, lo: int, hi: int,
 def _fewest_pre_bits(bound: int, multiplier_bits: int) -> int:
     """The fewest bits ``p <= 62`` an accumulator ``|acc| <= bound`` is rounded right by so
     that ``acc * M0`` with a ``multiplier_bits``-bit ``M0`` fits int64."""
-    p = 0
+    # a shift leaves at least bit_length - p bits, plus the sign: start where that fits
+    p = max(0, bound.bit_length() + multiplier_bits - 62)
     while 63 - width_for_interval(-round_shift_bound(bound, p), round_shift_bound(bound, p),
                                   signed=True) < multiplier_bits and p < 62:
         p += 1
