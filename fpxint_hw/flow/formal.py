@@ -8,8 +8,10 @@ full, that
 
 - ``psum_out`` equals :func:`fpxint_hw.hw.model.pe_reference` applied to the weights, the
   activation of ``pe_stages`` cycles earlier (from the second cycle after the load on), the
-  mask and the ``psum_in`` of the previous cycle, whenever that exact sum is representable
-  in the partial-sum width;
+  mask and the ``psum_in`` of the previous cycle, whenever that exact sum lies in the
+  declared range of its field (:func:`~fpxint_hw.hw.layouts.psum_ranges`: the exact
+  accumulator range that every tile with ``K <= depth`` stays in). So the check proves that
+  no sum in that range overflows the hardware: the widths are not assumed but checked;
 - ``a_out`` is the previous cycle's ``a_in``, ``w_out`` holds the loaded weights and each
   of the PE's ``weight_multiples`` registers holds its multiple of them.
 
@@ -116,20 +118,23 @@ class _Harness(Elaboratable):
             m.d.comb += [Assert(reg == w[k] * o) for (k, o), reg in pe.weight_multiples.items()]
         # activations count from the second cycle after the weight load (the PE's contract)
         with m.If(cycles >= d + 2):
+            ranges = layouts.psum_ranges(spec)
             if spec.combine == "pe":
                 want = pe_reference(spec, wv, av, psum_prev, mv)
-                self._check(m, pe.psum_out, want, Shape.cast(pl))
+                self._check(m, pe.psum_out, want, ranges[None])
             else:
                 lanes = [psum_prev[f"l{lane}"] for lane in range(spec.lanes)]
                 want = pe_reference(spec, wv, av, lanes, mv)
                 for lane, value in enumerate(want):
-                    field = pe.psum_out[f"l{lane}"]
-                    self._check(m, field, value, field.shape())
+                    name = f"l{lane}"
+                    self._check(m, pe.psum_out[name], value, ranges[name])
         return m
 
     @staticmethod
-    def _check(m, got, want, shape):
-        lo, hi = -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
+    def _check(m, got, want, declared):
+        # Asserted for every exact sum in the declared range, not only for those the output
+        # signal happens to hold: a partial-sum chain narrower than its range fails here.
+        lo, hi = declared
         with m.If((want >= lo) & (want <= hi)):
             m.d.comb += Assert(got == want)
 

@@ -130,11 +130,11 @@ class SystolicArray(wiring.Component):
     @staticmethod
     def _combine(m: Module, spec: ArraySpec, lanes, j: int):
         """Weighted sum of one column's lane sums, registered (``combine: column``)."""
+        ranges = layouts.psum_ranges(spec)
         terms = []
         for lane, wt in enumerate(spec.lane_weights):
-            rng = spec.unit_lane_range if lane == spec.unit_lane else spec.lane_acc_range
-            value = lanes[f"l{lane}"]
-            terms.append(weighted(value, rng, wt, spec.scale == "pow2"))
+            name = f"l{lane}"
+            terms.append(weighted(lanes[name], ranges[name], wt, spec.scale == "pow2"))
         total, _ = adder_tree(m, terms, f"combine{j}")
         # The tree's interval also covers impossible lane combinations; the true sum of a
         # tile with K <= depth lies in acc_range, which acc_width holds.

@@ -17,7 +17,7 @@ from ..spec import ArraySpec, SeriesFormat
 
 __all__ = [
     "shape_for_interval", "digit_shape", "weight_terms", "act_terms", "out_shape",
-    "out_terms", "psum_layout", "weight_row", "act_vector", "config", "result",
+    "out_terms", "psum_ranges", "psum_layout", "weight_row", "act_vector", "config", "result",
 ]
 
 
@@ -53,20 +53,28 @@ def out_terms(spec: ArraySpec) -> data.ArrayLayout:
     return data.ArrayLayout(digit_shape(spec.out_fmt), spec.out_terms)
 
 
-def psum_layout(spec: ArraySpec):
-    """Partial sum passed down a column.
+def psum_ranges(spec: ArraySpec) -> dict[str | None, tuple[int, int]]:
+    """Declared range of each partial-sum field passed down a column.
 
-    ``combine: pe``: one signed accumulator (``acc_width`` bits). ``combine: column``: one
-    field ``l<lane>`` per lane, each as wide as its column sum needs; the unit lane (weight
-    1) also carries the preloaded partial sum of earlier passes.
+    ``combine: pe``: ``{None: acc_range}``. ``combine: column``: ``{"l<lane>": range}``, the
+    lane's column sum over ``rows`` products; the unit lane (weight 1) also carries the
+    preloaded partial sum of earlier passes. Every value a tile with ``K <= depth`` produces
+    lies in these ranges; the hardware's widths and the formal proof both start from them.
+    """
+    if spec.combine == "pe":
+        return {None: spec.acc_range}
+    return {f"l{lane}": spec.unit_lane_range if lane == spec.unit_lane else spec.lane_acc_range
+            for lane in range(spec.lanes)}
+
+
+def psum_layout(spec: ArraySpec):
+    """Partial sum passed down a column: each field of :func:`psum_ranges` as a signed
+    integer as wide as its range needs (one ``acc_width`` accumulator for ``combine: pe``).
     """
     if spec.combine == "pe":
         return signed(spec.acc_width)
-    fields = {}
-    for lane in range(spec.lanes):
-        rng = spec.unit_lane_range if lane == spec.unit_lane else spec.lane_acc_range
-        fields[f"l{lane}"] = signed(width_for_interval(*rng, signed=True))
-    return data.StructLayout(fields)
+    return data.StructLayout({name: signed(width_for_interval(*rng, signed=True))
+                              for name, rng in psum_ranges(spec).items()})
 
 
 def weight_row(spec: ArraySpec) -> data.ArrayLayout:

@@ -50,3 +50,29 @@ def test_a_wrong_reference_is_refuted(monkeypatch):
     monkeypatch.setattr(formal, "pe_reference", wrong)
     r = check_pe(SMALL["tiny"], timeout=300)
     assert not r.passed and r.status == "FAIL"
+
+
+@pytest.mark.parametrize("name", ["tiny", "column"])
+def test_a_psum_chain_two_bits_narrow_is_refuted(monkeypatch, name):
+    """The proof covers the widths: a partial-sum chain two bits narrower than its declared
+    range (so that large sums wrap) is disproved, not passed because the sum does not fit."""
+    from amaranth.hdl import signed
+    from amaranth.lib import data
+
+    from fpxint_hw.hw import layouts
+    from fpxint_hw.intops import width_for_interval
+
+    real = layouts.psum_layout
+
+    def narrow(spec):
+        ranges = layouts.psum_ranges(spec)
+        if spec.combine == "pe":
+            return signed(width_for_interval(*ranges[None], signed=True) - 2)
+        return data.StructLayout({f: signed(width_for_interval(*r, signed=True) - 2)
+                                  for f, r in ranges.items()})
+
+    spec = SMALL[name]
+    assert narrow(spec) != real(spec)
+    monkeypatch.setattr(layouts, "psum_layout", narrow)
+    r = check_pe(spec, timeout=300)
+    assert not r.passed and r.status == "FAIL", f"{r.status}\n{r.log}"
