@@ -37,8 +37,14 @@ from .errors import InputError
 __all__ = [
     "OPS", "Node", "Input", "Conv2d", "BatchNorm", "Relu", "Clip", "MaxPool", "AvgPool",
     "GlobalAvgPool", "Add", "Linear", "Flatten", "Graph", "fold_batchnorm", "folded_batchnorms",
-    "graphs_equal",
+    "graphs_equal", "MAX_TENSOR_ELEMENTS",
 ]
+
+#: Largest tensor per sample (elements) a graph may need: every node's output, a window op's
+#: padded input and a convolution's unfolded (im2col) input. 2^27 int32 elements are 512 MiB
+#: per sample; a shape beyond it is almost always a broken export (huge pads or input size),
+#: and the executors would otherwise fail deep inside with an out-of-memory error.
+MAX_TENSOR_ELEMENTS = 1 << 27
 
 
 def _float32_value(owner: str, field_name: str, value) -> float:
@@ -165,6 +171,7 @@ class Input(Node):
     def _check(self, owner):
         if self.shape is None or len(self.shape) not in (1, 3):
             raise InputError(f"{owner}.shape must be (C, H, W) or (F,), got {self.shape!r}")
+        _check_size(self, "its shape", self.shape)
 
     def infer_shape(self, in_shapes, params):
         return self.shape
@@ -177,9 +184,19 @@ def _check_window(node, owner, kernel_required: bool = True) -> None:
     object.__setattr__(node, "padding", _pads(owner, "padding", node.padding))
 
 
+def _check_size(node, what: str, shape) -> None:
+    """Refuse a tensor of more than :data:`MAX_TENSOR_ELEMENTS` elements per sample."""
+    n = math.prod(shape)
+    if n > MAX_TENSOR_ELEMENTS:
+        raise node._fail(f"{what} {tuple(shape)} has {n:,} elements per sample, more than the "
+                         f"{MAX_TENSOR_ELEMENTS:,} (2^27) a tensor may hold; check the model's "
+                         f"input shape and paddings")
+
+
 def _window_shape(node, shp, k, d) -> tuple[int, int]:
     (kh, kw), (sh, sw) = k, node.stride
     pt, pl, pb, pr = node.padding
+    _check_size(node, "its padded input", (shp[0], shp[1] + pt + pb, shp[2] + pl + pr))
     ho = _window_out(shp[1], kh, sh, d[0], pt, pb)
     wo = _window_out(shp[2], kw, sw, d[1], pl, pr)
     if ho < 1 or wo < 1:
@@ -237,7 +254,9 @@ class Conv2d(Node):
         if self.bias is not None and params[self.bias].shape != (cout,):
             raise self._fail(f"parameter {self.bias!r} has shape {params[self.bias].shape}, "
                              f"expected ({cout},)")
-        return (cout, *_window_shape(self, shp, (kh, kw), self.dilation))
+        ho, wo = _window_shape(self, shp, (kh, kw), self.dilation)
+        _check_size(self, "its unfolded (im2col) input", (ho * wo, shp[0] * kh * kw))
+        return cout, ho, wo
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -489,6 +508,7 @@ class Graph:
                                      f"{p!r}, which is missing")
                 used.add(p)
             shp = node.infer_shape([shapes[i] for i in node.inputs], params)
+            _check_size(node, "its output", shp)
             if node.shape is not None and node.shape != tuple(shp):
                 raise InputError(f"graph {self.name!r}: node {node.name!r} declares shape "
                                  f"{node.shape}, inferred {tuple(shp)}")

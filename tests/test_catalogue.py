@@ -78,6 +78,15 @@ def files(tmp_path):
                             opset_imports=[helper.make_opsetid("", 9)])
     old.ir_version = 8
     onnx.save_model(old, str(tmp_path / "opset9.onnx"))
+    w = helper.make_tensor("w", TensorProto.FLOAT, [2, 3, 3, 3], [0.1] * 54)
+    for name, shape, pads in (("hugepads", [1, 3, 8, 8], [100_000] * 4),
+                              ("hugeinput", [1, 3, 100_000, 100_000], [1] * 4)):
+        conv = helper.make_graph(
+            [helper.make_node("Conv", ["x", "w"], ["y"], pads=pads)], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, None, None])], [w])
+        model = helper.make_model(conv, opset_imports=[helper.make_opsetid("", 13)])
+        onnx.save_model(model, str(tmp_path / f"{name}.onnx"))
     return tmp_path
 
 
@@ -201,6 +210,10 @@ REFUSED += [
     ("simulate integer weights", ["simulate", "--model", "mnist-resnet", "--weights",
                                   "{d}/intweights.npz"], ["intweights.npz", "conv1.weight",
                                                           "int64"]),
+    ("simulate an ONNX of huge paddings", ["simulate", "--model", "{d}/hugepads.onnx"],
+     ["hugepads.onnx", "'y'", "200008", "paddings"]),
+    ("simulate an ONNX of a huge input", ["simulate", "--model", "{d}/hugeinput.onnx"],
+     ["hugeinput.onnx", "'x'", "100000", "input shape"]),
     ("simulate an ONNX opset too old", ["simulate", "--model", "{d}/opset9.onnx"],
      ["opset9.onnx", "opset 9"]),
     ("rtl an unknown spec name", ["rtl", "--spec", "nosuchspec", "-o", "{d}/x.v"],

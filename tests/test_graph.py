@@ -209,3 +209,31 @@ def test_graph_replace_and_equality():
     p["fc.bias"] = p["fc.bias"] + 1
     assert not graphs_equal(g, g.replace(params=p))
     assert "fc" in g.summary() and "conv" in g.summary()
+
+
+def test_tensor_size_limit_at_its_edge():
+    """Every tensor a graph needs is at most 2^27 elements per sample: exactly that many is a
+    graph, one more (input, padded input or unfolded conv input) is refused by name."""
+    from fpxint_hw.graph import MAX_TENSOR_ELEMENTS
+    assert MAX_TENSOR_ELEMENTS == 2 ** 27
+    Graph((Input(name="x", shape=(2 ** 27,)),), {})
+    with pytest.raises(InputError, match=r"'x'.*\(134217729,\) has 134,217,729 elements"):
+        Input(name="x", shape=(2 ** 27 + 1,))
+
+    h, w = 2 ** 13, 2 ** 14
+
+    def pooled(left):
+        return Graph((Input(name="x", shape=(1, h, w - 2)),
+                      MaxPool(name="p", inputs=("x",), kernel=(1, 4), padding=(0, left, 0, 1))),
+                     {})
+    assert pooled(1).node("p").shape == (1, h, w - 3)            # padded input: 2^27
+    with pytest.raises(InputError, match=r"'p'.*padded input \(1, 8192, 16385\)"):
+        pooled(2)
+
+    def conv(width):           # a 1x2 kernel unfolds (1, H, W) to (H * (W - 1), 2)
+        k = np.zeros((1, 1, 1, 2), np.float32)
+        return Graph((Input(name="x", shape=(1, h, width)),
+                      Conv2d(name="c", inputs=("x",), weight="c.w")), {"c.w": k})
+    conv(2 ** 13 + 1)                                             # unfolded: 2^27
+    with pytest.raises(InputError, match=r"'c'.*unfolded.*134,234,112 elements"):
+        conv(2 ** 13 + 2)

@@ -395,7 +395,10 @@ def onnx_to_graph(model, *, source: str = "<onnx model>", fold_bn: bool = True) 
             raise InputError(f"{source}: input {inp.name!r} axis {k} has no fixed size "
                              f"({d.dim_param or '?'}); only the batch axis may be symbolic")
         shape.append(int(d.dim_value))
-    first = Input(name=inp.name, shape=tuple(shape))
+    try:
+        first = Input(name=inp.name, shape=tuple(shape))
+    except InputError as exc:
+        raise InputError(f"{source}: {exc}") from None
     imp.nodes.append(first)
     imp.names.add(inp.name)
     imp.shapes[inp.name] = first.shape
