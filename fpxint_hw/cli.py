@@ -7,6 +7,7 @@ import importlib
 import sys
 import traceback
 
+from . import report
 from .errors import FpxintError
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_BUG", "EXIT_USER", "EXIT_INTERRUPTED"]
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     prog = f"fpxint {args.command}"
+    if getattr(args, "json", None):
+        report.SHOW_PROGRESS = False          # machine-readable runs print no progress bars
     try:
         check_output_paths(args)
         return int(args.func(args) or 0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,18 +47,21 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(json_ready(obj), indent=2, allow_nan=False) + "\n")
 
 
-def progress(done: int, total: int, start: float, label: str = "") -> None:
-    """A plain one-line progress bar on stderr (only when stderr is a terminal).
+#: False silences every progress bar (the command line sets it for ``--json`` runs).
+SHOW_PROGRESS = True
 
-    ``start`` is the ``time.perf_counter()`` of the first item; the rate is items per second.
+
+def progress(total: int, label: str, unit: str = "it"):
+    """A progress bar (tqdm) on stderr for ``total`` items, shown only when stderr is a
+    terminal, :data:`SHOW_PROGRESS` is set and there is more than one item.
+
+    Use as a context manager and call ``update(n)`` per finished batch::
+
+        with progress(len(x), "simulate", "image") as bar:
+            ...
+            bar.update(len(batch))
     """
-    if total <= 1 or not sys.stderr.isatty():
-        return
-    width = 30
-    fill = int(width * done / total)
-    rate = done / max(time.perf_counter() - start, 1e-9)
-    sys.stderr.write(f"\r{label} [{'#' * fill}{'.' * (width - fill)}] {done}/{total} "
-                     f"{rate:.1f}/s")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+    from tqdm import tqdm
+    show = SHOW_PROGRESS and total > 1 and sys.stderr.isatty()
+    return tqdm(total=total, desc=label, unit=unit, file=sys.stderr, disable=not show,
+                leave=False, dynamic_ncols=True)

@@ -156,8 +156,7 @@ def run_network(program, x: np.ndarray, model, *, layers=None, processes: int = 
     include the stalls and exceed the cycle model's). Stops at the first layer whose results
     differ from the simulator's.
     """
-    from ..intsim import Simulator, layer_tiles, run_tile
-    from .verilator import run_tiles_verilator_timed
+    from ..intsim import Simulator
 
     spec = model.spec
     target = program.target
@@ -184,10 +183,20 @@ def run_network(program, x: np.ndarray, model, *, layers=None, processes: int = 
     sim = Simulator(program)
     start = time.perf_counter()
     run = NetworkRun(spec, [], host)
-    env: dict[str, np.ndarray] = {}
     on_hw = [q for q in program.gemm_layers() if q.name not in host]
+    with progress(len(on_hw), label, "layer") as bar:
+        return _run_layers(program, spec, x, sim, run, host, bar, start, model=model,
+                           processes=processes, ready=ready, valid=valid, seed=seed)
+
+
+def _run_layers(program, spec, x, sim, run, host, bar, start, *, model, processes, ready,
+                valid, seed) -> NetworkRun:
+    """The layer loop of :func:`run_network`: array layers on the RTL, the rest simulated."""
+    from ..intsim import layer_tiles, run_tile
+    from .verilator import run_tiles_verilator_timed
+
+    env: dict[str, np.ndarray] = {}
     last_use = {i: k for k, q in enumerate(program.layers) for i in q.inputs}
-    done = 0
     for k, q in enumerate(program.layers):
         # a tensor is dropped after its last reader (the output is kept)
         for i in [i for i in env if last_use.get(i, -1) < k and i != program.output]:
@@ -228,8 +237,7 @@ def run_network(program, x: np.ndarray, model, *, layers=None, processes: int = 
                                     f"runner disagree (a simulator bug, not the hardware's)")
         check.seconds = time.perf_counter() - t0
         run.layers.append(check)
-        done += 1
-        progress(done, len(on_hw), start, label)
+        bar.update(1)
         if check.mismatches:
             run.seconds = time.perf_counter() - start
             return run

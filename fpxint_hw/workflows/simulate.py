@@ -33,10 +33,10 @@ def fidelity(ref: np.ndarray, got: np.ndarray, labels=None) -> dict:
 
 def _batched(fn, x, batch, label):
     outs = []
-    start = time.perf_counter()
-    for i in range(0, x.shape[0], batch):
-        outs.append(fn(x[i:i + batch]))
-        progress(min(i + batch, x.shape[0]), x.shape[0], start, label)
+    with progress(x.shape[0], label, "image") as bar:
+        for i in range(0, x.shape[0], batch):
+            outs.append(fn(x[i:i + batch]))
+            bar.update(len(outs[-1]))
     return np.concatenate(outs)
 
 
