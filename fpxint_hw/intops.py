@@ -114,8 +114,9 @@ def round_shift(x, n, mode: str = "rne"):
 
 
 def round_shift_bound(bound: int, n: int) -> int:
-    """The largest ``|round_shift(x, n)|`` over ``|x| <= bound`` (either rounding mode):
-    ``ceil(bound / 2^n)``, exact, for Python ints ``bound >= 0``, ``0 <= n``."""
+    """A bound of ``|round_shift(x, n)|`` over ``|x| <= bound`` (either rounding mode):
+    ``ceil(bound / 2^n)``, at most one above the largest such value; exact integer
+    arithmetic, for Python ints ``bound >= 0``, ``0 <= n``."""
     return -(-int(bound) >> int(n))
 
 

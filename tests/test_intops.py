@@ -8,7 +8,8 @@ import pytest
 
 from fpxint_hw.errors import WidthError
 from fpxint_hw.intops import (accumulator_width, check_width, clamp, dot_interval, int_range,
-                              odd_part, round_div, round_shift, width_for_interval)
+                              odd_part, round_div, round_shift, round_shift_bound,
+                              width_for_interval)
 
 
 def exact_round(value: Fraction, mode: str) -> int:
@@ -143,3 +144,15 @@ def test_odd_part_recomposes_every_nonzero_integer():
             continue
         odd, shift = odd_part(c)
         assert odd % 2 == 1 and shift >= 0 and odd << shift == c
+
+
+@pytest.mark.parametrize("mode", ["rne", "half_up"])
+def test_round_shift_bound_covers_every_rounded_value_and_is_nearly_tight(mode):
+    """``round_shift_bound(b, n)`` is at least every ``|round_shift(x, n)|`` with ``|x| <= b``
+    (found by trying every x) and at most one more than the largest."""
+    for n in range(0, 5):
+        for b in range(0, 70):
+            worst = max(abs(round_shift(x, n, mode)) for x in range(-b, b + 1))
+            assert worst <= round_shift_bound(b, n) <= worst + 1, (b, n)
+            if n == 0:
+                assert round_shift_bound(b, n) == b

@@ -129,6 +129,21 @@ def test_foreign_patterns_import():
     assert rel_err(run_float(g, x), ref) <= 1e-5
 
 
+@pytest.mark.parametrize("attrs", [{}, {"count_include_pad": 0}, {"count_include_pad": 1}])
+def test_average_pool_padding_counts_as_onnx_says(attrs):
+    """ONNX's AveragePool leaves the padding out of the mean unless count_include_pad=1
+    (the attribute's default is 0): imported, our float executor agrees with onnxruntime."""
+    nodes = [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3],
+                              pads=[1, 1, 1, 1], **attrs)]
+    g = onnx_to_graph(_model(nodes, {}))
+    assert g.nodes[1].count_include_pad is bool(attrs.get("count_include_pad", 0))
+    ort = pytest.importorskip("onnxruntime", reason="external oracle")
+    x = np.random.default_rng(5).uniform(1, 2, (2, 2, 4, 4)).astype(np.float32)
+    ref = ort.InferenceSession(_model(nodes, {}).SerializeToString(),
+                               providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert rel_err(run_float(g, x), ref) <= 1e-6
+
+
 def test_torch_exported_onnx_imports_and_agrees(tmp_path):
     torch = pytest.importorskip("torch", reason="torch writes the foreign ONNX file")
     torch.manual_seed(0)

@@ -102,3 +102,28 @@ def test_fidelity_improves_with_terms():
         s.append(sqnr_db(ref, Simulator(prog).logits(x)))
     assert s[0] < s[1] < s[2]
     assert s[2] > 25.0
+
+
+def test_an_activation_grid_maps_its_largest_magnitude_to_its_top_integer():
+    """The step of a grid is range / top integer: the given input range and the given range
+    of a ReLU output each end exactly on the grid's last level (255 for 4-bit x 2 terms)."""
+    g = tiny_graph()
+    ranges = dict(activation_ranges(g, 4.0), r1=(0.0, 3.0))
+    prog = expand_graph(g, SeriesFormat(4, 2, per_channel=True), SeriesFormat(4, 2), "layer",
+                        input_range=(0.0, 1.0), ranges=ranges)
+    first = prog.layers[0].out
+    assert (first.lo, first.hi) == (0, 255) and first.unit == 1.0 / 255
+    relu = [q.out for q in prog.layers if "r1" in (q.name, q.node)]
+    assert relu and relu[0].hi == 255 and relu[0].unit * 255 == pytest.approx(3.0, rel=1e-12)
+
+
+def test_the_sigma_rule_defaults_to_four_standard_deviations():
+    g = tiny_graph()
+    fmts = (SeriesFormat(4, 2, per_channel=True), SeriesFormat(4, 2))
+
+    def units(**kw):
+        prog = expand_graph(g, *fmts, "layer", range_rule="sigma", **kw)
+        return [q.out.unit for q in prog.layers if q.out is not None]
+
+    assert units() == units(range_sigmas=4.0)
+    assert units() != units(range_sigmas=3.5)

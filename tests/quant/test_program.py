@@ -51,3 +51,16 @@ def tiny_formats():
 def tiny_graph():
     from fpxint_hw.models import build_model
     return build_model("mnist-resnet", fold_bn=False)
+
+
+@pytest.mark.parametrize("input_range, top", [((0.0, 1.0), 255), ((-1.0, 1.0), 63)])
+def test_quantize_input_reaches_both_ends_of_its_grid_and_clamps(tiny_graph, input_range, top):
+    """4-bit x 2-term pow2 inputs: unsigned digits 0..15 at weights 16, 1 (0..255); signed
+    digits -7..7 at weights 8, 1 (-63..63). The range's ends map to the grid's ends."""
+    from fpxint_hw.spec import SeriesFormat
+    prog = expand_graph(tiny_graph, SeriesFormat(4, 2, per_channel=True), SeriesFormat(4, 2),
+                        "layer", input_range=input_range)
+    lo, hi = input_range
+    x = np.array([[lo, hi, 2 * hi, hi + 10.0, 2 * lo - 1, 0.0]])
+    bottom = 0 if lo == 0 else -top
+    assert prog.quantize_input(x).tolist() == [[bottom, top, top, top, bottom, 0]]
