@@ -5,7 +5,8 @@ requantization) and onnxruntime ConvInteger / MatMulInteger / QLinearConv (CPU).
 stays inside the conditions under which the oracle is exact: int32 accumulators, and for
 QLinearConv ``x_scale = y_scale = 1``, ``w_scale = M0 * 2^-n`` exact in float32 with
 ``M0 < 2^24`` and an even output zero point (onnxruntime: power-of-two ``w_scale`` and
-``|acc| <= 2^24``).
+``|acc| <= 2^24``). tests/test_oracles.py covers the add, the pools, the digit split and
+zero-point convs with non-power-of-two scales; tests/oracles.py holds the shared helpers.
 """
 
 from __future__ import annotations
@@ -14,50 +15,12 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from onnx.reference import ReferenceEvaluator  # noqa: E402
+from oracles import TensorProto, cpu_has_vnni as _cpu_has_vnni, ort  # noqa: E402
+from oracles import one_node_model as _model, run_onnxruntime as _run_ort  # noqa: E402
+from oracles import run_reference as _run_ref  # noqa: E402
 
 from fpxint_hw import golden  # noqa: E402
 from fpxint_hw.errors import WidthError  # noqa: E402
-
-try:
-    import onnxruntime as ort
-except ImportError:  # pragma: no cover - onnxruntime is a dev dependency
-    ort = None
-
-_NP2ONNX = {np.dtype(np.int8): TensorProto.INT8, np.dtype(np.uint8): TensorProto.UINT8,
-            np.dtype(np.int32): TensorProto.INT32, np.dtype(np.float32): TensorProto.FLOAT}
-
-
-def _model(op, inputs, attrs, out_type):
-    """A one-node ONNX model; ``inputs`` is a list of (name, array or None); arrays become
-    graph inputs so the same model serves any values."""
-    names, vinfos, feed = [], [], {}
-    for name, arr in inputs:
-        if arr is None:
-            names.append("")
-            continue
-        names.append(name)
-        vinfos.append(helper.make_tensor_value_info(name, _NP2ONNX[arr.dtype], arr.shape))
-        feed[name] = arr
-    node = helper.make_node(op, names, ["y"], **attrs)
-    y = helper.make_tensor_value_info("y", out_type, None)
-    graph = helper.make_graph([node], op, vinfos, [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    return model, feed
-
-
-def _run_ref(model, feed):
-    return ReferenceEvaluator(model).run(None, feed)[0]
-
-
-def _run_ort(model, feed):
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
-    return sess.run(None, feed)[0]
 
 
 def _conv_case(rng, extreme: bool):
@@ -165,14 +128,6 @@ def test_matmul_vs_oracles(seed):
                              [("a", (a + 128).astype(np.uint8)), ("b", b.astype(np.int8)),
                               ("az", np.array(128, dtype=np.uint8))], {}, TensorProto.INT32)
         np.testing.assert_array_equal(got, _run_ort(model, feed))
-
-
-def _cpu_has_vnni() -> bool:
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 def _qlinear_case(rng, pow2: bool):
