@@ -23,7 +23,8 @@ INPUT_ARGS = {"input": "--input", "model": "--model", "weights": "--weights", "s
 POSITIONAL_INPUTS = {("expand", "input"): "IN.npz"}
 #: argparse destinations that name what a command writes, and their flags.
 OUTPUT_ARGS = {"output": "--output", "out": "--out", "json": "--json", "plot": "--plot",
-               "dump_tiles": "--dump-tiles"}
+               "dump_tiles": "--dump-tiles",
+               "save_outputs": "--save-outputs"}
 #: Output flags that are folders (``--out`` is one for these commands, a file for the rest).
 FOLDER_OUTPUTS = ("--plot", "--dump-tiles")
 FOLDER_OUT_COMMANDS = ("sweep", "plot", "demo")
@@ -35,6 +36,7 @@ COMMANDS = (
     "run",
     "convert",
     "simulate",
+    "export",
     "allocate",
     "rtl",
     "verify",

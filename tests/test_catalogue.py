@@ -231,6 +231,16 @@ REFUSED += [
     ("verify --layers naming no layer", ["verify", "--spec", "tiny", "--model",
                                          "mnist-resnet", "--layers", "nosuchlayer"],
      ["nosuchlayer"]),
+    ("export -o over its --model", ["export", "--model", "{d}/opset9.onnx", "-o",
+                                    "{d}/opset9.onnx"], ["--output", "opset9.onnx", "--model"]),
+    ("export an unknown --format", ["export", "--model", "mnist-resnet", "--format", "tflite",
+                                    "-o", "{d}/m.onnx"], ["--format", "tflite"]),
+    ("export -o that is no .onnx", ["export", "--model", "mnist-resnet", "-o", "{d}/m.npz"],
+     ["--output", "m.npz", ".onnx"]),
+    ("simulate --save-outputs over its weights", ["simulate", "--model", "mnist-resnet",
+                                                  "--weights", "{d}/weights.npz", "--images",
+                                                  "1", "--save-outputs", "{d}/weights.npz"],
+     ["--save-outputs", "--weights"]),
 ]
 
 
@@ -246,6 +256,15 @@ def test_refused_before_any_work_and_nothing_changes(name, argv, words, files, c
     assert "Traceback" not in err
     for w in words:
         assert w in err, err
+    assert _snapshot(files) == before
+
+
+def test_export_without_the_onnx_package_says_how_to_install_it(files, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "onnx", None)     # import onnx fails
+    before = _snapshot(files)
+    assert main(["export", "--model", "mnist-resnet", "-o", str(files / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "pip install onnx" in err and "export" in err
     assert _snapshot(files) == before
 
 

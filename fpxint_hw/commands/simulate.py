@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
+
 from ..errors import InputError
 from ..intops import ROUNDING_MODES
 from ..intsim import BACKENDS
@@ -24,7 +26,8 @@ from ..spec import SCALE_MODES, SeriesFormat, load_array_spec
 from . import (DefaultsHelp, add_input_option, add_weights_option, only_with,
                positive_int)
 
-__all__ = ["register", "main"]
+__all__ = ["register", "main", "add_program_options", "check_program_options",
+           "program_formats", "program_overrides", "split_calibration"]
 
 #: Format flags and their defaults when no ``--spec`` is given.
 FORMAT_DEFAULTS = {"w_bits": 4, "w_terms": 2, "a_bits": 4, "a_terms": 2, "scale": "pow2",
@@ -41,6 +44,40 @@ def register(subparsers) -> None:
                    help="zoo model name (mnist-resnet, resnet18, resnet50, efficientnet-lite0) "
                         "or an .onnx file")
     add_weights_option(p)
+    add_program_options(p)
+    p.add_argument("--images", type=positive_int, default=None, metavar="N",
+                   help="number of built-in sample inputs (default: all)")
+    add_input_option(p)
+    p.add_argument("--batch", type=positive_int, default=8, help="inputs per simulator call")
+    p.add_argument("--threads", type=positive_int, default=None, help="simulator threads")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="GEMM backend of the simulator (each used only where proved exact)")
+    p.add_argument("--no-per-term", action="store_true",
+                   help="only the configured term counts, not k = 1..T")
+    p.add_argument("--check", choices=("golden",), help="check every layer of the first input "
+                   "against the golden model")
+    p.add_argument("--save-outputs", metavar="F.npz",
+                   help="write the float inputs the program ran on ('inputs', NCHW float32, "
+                        "as 'fpxint export' graphs take them) and its integer output for "
+                        "each ('int_output')")
+    p.add_argument("--dump-tiles", metavar="DIR", help="write GEMM tiles of chosen layers")
+    p.add_argument("--tile-shape", default=None, metavar="KxN",
+                   help="tile K x N (default 8x8; with --dump-tiles, as the three below)")
+    p.add_argument("--tile-layers", default=None,
+                   help="comma-separated layers to cut into tiles (default: the first two "
+                        "ungrouped conv layers)")
+    p.add_argument("--tile-rows", type=positive_int, default=None,
+                   help="output positions (M) per tile (default 8)")
+    p.add_argument("--max-tiles", type=positive_int, default=None,
+                   help="tiles per layer at most (default 64)")
+    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    p.set_defaults(func=main)
+
+
+def add_program_options(p) -> None:
+    """The options that choose the integer program, shared by ``simulate`` and ``export``
+    (so both compile the same program from the same flags): the spec or the formats,
+    per-layer overrides, the range rule and calibration."""
     p.add_argument("--spec", metavar="SPEC",
                    help="compile for this array spec (a YAML file or a shipped name such as "
                         "default): its formats, rounding and m0_bits; excludes the format "
@@ -64,9 +101,6 @@ def register(subparsers) -> None:
     p.add_argument("--overrides", metavar="FILE",
                    help="per-layer formats from a YAML file (as 'fpxint allocate' writes); "
                         "--override entries win over it")
-    p.add_argument("--images", type=positive_int, default=None, metavar="N",
-                   help="number of built-in sample inputs (default: all)")
-    add_input_option(p)
     p.add_argument("--range-rule", choices=RANGE_RULES, default=RANGE_RULES[0],
                    help="calibration-free activation ranges: mse (the squared-error optimum "
                         "for each grid's resolution; widens with the terms) or sigma (mean "
@@ -77,30 +111,11 @@ def register(subparsers) -> None:
                    help="set activation ranges from the min/max over the first N inputs, "
                         "which are then left out of the scores (default 0: "
                         "calibration-free)")
-    p.add_argument("--batch", type=positive_int, default=8, help="inputs per simulator call")
-    p.add_argument("--threads", type=positive_int, default=None, help="simulator threads")
-    p.add_argument("--backend", default="auto", choices=BACKENDS,
-                   help="GEMM backend of the simulator (each used only where proved exact)")
-    p.add_argument("--no-per-term", action="store_true",
-                   help="only the configured term counts, not k = 1..T")
-    p.add_argument("--check", choices=("golden",), help="check every layer of the first input "
-                   "against the golden model")
-    p.add_argument("--dump-tiles", metavar="DIR", help="write GEMM tiles of chosen layers")
-    p.add_argument("--tile-shape", default=None, metavar="KxN",
-                   help="tile K x N (default 8x8; with --dump-tiles, as the three below)")
-    p.add_argument("--tile-layers", default=None,
-                   help="comma-separated layers to cut into tiles (default: the first two "
-                        "ungrouped conv layers)")
-    p.add_argument("--tile-rows", type=positive_int, default=None,
-                   help="output positions (M) per tile (default 8)")
-    p.add_argument("--max-tiles", type=positive_int, default=None,
-                   help="tiles per layer at most (default 64)")
-    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
-    p.set_defaults(func=main)
 
 
-def _formats(args):
-    """``(spec or None, spec name, w_fmt, a_fmt)`` from the command line."""
+def program_formats(args):
+    """``(spec or None, spec name, w_fmt, a_fmt)`` from the options of
+    :func:`add_program_options`."""
     given = [k for k in FORMAT_DEFAULTS if getattr(args, k) is not None]
     if args.spec:
         if given:
@@ -115,35 +130,57 @@ def _formats(args):
     return None, None, w_fmt, SeriesFormat(args.a_bits, args.a_terms, args.scale)
 
 
+def check_program_options(args) -> None:
+    """Refuse a program option that does not apply (``--range-sigmas`` without the sigma
+    rule), then fill in its default."""
+    only_with(args, [("range_sigmas", "--range-sigmas", args.range_rule == "sigma",
+                      "--range-rule sigma")], {"range_sigmas": 4.0})
+
+
+def program_overrides(args, spec) -> dict:
+    """Per-layer formats from ``--overrides FILE`` and ``--override`` (which win), in the
+    program's scale mode; call after :func:`program_formats`."""
+    from ..quant.overrides import load_overrides, parse_override
+    scale = spec.scale if spec is not None else args.scale
+    overrides = load_overrides(args.overrides) if args.overrides else {}
+    overrides.update(parse_override(o, scale) for o in args.override)
+    return overrides
+
+
+def split_calibration(args, x, labels):
+    """``(calibration inputs or None, scored inputs, their labels)``: ``--calibrate N``
+    takes the first N inputs for the ranges and leaves them out of the rest."""
+    if not args.calibrate:
+        return None, x, labels
+    if not 0 < args.calibrate < x.shape[0]:
+        raise InputError(f"--calibrate {args.calibrate}: needs 1 to {x.shape[0] - 1} of the "
+                         f"{x.shape[0]} inputs (the rest are scored); ask for more "
+                         f"--images")
+    labels = None if labels is None else labels[args.calibrate:]
+    return x[:args.calibrate], x[args.calibrate:], labels
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
     from ..workflows.network import input_range, load_inputs, load_network
     tiles = bool(args.dump_tiles)
-    only_with(args, [("range_sigmas", "--range-sigmas", args.range_rule == "sigma",
-                      "--range-rule sigma")] +
-              [(d, f"--{d.replace('_', '-')}", tiles, "--dump-tiles")
-               for d in ("tile_shape", "tile_layers", "tile_rows", "max_tiles")],
-              {"range_sigmas": 4.0, "tile_shape": "8x8", "tile_rows": 8, "max_tiles": 64})
-    from ..workflows.simulate import golden_check, run_simulation
+    check_program_options(args)
+    only_with(args, [(d, f"--{d.replace('_', '-')}", tiles, "--dump-tiles")
+                     for d in ("tile_shape", "tile_layers", "tile_rows", "max_tiles")],
+              {"tile_shape": "8x8", "tile_rows": 8, "max_tiles": 64})
+    from ..workflows.simulate import golden_check, int_outputs, run_simulation
     from ..workflows.tiles import dump_tiles, parse_tile_shape
     t_start = time.perf_counter()
-    spec, spec_name, w_fmt, a_fmt = _formats(args)
-    scale = spec.scale if spec is not None else args.scale
-    from ..quant.overrides import load_overrides, parse_override
-    overrides = load_overrides(args.overrides) if args.overrides else {}
-    overrides.update(parse_override(o, scale) for o in args.override)
+    spec, spec_name, w_fmt, a_fmt = program_formats(args)
+    overrides = program_overrides(args, spec)
+    if args.save_outputs and args.level == "tensor":
+        raise InputError("--save-outputs needs --level layer or model (tensor level runs in "
+                         "float and has no integer output)")
     if args.dump_tiles:
         parse_tile_shape(args.tile_shape)
     graph, info = load_network(args.model, args.weights)
     x, labels, names = load_inputs(graph, info, args.images, args.input)
-    calib = None
-    if args.calibrate:
-        if not 0 < args.calibrate < x.shape[0]:
-            raise InputError(f"--calibrate {args.calibrate}: needs 1 to {x.shape[0] - 1} of the "
-                             f"{x.shape[0]} inputs (the rest are scored); ask for more "
-                             f"--images")
-        calib, x = x[:args.calibrate], x[args.calibrate:]
-        labels = None if labels is None else labels[args.calibrate:]
+    calib, x, labels = split_calibration(args, x, labels)
     rows, (exp, sim, _), _ = run_simulation(
         graph, x, w_fmt, a_fmt, args.level, spec=spec, spec_name=spec_name, labels=labels,
         batch=args.batch, threads=args.threads, backend=args.backend,
@@ -216,6 +253,14 @@ def main(args: argparse.Namespace) -> int:
                            args.tile_rows, args.max_tiles)
         result["tiles"] = len(index)
         print(f"wrote {len(index)} tiles to {args.dump_tiles}")
+    if args.save_outputs:
+        from ..outputs import write_npz
+        ints = int_outputs(sim, x, args.batch)
+        write_npz(args.save_outputs, {"inputs": np.ascontiguousarray(x, dtype=np.float32),
+                                      "int_output": ints})
+        result["saved_outputs"] = args.save_outputs
+        print(f"wrote {args.save_outputs}: {x.shape[0]} inputs and their integer outputs "
+              f"{ints.shape}")
     result["seconds"] = time.perf_counter() - t_start
     if args.json:
         write_json(args.json, result)

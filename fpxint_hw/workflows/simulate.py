@@ -18,7 +18,8 @@ from ..quant import program as P
 from ..report import progress
 from ..spec import ArraySpec, SeriesFormat
 
-__all__ = ["fidelity", "compile_program", "run_simulation", "golden_check", "spec_with_terms"]
+__all__ = ["fidelity", "compile_program", "compile_terms", "run_simulation", "int_outputs",
+           "golden_check", "spec_with_terms"]
 
 
 def fidelity(ref: np.ndarray, got: np.ndarray, labels=None) -> dict:
@@ -96,20 +97,12 @@ def run_simulation(graph, x, w_fmt: SeriesFormat | None = None,
     rows, last = [], None
     for k in ks:
         t0 = time.perf_counter()
-        if spec is not None:
-            sk = spec_with_terms(spec, k)
-            exp = compile_program(graph, spec=sk, spec_name=spec_name, level=level,
-                                  per_channel=per_channel, overrides=overrides,
-                                  in_range=in_range, calibration=calibration,
-                                  range_rule=range_rule, range_sigmas=range_sigmas)
-            wt, at = sk.w_terms, sk.a_terms
-        else:
-            wf, af = w_fmt.with_terms(min(k, w_fmt.terms)), a_fmt.with_terms(min(k, a_fmt.terms))
-            exp = compile_program(graph, w_fmt=wf, a_fmt=af, level=level, rounding=rounding,
-                                  multiplier_bits=multiplier_bits, overrides=overrides,
-                                  in_range=in_range, calibration=calibration,
-                                  range_rule=range_rule, range_sigmas=range_sigmas)
-            wt, at = wf.terms, af.terms
+        exp, wt, at = compile_terms(graph, k, spec=spec, spec_name=spec_name, w_fmt=w_fmt,
+                                    a_fmt=a_fmt, level=level, per_channel=per_channel,
+                                    rounding=rounding, multiplier_bits=multiplier_bits,
+                                    overrides=overrides, in_range=in_range,
+                                    calibration=calibration, range_rule=range_rule,
+                                    range_sigmas=range_sigmas)
         if level == "tensor":
             sim = None
             out = _batched(exp.executor(), x, batch, f"{label} k={k}")
@@ -120,6 +113,40 @@ def run_simulation(graph, x, w_fmt: SeriesFormat | None = None,
                      "seconds": time.perf_counter() - t0})
         last = (exp, sim, out)
     return rows, last, ref
+
+
+def compile_terms(graph, k: int | None = None, *, spec: ArraySpec | None = None,
+                  spec_name: str | None = None, w_fmt: SeriesFormat | None = None,
+                  a_fmt: SeriesFormat | None = None, level: str = "layer",
+                  per_channel: bool = True, rounding: str = "rne", multiplier_bits: int = 31,
+                  overrides=None, in_range=None, calibration=None, range_rule: str = "mse",
+                  range_sigmas: float = 4.0):
+    """The program :func:`run_simulation` runs for ``k`` terms (None: the full term counts,
+    the program ``fpxint simulate`` reports last and ``fpxint export`` writes).
+
+    Returns ``(program, w_terms, a_terms)``: with ``spec``, the array with at most ``k``
+    terms (:func:`spec_with_terms`); otherwise ``w_fmt`` / ``a_fmt`` cut to ``k`` terms.
+    """
+    if k is None:
+        k = (max(spec.w_terms, spec.a_terms) if spec is not None
+             else max(w_fmt.terms, a_fmt.terms))
+    ranges = dict(in_range=in_range, calibration=calibration, range_rule=range_rule,
+                  range_sigmas=range_sigmas)
+    if spec is not None:
+        sk = spec_with_terms(spec, k)
+        exp = compile_program(graph, spec=sk, spec_name=spec_name, level=level,
+                              per_channel=per_channel, overrides=overrides, **ranges)
+        return exp, sk.w_terms, sk.a_terms
+    wf, af = w_fmt.with_terms(min(k, w_fmt.terms)), a_fmt.with_terms(min(k, a_fmt.terms))
+    exp = compile_program(graph, w_fmt=wf, a_fmt=af, level=level, rounding=rounding,
+                          multiplier_bits=multiplier_bits, overrides=overrides, **ranges)
+    return exp, wf.terms, af.terms
+
+
+def int_outputs(sim, x: np.ndarray, batch: int = 8) -> np.ndarray:
+    """The simulator's integer program output for every input of ``x``, in batches (int64,
+    NCHW / (N, F)): what ``fpxint simulate --save-outputs`` writes as ``int_output``."""
+    return _batched(lambda b: np.asarray(sim(b), dtype=np.int64), x, batch, "int outputs")
 
 
 def golden_check(program, sim, x, layers=None) -> dict:
