@@ -12,10 +12,10 @@ __all__ = ["add_spec_option", "add_weights_option", "add_input_option", "positiv
 
 class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
     """``--help`` with each option's default, except where there is none to show (None: the
-    help text says what happens)."""
+    help text says what happens; an on/off flag or a repeatable option that starts empty)."""
 
     def _get_help_string(self, action):
-        if action.default is None:
+        if action.default is None or action.default is False or action.default == []:
             return action.help
         return super()._get_help_string(action)
 
