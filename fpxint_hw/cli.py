@@ -18,15 +18,15 @@ EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: argparse destinations that name files a command reads, and their flags.
 INPUT_ARGS = {"input": "--input", "model": "--model", "weights": "--weights", "spec": "--spec",
               "config": "--config", "overrides": "--overrides", "tiles": "--tiles",
-              "dir": "DIR"}
+              "dir": "DIR", "dataset": "--dataset", "synsets": "--synsets"}
 #: Positional arguments among them, by command: how ``--help`` names them.
 POSITIONAL_INPUTS = {("expand", "input"): "IN.npz"}
 #: argparse destinations that name what a command writes, and their flags.
 OUTPUT_ARGS = {"output": "--output", "out": "--out", "json": "--json", "plot": "--plot",
-               "dump_tiles": "--dump-tiles",
+               "dump_tiles": "--dump-tiles", "state": "--state",
                "save_outputs": "--save-outputs"}
 #: Output flags that are folders (``--out`` is one for these commands, a file for the rest).
-FOLDER_OUTPUTS = ("--plot", "--dump-tiles")
+FOLDER_OUTPUTS = ("--plot", "--dump-tiles", "--state")
 FOLDER_OUT_COMMANDS = ("sweep", "plot", "demo")
 
 #: Subcommand modules under fpxint_hw.commands, in the order ``--help`` lists them.

@@ -305,3 +305,87 @@ def test_a_second_tile_dump_leaves_no_stale_tiles(files, capsys):
     assert len(index) == 1
     assert sorted(p.name for p in dump.iterdir()) == sorted(
         [e["file"] for e in index] + ["index.json", "notes.txt"])
+
+
+# -- simulate --dataset: a user's own images ---------------------------------------------------
+
+@pytest.fixture
+def datasets(files):
+    """Image folders and labels files as users have them, beside the other inputs: one real
+    digit per class, and the same with a text file, with a text file named .png, empty, of
+    three classes; labels files naming a missing file and a label out of range."""
+    from PIL import Image
+
+    from fpxint_hw.models.samples import mnist_heldout
+    images, labels = mnist_heldout()
+    good = files / "digits"
+    for c in range(10):
+        (good / str(c)).mkdir(parents=True)
+        Image.fromarray(images[np.flatnonzero(labels == c)[0]]).save(good / str(c) / "a.png")
+    shutil.copytree(good, files / "with_text")
+    (files / "with_text" / "4" / "notes.txt").write_text("not an image")
+    shutil.copytree(good, files / "with_fake")
+    shutil.copy(files / "text.png", files / "with_fake" / "4" / "0.png")   # in the first batch
+    (files / "empty").mkdir()
+    for c in range(3):
+        shutil.copytree(good / str(c), files / "three" / str(c))
+    (files / "missing.txt").write_text("digits/0/a.png 0\ndigits/1/gone.png 1\n")
+    (files / "range.txt").write_text("digits/0/a.png 12\n")
+    (files / "synsets.txt").write_text("zero\none\n")
+    return files
+
+
+SIM = ["simulate", "--model", "mnist-resnet"]
+DATASET_REFUSED = [
+    ("dataset: an empty folder", SIM + ["--dataset", "{d}/empty"], ["empty", "no class folders"]),
+    ("dataset: a missing path", SIM + ["--dataset", "{d}/nodata"],
+     ["nodata", "no such folder or labels file"]),
+    ("dataset: a text file among the images", SIM + ["--dataset", "{d}/with_text"],
+     ["notes.txt", "not an image file", "--skip-bad"]),
+    ("dataset: text named .png", SIM + ["--dataset", "{d}/with_fake", "--json", "{d}/r.json"],
+     ["0.png", "not a readable image", "--skip-bad"]),
+    ("dataset: 3 classes for 10 outputs", SIM + ["--dataset", "{d}/three"],
+     ["3 class folders", "10 outputs", "labels file"]),
+    ("dataset: labels naming a missing file", SIM + ["--dataset", "{d}/missing.txt"],
+     ["missing.txt", "line 2", "gone.png", "no such file"]),
+    ("dataset: a label out of range", SIM + ["--dataset", "{d}/range.txt"],
+     ["range.txt", "line 1", "'12'", "0..9"]),
+    ("dataset: synsets of the wrong count", SIM + ["--dataset", "{d}/digits", "--synsets",
+                                                   "{d}/synsets.txt"],
+     ["synsets.txt", "lists 2 classes", "10 outputs"]),
+    ("dataset: --images beyond it", SIM + ["--dataset", "{d}/digits", "--images", "11"],
+     ["--images 11", "1..10"]),
+    ("dataset: --state inside it", SIM + ["--dataset", "{d}/digits", "--state",
+                                          "{d}/digits/state"],
+     ["--state", "inside the dataset folder"]),
+    ("dataset: --json over the labels file", SIM + ["--dataset", "{d}/range.txt", "--json",
+                                                    "{d}/range.txt"], ["--json", "--dataset"]),
+    ("dataset: with --input", SIM + ["--dataset", "{d}/digits", "--input", "{d}/photo.png"],
+     ["--input", "does not apply with --dataset"]),
+    ("dataset: with --calibrate", SIM + ["--dataset", "{d}/digits", "--calibrate", "4"],
+     ["--calibrate", "does not apply with --dataset"]),
+    ("dataset: with --check", SIM + ["--dataset", "{d}/digits", "--check", "golden"],
+     ["--check", "--input"]),
+    ("dataset: --synsets without it", SIM + ["--synsets", "{d}/synsets.txt"],
+     ["--synsets", "applies only with --dataset"]),
+    ("dataset: --skip-bad without it", SIM + ["--skip-bad"], ["--skip-bad", "--dataset"]),
+    ("dataset: --scheduler without dask", SIM + ["--dataset", "{d}/digits", "--scheduler",
+                                                 "tcp://x:1"],
+     ["--scheduler", "--executor dask"]),
+]
+
+
+@pytest.mark.parametrize("name,argv,words", DATASET_REFUSED, ids=[c[0] for c in DATASET_REFUSED])
+def test_dataset_refused_before_any_work(name, argv, words, datasets, capsys):
+    test_refused_before_any_work_and_nothing_changes(name, argv, words, datasets, capsys)
+
+
+def test_a_dataset_state_does_not_resume_under_other_settings(datasets, capsys):
+    run = SIM + ["--dataset", str(datasets / "digits"), "--state", str(datasets / "st")]
+    assert main(run + ["--no-per-term"]) == 0
+    before = _snapshot(datasets)
+    rc = main(run + ["--no-per-term", "--w-terms", "3"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "program.w_fmt.terms = 2" in err and "another --state" in err
+    assert _snapshot(datasets) == before

@@ -6,7 +6,9 @@ flags, runs the integer program with the fast simulator on sample inputs, and re
 number of terms k = 1..T, the top-1 agreement with the float model and the logit SQNR (plus
 accuracy where the inputs have labels). ``--check golden`` re-computes every layer of the
 first input with the golden model; ``--dump-tiles`` writes real layers cut into GEMM tiles
-for RTL replay.
+for RTL replay. ``--dataset`` scores a user's image folder or labels file instead, in
+batches that a killed run resumes (``--state``) and that ``--executor dask`` spreads over a
+cluster.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def register(subparsers) -> None:
                    help="output positions (M) per tile (default 8)")
     p.add_argument("--max-tiles", type=positive_int, default=None,
                    help="tiles per layer at most (default 64)")
+    add_dataset_options(p)
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
     p.set_defaults(func=main)
 
@@ -162,6 +165,8 @@ def split_calibration(args, x, labels):
 
 def main(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
+    if dataset_requested(args):
+        return main_dataset(args)
     from ..workflows.network import input_range, load_inputs, load_network
     tiles = bool(args.dump_tiles)
     check_program_options(args)
@@ -265,3 +270,176 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, result)
     return 1 if result["golden_check"] and result["golden_check"]["mismatches"] else 0
+
+
+# -- --dataset: a user's image folder or labels file, in resumable batches -------------------
+
+#: The options that apply only with --dataset (dest, flag).
+DATASET_OPTIONS = (("synsets", "--synsets"), ("state", "--state"), ("skip_bad", "--skip-bad"),
+                   ("executor", "--executor"), ("scheduler", "--scheduler"))
+
+
+def add_dataset_options(p) -> None:
+    """The options of ``simulate --dataset`` (:mod:`fpxint_hw.workflows.dataset`)."""
+    g = p.add_argument_group("a dataset on disk, scored in resumable batches")
+    g.add_argument("--dataset", metavar="DIR|FILE",
+                   help="score the images of an image folder (a subfolder per class; class i "
+                        "is the i-th folder by name, as torchvision's ImageFolder) or of a "
+                        "labels file of 'relative/path label' lines, --batch images at a "
+                        "time; --images N takes the first N, the classes in turn")
+    g.add_argument("--synsets", metavar="FILE",
+                   help="the model's classes in output order, one a line (its first word; "
+                        "e.g. ImageNet's 1000 synset ids, LOC_synset_mapping.txt): class "
+                        "folders and labels are then looked up by name")
+    g.add_argument("--state", metavar="DIR",
+                   help="folder of finished batches: a killed run resumes from it, a run "
+                        "with other settings is refused (default: beside --json, r.json -> "
+                        "r.state; without either nothing is kept)")
+    g.add_argument("--skip-bad", action="store_true", default=None,
+                   help="leave out, and report, files that are not readable images "
+                        "(default: refuse the dataset, naming them)")
+    g.add_argument("--executor", choices=("local", "dask"), default=None,
+                   help="where batches run: local (default), or dask: a Dask cluster (pip "
+                        "install 'fpxint-hw[dask]'; workers must see the files at the same "
+                        "paths)")
+    g.add_argument("--scheduler", metavar="ADDR",
+                   help="Dask scheduler address (default: a local cluster, one worker per "
+                        "core)")
+
+
+def dataset_requested(args) -> bool:
+    """Whether the run is a ``--dataset`` run (or names one of its options)."""
+    return getattr(args, "dataset", None) is not None or any(
+        getattr(args, d, None) is not None for d, _ in DATASET_OPTIONS)
+
+
+def _check_dataset_options(args) -> None:
+    only_with(args, [(d, f, args.dataset is not None, "--dataset") for d, f in DATASET_OPTIONS]
+              + [("scheduler", "--scheduler", args.executor == "dask", "--executor dask")],
+              {"executor": "local", "skip_bad": False})
+    for dest, flag in (("input", "--input"), ("calibrate", "--calibrate"), ("check", "--check"),
+                       ("save_outputs", "--save-outputs"), ("dump_tiles", "--dump-tiles"),
+                       ("tile_shape", "--tile-shape"), ("tile_layers", "--tile-layers"),
+                       ("tile_rows", "--tile-rows"), ("max_tiles", "--max-tiles")):
+        if getattr(args, dest, None):
+            why = ("the dataset gives the images" if dest == "input" else
+                   "dataset runs take the calibration-free ranges of --range-rule"
+                   if dest == "calibrate" else
+                   "it works on in-memory inputs: give a few of the images with --input")
+            raise InputError(f"{flag} does not apply with --dataset ({why}); drop {flag}")
+
+
+def _program_text(args, spec, spec_name, w_fmt, a_fmt, overrides) -> str:
+    if spec is not None:
+        text = (f"compiled for array {spec_name} ({spec.rows}x{spec.cols}, W{spec.w_bits}x"
+                f"{spec.w_terms} / A{spec.a_bits}x{spec.a_terms} {spec.scale}, M0 "
+                f"{spec.m0_bits} bits, {spec.rounding})")
+    else:
+        text = (f"W{w_fmt.bits}x{w_fmt.terms} / A{a_fmt.bits}x{a_fmt.terms} ({w_fmt.scale}, "
+                f"M0 {args.m0_bits} bits, {args.rounding})")
+    return text + (f", {len(overrides)} per-layer override(s)" if overrides else "")
+
+
+def _formats_record(args, spec, spec_name, w_fmt, a_fmt) -> dict:
+    if spec is not None:
+        from ..quant import program_options
+        return {"spec": spec_name, "spec_fields": spec.to_dict(),
+                "program_options": program_options(
+                    spec, per_channel=not args.per_tensor).to_dict(),
+                "w_bits": spec.w_bits, "w_terms": spec.w_terms, "a_bits": spec.a_bits,
+                "a_terms": spec.a_terms, "scale": spec.scale, "rounding": spec.rounding,
+                "m0_bits": spec.m0_bits}
+    return {"spec": None, "w_bits": w_fmt.bits, "w_terms": w_fmt.terms, "a_bits": a_fmt.bits,
+            "a_terms": a_fmt.terms, "scale": w_fmt.scale, "rounding": args.rounding,
+            "m0_bits": args.m0_bits}
+
+
+def _refuse_state_inside(state, listing, args) -> None:
+    """A state folder inside an image folder would be listed as a class next time."""
+    if state is None or listing.class_names is None:
+        return
+    from pathlib import Path
+    s, root = Path(state).resolve(), listing.root.resolve()
+    if s == root or root in s.parents:
+        given = "--state" if args.state else f"the state folder beside --json {args.json}"
+        raise InputError(f"{given} {state} is inside the dataset folder {listing.source}: its "
+                         f"files would be listed as images; put it elsewhere with --state DIR")
+
+
+def main_dataset(args: argparse.Namespace) -> int:
+    """``simulate --dataset``: score the dataset in batches; returns the exit status."""
+    import os
+
+    from ..io.dataset import list_dataset, read_class_list
+    from ..workflows.dataset import (DatasetConfig, default_state_dir, evaluate_dataset,
+                                     num_classes)
+    from ..workflows.network import load_network
+    _check_dataset_options(args)
+    check_program_options(args)
+    t_start = time.perf_counter()
+    spec, spec_name, w_fmt, a_fmt = program_formats(args)
+    overrides = program_overrides(args, spec)
+    state = args.state or (str(default_state_dir(args.json)) if args.json else None)
+    graph, info = load_network(args.model, args.weights)
+    classes = num_classes(graph)
+    class_list = read_class_list(args.synsets, classes) if args.synsets else None
+    listing = list_dataset(args.dataset, classes, class_list=class_list,
+                           skip_bad=args.skip_bad)
+    _refuse_state_inside(state, listing, args)
+    model = os.path.abspath(args.model) if args.model.lower().endswith(".onnx") else args.model
+    program = (dict(spec=spec, spec_name=spec_name, per_channel=not args.per_tensor)
+               if spec is not None else
+               dict(w_fmt=w_fmt, a_fmt=a_fmt, rounding=args.rounding,
+                    multiplier_bits=args.m0_bits))
+    config = DatasetConfig(model, args.weights and os.path.abspath(args.weights),
+                           level=args.level, overrides=tuple(sorted(overrides.items())),
+                           range_rule=args.range_rule, range_sigmas=args.range_sigmas,
+                           per_term=not args.no_per_term, batch=args.batch, **program)
+    model_name = info.name if info is not None else args.model
+    layout = "image folder" if listing.class_names is not None else "labels file"
+    print(f"{model_name}: {args.level}-level, "
+          f"{_program_text(args, spec, spec_name, w_fmt, a_fmt, overrides)}, "
+          f"calibration-free {args.range_rule} ranges")
+    print(f"{args.dataset} ({layout}): {len(listing)} images of {classes} classes"
+          + (f", {len(listing.skipped)} file(s) left out" if listing.skipped else "")
+          + (f"; state in {state}" if state else "; no --state or --json: not resumable"))
+    res = evaluate_dataset(config, listing, state=state, executor=args.executor,
+                           scheduler=args.scheduler, backend=args.backend,
+                           threads=args.threads, images=args.images, skip_bad=args.skip_bad,
+                           network=(graph, info))
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f} %"
+
+    table = [["float", "-", "-", pct(res.float_accuracy), pct(res.float_top5_accuracy)]]
+    table += [[f"W x{r['w_terms']} / A x{r['a_terms']}", pct(r["top1_agreement"]),
+               "-" if r["logit_sqnr_db"] is None else fmt_db(r["logit_sqnr_db"]),
+               pct(r["accuracy"]), pct(r["top5_accuracy"])] for r in res.rows]
+    print(format_table(["terms", "top-1 agree", "logit SQNR dB", "accuracy", "top-5"], table))
+    speed = (f" at {res.images_per_s:.2f} images/s" if res.images_per_s is not None else "")
+    print(f"{res.images} images scored: {res.ran} batch(es) of {args.batch} computed now{speed}"
+          f" ({args.executor}), {res.reused} loaded from {state}" if state else
+          f"{res.images} images scored: {res.ran} batch(es) of {args.batch}{speed} "
+          f"({args.executor})")
+    if res.recomputed:
+        print(f"{len(res.recomputed)} unreadable batch file(s) computed again: "
+              f"{', '.join(res.recomputed[:3])}")
+    if res.bad:
+        print(f"{len(res.bad)} file(s) left out (--skip-bad): "
+              + "; ".join(why for _, why in res.bad[:3])
+              + (" ..." if len(res.bad) > 3 else ""))
+    last = res.rows[-1]
+    result = {"model": model_name, "level": args.level,
+              **_formats_record(args, spec, spec_name, w_fmt, a_fmt),
+              "dataset": {"path": args.dataset, "layout": layout, "classes": classes,
+                          "listed": len(listing), "synsets": args.synsets,
+                          "executor": args.executor},
+              "top1_agreement": last["top1_agreement"], "logit_sqnr_db": last["logit_sqnr_db"],
+              "accuracy": last["accuracy"], "top5_accuracy": last["top5_accuracy"],
+              "ranges": {"rule": args.range_rule,
+                         "range_sigmas": args.range_sigmas if args.range_rule == "sigma"
+                         else None, "calibration_inputs": 0},
+              **res.to_dict(), "seconds": time.perf_counter() - t_start}
+    if args.json:
+        write_json(args.json, result)
+    return 0
