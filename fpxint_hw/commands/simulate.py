@@ -194,17 +194,9 @@ def main(args: argparse.Namespace) -> int:
         per_channel=not args.per_tensor, range_rule=args.range_rule,
         range_sigmas=args.range_sigmas)
     model_name = info.name if info is not None else args.model
-    if spec is not None:
-        what = (f"compiled for array {spec_name} ({spec.rows}x{spec.cols}, W{spec.w_bits}x"
-                f"{spec.w_terms} / A{spec.a_bits}x{spec.a_terms} {spec.scale}, M0 "
-                f"{spec.m0_bits} bits, {spec.rounding})")
-    else:
-        what = (f"W{w_fmt.bits}x{w_fmt.terms} / A{a_fmt.bits}x{a_fmt.terms} ({w_fmt.scale}, "
-                f"M0 {args.m0_bits} bits, {args.rounding})")
+    what = _program_text(args, spec, spec_name, w_fmt, a_fmt, overrides)
     ranges = (f"ranges calibrated on {args.calibrate} other input(s)" if calib is not None
               else f"calibration-free {args.range_rule} ranges")
-    if overrides:
-        what += f", {len(overrides)} per-layer override(s)"
     print(f"{model_name}: {args.level}-level, {what}, {ranges}, {x.shape[0]} input(s)"
           + (f", backends {sorted(set(sim.backends().values()))}" if sim else ""))
     table = [[f"W x{r['w_terms']} / A x{r['a_terms']}", f"{100 * r['top1_agreement']:.1f} %",
@@ -212,18 +204,7 @@ def main(args: argparse.Namespace) -> int:
               "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f} %",
               f"{r['seconds']:.1f}"] for r in rows]
     print(format_table(["terms", "top-1 agree", "logit SQNR dB", "accuracy", "s"], table))
-    if spec is not None:
-        from ..quant import program_options
-        result_fmt = {"spec": spec_name, "spec_fields": spec.to_dict(),
-                      "program_options": program_options(
-                          spec, per_channel=not args.per_tensor).to_dict(),
-                      "w_bits": spec.w_bits, "w_terms": spec.w_terms, "a_bits": spec.a_bits,
-                      "a_terms": spec.a_terms, "scale": spec.scale, "rounding": spec.rounding,
-                      "m0_bits": spec.m0_bits}
-    else:
-        result_fmt = {"spec": None, "w_bits": w_fmt.bits, "w_terms": w_fmt.terms,
-                      "a_bits": a_fmt.bits, "a_terms": a_fmt.terms, "scale": w_fmt.scale,
-                      "rounding": args.rounding, "m0_bits": args.m0_bits}
+    result_fmt = _formats_record(args, spec, spec_name, w_fmt, a_fmt)
     result = {"model": model_name, "level": args.level, **result_fmt,
               "images": int(x.shape[0]), "top1_agreement": rows[-1]["top1_agreement"],
               "logit_sqnr_db": rows[-1]["logit_sqnr_db"], "accuracy": rows[-1]["accuracy"],
@@ -270,6 +251,33 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, result)
     return 1 if result["golden_check"] and result["golden_check"]["mismatches"] else 0
+
+
+def _program_text(args, spec, spec_name, w_fmt, a_fmt, overrides) -> str:
+    """The formats a run compiles for, as the first line of its report says them."""
+    if spec is not None:
+        text = (f"compiled for array {spec_name} ({spec.rows}x{spec.cols}, W{spec.w_bits}x"
+                f"{spec.w_terms} / A{spec.a_bits}x{spec.a_terms} {spec.scale}, M0 "
+                f"{spec.m0_bits} bits, {spec.rounding})")
+    else:
+        text = (f"W{w_fmt.bits}x{w_fmt.terms} / A{a_fmt.bits}x{a_fmt.terms} ({w_fmt.scale}, "
+                f"M0 {args.m0_bits} bits, {args.rounding})")
+    return text + (f", {len(overrides)} per-layer override(s)" if overrides else "")
+
+
+def _formats_record(args, spec, spec_name, w_fmt, a_fmt) -> dict:
+    """The formats a run compiles for, as its JSON record gives them."""
+    if spec is not None:
+        from ..quant import program_options
+        return {"spec": spec_name, "spec_fields": spec.to_dict(),
+                "program_options": program_options(
+                    spec, per_channel=not args.per_tensor).to_dict(),
+                "w_bits": spec.w_bits, "w_terms": spec.w_terms, "a_bits": spec.a_bits,
+                "a_terms": spec.a_terms, "scale": spec.scale, "rounding": spec.rounding,
+                "m0_bits": spec.m0_bits}
+    return {"spec": None, "w_bits": w_fmt.bits, "w_terms": w_fmt.terms, "a_bits": a_fmt.bits,
+            "a_terms": a_fmt.terms, "scale": w_fmt.scale, "rounding": args.rounding,
+            "m0_bits": args.m0_bits}
 
 
 # -- --dataset: a user's image folder or labels file, in resumable batches -------------------
@@ -327,31 +335,6 @@ def _check_dataset_options(args) -> None:
                    if dest == "calibrate" else
                    "it works on in-memory inputs: give a few of the images with --input")
             raise InputError(f"{flag} does not apply with --dataset ({why}); drop {flag}")
-
-
-def _program_text(args, spec, spec_name, w_fmt, a_fmt, overrides) -> str:
-    if spec is not None:
-        text = (f"compiled for array {spec_name} ({spec.rows}x{spec.cols}, W{spec.w_bits}x"
-                f"{spec.w_terms} / A{spec.a_bits}x{spec.a_terms} {spec.scale}, M0 "
-                f"{spec.m0_bits} bits, {spec.rounding})")
-    else:
-        text = (f"W{w_fmt.bits}x{w_fmt.terms} / A{a_fmt.bits}x{a_fmt.terms} ({w_fmt.scale}, "
-                f"M0 {args.m0_bits} bits, {args.rounding})")
-    return text + (f", {len(overrides)} per-layer override(s)" if overrides else "")
-
-
-def _formats_record(args, spec, spec_name, w_fmt, a_fmt) -> dict:
-    if spec is not None:
-        from ..quant import program_options
-        return {"spec": spec_name, "spec_fields": spec.to_dict(),
-                "program_options": program_options(
-                    spec, per_channel=not args.per_tensor).to_dict(),
-                "w_bits": spec.w_bits, "w_terms": spec.w_terms, "a_bits": spec.a_bits,
-                "a_terms": spec.a_terms, "scale": spec.scale, "rounding": spec.rounding,
-                "m0_bits": spec.m0_bits}
-    return {"spec": None, "w_bits": w_fmt.bits, "w_terms": w_fmt.terms, "a_bits": a_fmt.bits,
-            "a_terms": a_fmt.terms, "scale": w_fmt.scale, "rounding": args.rounding,
-            "m0_bits": args.m0_bits}
 
 
 def _refuse_state_inside(state, listing, args) -> None:
