@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all bench clean
+.PHONY: demo test test-all bench mutate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
+
+# Each curated mutation of tests/mutation/mutants.yaml alone against the default suite
+# (not part of CI: about an hour; --quick runs only each mutant's listed tests).
+mutate: $(STAMP)
+	$(PY) tests/mutation/run.py --json docs/mutation.json
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_expand.py
