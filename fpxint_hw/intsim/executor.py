@@ -1,14 +1,23 @@
 """The fast bit-exact executor of an integer program (:class:`fpxint_hw.quant.QProgram`).
 
-Tensors are channels-last int32 inside. A conv/linear layer splits its weight terms and its
-activation terms into *lane groups* (consecutive terms combined exactly into one wider
-integer), runs one exact GEMM per (weight group, activation group) pair and adds the pairs'
-results, scaled by the group weights, in int64:
+Tensors are channels-last inside, each in the narrowest integer dtype that holds its static
+range (:func:`storage_dtype`: uint8 for a 0..255 tensor, a quarter of int32's memory
+traffic); the program's output and captured tensors come out as int32 (int64 for an exact
+accumulator).
 
-* ``path="combined"`` (default): the largest groups the chosen backend proves exact -- with
-  onnxruntime's int8 path, a 4-bit x 2-term weight (|w| <= 63) and a 4-bit x 2-term unsigned
-  activation (0..255) are one GEMM;
-* ``path="lanes"``: every term alone, T_w x T_a GEMMs (the per-lane datapath);
+A conv/linear layer splits its weight terms and its activation terms into *lane groups*
+(consecutive terms combined exactly into one wider integer) according to the path, and
+computes every (weight group, activation group) pair product with the plan that the width
+analysis proves exact on the fastest backend (:mod:`fpxint_hw.intsim.planes`): on the int8
+GEMM each group is cut into planes that fit it, so a format needing ``P_w x P_a`` int8 GEMMs
+runs that many. The layer runs in chunks of output rows (operands and im2col, the GEMMs, then
+one kernel that sums the products scaled by the group weights and requantizes), shared among
+the simulator's threads (:mod:`fpxint_hw.intsim.pool`):
+
+* ``path="combined"`` (default): every term combined, one weight and one activation group
+  (e.g. W4x2 ``|w| <= 63`` and unsigned A4x2 ``0..255`` are one int8 GEMM; W4x3/A4x3 is
+  three, by Karatsuba on 6-bit planes);
+* ``path="lanes"``: every term alone, T_w x T_a pairs (the per-lane datapath);
 * ``path="model"``: every weight term alone against the combined activation (the T_w basis
   models side by side, summed layer by layer).
 
@@ -16,11 +25,13 @@ All paths give identical integers (the lane sum is exact), for any thread count 
 of the lane pairs (``lane_order``). The static width analysis runs first and refuses programs
 whose accumulators could overflow.
 
-A conv pads its input with the input's zero point (real 0; the bias carries ``-z sum w``), each
-activation group with its own part of it.
+A conv pads its input with the input's zero point (real 0; the bias carries ``-z sum w``),
+each activation group with its own part of it, each operand with its plane of that.
 """
 
 from __future__ import annotations
+
+import time
 
 import numba
 import numpy as np
@@ -29,34 +40,42 @@ from ..errors import FormatError, InputError
 from ..float_exec import to_nchw, to_nhwc
 from ..quant import program as P
 from . import kernels
-from .gemm import OrtMatMul, choose_backend, gemm_int, have_ort
-from .widths import WidthConfig, analyze_widths
+from .gemm import OrtMatMul, gemm_int, plan_layer
+from .pool import WorkerPool
+from .profile import PhaseTimes, no_tick
+from .widths import WidthConfig, accumulator_bounds, analyze_widths, combine_kernel
 
-__all__ = ["Simulator", "PATHS", "to_nchw", "to_nhwc"]
+__all__ = ["Simulator", "PATHS", "storage_dtype", "to_nchw", "to_nhwc"]
 
 #: Lane-grouping paths.
 PATHS = ("combined", "lanes", "model")
 
+_DTYPE = {"ort": np.uint8, "f32": np.float32, "f64": np.float64, "int": np.int32}
 
-def _group_terms(fmt, limit_lo, limit_hi, single: bool):
-    """Greedy consecutive groups of term indices whose combined range fits [lo, hi]."""
-    t = fmt.terms
-    if single:
-        return [[k] for k in range(t)]
-    w = fmt.lane_weights
-    groups, cur = [], [0]
-    for k in range(1, t + 1):
-        cand = cur + [k] if k < t else None
-        if cand is not None:
-            last = w[cand[-1]]
-            span = sum(w[i] // last for i in cand)
-            if fmt.qmin * span >= limit_lo and fmt.qmax * span <= limit_hi:
-                cur = cand
-                continue
-        groups.append(cur)
-        if k < t:
-            cur = [k]
-    return groups
+_KERNELS = ("im2col_rows", "combine_requant", "combine_requant_i32", "combine_requant_p32",
+            "combine_acc")
+_PARALLEL = {name: getattr(kernels, name) for name in _KERNELS}
+_SERIAL = {name: getattr(kernels, name + "_serial") for name in _KERNELS}
+
+#: Bytes of activation operands (or of GEMM results) per chunk of output rows: a layer runs
+#: chunk by chunk (im2col, GEMMs, requantization) so that its working set stays in the caches.
+_CHUNK_BYTES = 1 << 19
+
+_STORAGE = (np.uint8, np.int8, np.uint16, np.int16, np.int32)
+
+
+def storage_dtype(lo: int, hi: int):
+    """The narrowest integer dtype (of uint8, int8, uint16, int16, int32) holding [lo, hi]."""
+    for dt in _STORAGE:
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return dt
+    return np.int64
+
+
+def _wide(x: np.ndarray) -> np.ndarray:
+    """``x`` as int32 when it is stored narrower (int64 stays)."""
+    return x if x.dtype in (np.int32, np.int64) else x.astype(np.int32)
 
 
 def _group_range(fmt, terms):
@@ -68,8 +87,9 @@ def _group_range(fmt, terms):
 class _ConvPlan:
     """A conv/linear layer prepared for one path and backend."""
 
-    def __init__(self, q, xin, path: str, backend: str, threads: int):
+    def __init__(self, q, xin, path: str, backend: str, threads: int, int8=None, pool=None):
         self.q, self.xin = q, xin
+        self.pool = pool
         self.linear = isinstance(q, P.Linear)
         digits = q.w_digits.astype(np.int64)
         t_w, o = digits.shape[:2]
@@ -79,87 +99,95 @@ class _ConvPlan:
             path = "lanes"                  # a switched-off lane: every pair on its own
         self.groups = 1 if self.linear else q.groups
         self.depthwise = not self.linear and q.depthwise
-        want_ort = backend in ("auto", "ort") and have_ort() and not self.depthwise
-        single_w = path in ("lanes", "model")
-        single_a = path == "lanes"
-        k_len = q.reduction
-        attempts = (["ort"] if want_ort else []) + ["any"]
-        for kind in attempts:
-            if kind == "ort":
-                wg = _group_terms(w_fmt, -64, 64, single_w)
-                ag = ([list(range(a_fmt.terms))] if path == "model"
-                      else _group_terms(a_fmt, -127 if a_fmt.signed else 0,
-                                        127 if a_fmt.signed else 255, single_a))
-            else:
-                wg = [[k] for k in range(t_w)] if single_w else [list(range(t_w))]
-                ag = ([[j] for j in range(a_fmt.terms)] if single_a
-                      else [list(range(a_fmt.terms))])
-            a_ranges = [(xin.lo, xin.hi) if len(g) == a_fmt.terms else _group_range(a_fmt, g)
-                        for g in ag]
-            wvals, wweights = [], []
-            for g in wg:
-                last = w_fmt.lane_weights[g[-1]]
-                wweights.append(last)
-                wvals.append(sum(np.int64(w_fmt.lane_weights[k] // last) * digits[k] for k in g))
-            mats = [v.reshape(o, -1).T for v in wvals]
-            if self.depthwise:
-                be = "int"
-                break
-            try:
-                be = choose_backend("ort" if kind == "ort" else backend, a_ranges, mats, k_len,
-                                    what=f"layer {q.name!r}")
-                break
-            except ValueError:
-                if kind == "ort" and backend == "auto":
-                    continue
-                raise
-        self.backend = be
-        self.w_groups, self.a_groups = wg, ag
-        self.w_weights = wweights
-        self.a_weights = [a_fmt.lane_weights[g[-1]] for g in ag]
-        self.a_ranges = a_ranges
-        self.zp = 0 if all(lo >= 0 for lo, _ in a_ranges) else 128
-        if be == "ort" and any(lo < 0 for lo, _ in a_ranges) and \
-                any(hi > 127 for _, hi in a_ranges):
-            raise InputError(f"layer {q.name!r}: activation groups mix signed and >127 ranges")
-        o_g = o // self.groups
-        # weight matrices per conv group: (K, Gw * O_g), columns grouped by weight group
-        self.mats = []
-        if self.depthwise:
-            self.dw = [np.ascontiguousarray(v[:, 0].transpose(1, 2, 0)).astype(np.int32)
-                       for v in wvals]
-        else:
-            for cgi in range(self.groups):
-                cols = []
-                for v in wvals:
-                    vv = v[cgi * o_g:(cgi + 1) * o_g]
-                    if self.linear:
-                        cols.append(vv.T)
-                    else:
-                        cols.append(vv.transpose(2, 3, 1, 0).reshape(-1, o_g))
-                m = np.ascontiguousarray(np.concatenate(cols, axis=1))
-                if be == "ort":
-                    self.mats.append(OrtMatMul(m, self.zp, threads))
-                elif be == "f32":
-                    self.mats.append(m.astype(np.float32))
-                elif be == "f64":
-                    self.mats.append(m.astype(np.float64))
-                else:
-                    self.mats.append(m.astype(np.int64))
-        self.o, self.o_g = o, o_g
-        if q.requant is not None:
-            self.mult = q.requant.multiplier.astype(np.int64)
+        self.w_groups = ([[k] for k in range(t_w)] if path in ("lanes", "model")
+                         else [list(range(t_w))])
+        self.a_groups = ([[j] for j in range(a_fmt.terms)] if path == "lanes"
+                         else [list(range(a_fmt.terms))])
+        self.w_weights = [w_fmt.lane_weights[g[-1]] for g in self.w_groups]
+        self.a_weights = [a_fmt.lane_weights[g[-1]] for g in self.a_groups]
+        self.a_ranges = [(xin.lo, xin.hi) if len(g) == a_fmt.terms else _group_range(a_fmt, g)
+                         for g in self.a_groups]
+        wvals = [sum(np.int64(w_fmt.lane_weights[k] // last) * digits[k] for k in g)
+                 for g, last in zip(self.w_groups, self.w_weights)]
+        self.o, self.o_g = o, o // self.groups
         # what a padded tap holds in each activation group: its part of the zero point
         z = np.array([xin.zero_point], dtype=np.int32)
-        self.pads = [int(v[0]) for v in self._act_groups(z)]
+        self.pads = [int(v[0]) for v in self._group_values(z)]
+        self.mult = None if q.requant is None else q.requant.multiplier.astype(np.int64)
+        self._tables = {}
+        if self.depthwise:
+            self.backend, self.plan = "int", None
+            self.dw = [np.ascontiguousarray(v[:, 0].transpose(1, 2, 0)).astype(np.int32)
+                       for v in wvals]
+            return
+        mats = [v.T if self.linear else v.transpose(2, 3, 1, 0).reshape(-1, o) for v in wvals]
+        pairs = self.pair_keys()
+        self.plan = plan_layer(
+            backend, self.a_ranges, mats, pairs, k=q.reduction, what=f"layer {q.name!r}",
+            layer=q.name, int8=int8,
+            pair_weights=[self.w_weights[gw] * self.a_weights[ga] for gw, ga in pairs],
+            bias_max=int(np.abs(q.bias).max()) if q.bias.size else 0)
+        self.backend = self.plan.backend
+        plan = self.plan
+        self.dtype = _DTYPE[self.backend]
+        self._operand_table(plan.acts)
+        # per activation operand: the weight operands it meets, side by side in one GEMM
+        self.calls = [[p.weight for p in plan.products if p.act == ai]
+                      for ai in range(len(plan.acts))]
+        self.gemms = []
+        for ai, wis in enumerate(self.calls):
+            per_cg = []
+            for cgi in range(self.groups):
+                cols = slice(cgi * self.o_g, (cgi + 1) * self.o_g)
+                m = np.ascontiguousarray(np.concatenate(
+                    [plan.weights[wi].values[:, cols] for wi in wis], axis=1))
+                if self.backend == "ort":            # the pool's threads share the rows
+                    per_cg.append(OrtMatMul(m, 0, 1 if pool else threads,
+                                            unsigned=plan.kernel == "u8u8"))
+                else:
+                    per_cg.append(m.astype(np.int64 if self.backend == "int" else self.dtype))
+            self.gemms.append(per_cg)
+        plan.weights = [w.without_values() for w in plan.weights]   # the backend holds them
+        bias = q.bias.astype(np.int64).copy()
+        for (gw, ga), corr in zip(plan.pairs, plan.corrections):
+            if corr is not None:
+                bias += np.int64(self.w_weights[gw] * self.a_weights[ga]) * corr
+        self.bias = bias
+        self.combine, self.combine_rows = "i64", []
+        if self.backend == "ort" and q.requant is not None:
+            coef = max(abs(p.coef) * self.w_weights[plan.pairs[p.pair][0]]
+                       * self.a_weights[plan.pairs[p.pair][1]] for p in plan.products)
+            self.combine, self.combine_rows = combine_kernel(
+                q.name, plan.sum_bound, coef, max(accumulator_bounds(q, xin)),
+                bool(q.requant.pre_shift.any()))
+
+    def _operand_table(self, acts) -> None:
+        """The arguments of :func:`kernels.im2col_operands` for the plan's operands."""
+        n = len(acts)
+        self.op_group = np.array([a.group for a in acts], dtype=np.int64)
+        self.op_offset = np.array([a.offset for a in acts], dtype=np.int64)
+        self.op_shift = np.zeros((n, 2), dtype=np.int64)
+        self.op_mask = np.zeros((n, 2), dtype=np.int64)           # 0: an unused part
+        for ai, a in enumerate(acts):
+            if len(a.parts) > 2 or any(coef != 1 for _, _, coef in a.parts):
+                raise ValueError(f"layer {self.q.name!r}: operand parts {a.parts} are not "
+                                 f"one or two planes")
+            for pi, (shift, bits, _) in enumerate(a.parts):
+                self.op_shift[ai, pi] = shift
+                self.op_mask[ai, pi] = (1 << bits) - 1 if bits else 0xFFFFFFFF
+        self.op_fill = np.array([int(a.value(self.pads[a.group])) for a in acts],
+                                dtype=np.int64)
+        # one operand that is the group's integers themselves (no offset, no planes)
+        self.identity = n == 1 and acts[0].offset == 0 and acts[0].parts == ((0, 0, 1),)
 
     # -- running --------------------------------------------------------------------------
 
-    def _act_groups(self, x: np.ndarray):
-        """The activation group tensors (int32, same shape as ``x``)."""
+    def _group_values(self, x: np.ndarray) -> np.ndarray:
+        """The activation group tensors ``(G, *x.shape)`` (int32; ``x[None]`` for one group
+        of every term)."""
         fmt = self.xin.fmt
         if len(self.a_groups) == 1 and len(self.a_groups[0]) == fmt.terms:
-            return [x]
+            return np.ascontiguousarray(x)[None]
         group_of = np.zeros(fmt.terms, dtype=np.int64)
         for g, terms in enumerate(self.a_groups):
             group_of[terms] = g
@@ -167,18 +195,14 @@ class _ConvPlan:
         kernels.split_groups(np.ascontiguousarray(x).reshape(-1),
                              np.array(fmt.lane_weights, dtype=np.int64), fmt.qmin, fmt.qmax,
                              fmt.signed, group_of, np.array(self.a_weights, dtype=np.int64), out)
-        return [out[g].reshape(x.shape) for g in range(len(self.a_groups))]
+        return out.reshape((len(self.a_groups),) + x.shape)
 
-    def _cols(self, a: np.ndarray, dtype, fill: int, cgi: int, *, pad: int | None = None):
-        """im2col of NHWC ``a`` for conv group ``cgi``: ``(N*Ho*Wo, kh*kw*C_g)``, every value
-        plus ``fill`` (the ort backend's uint8 shift).
-
-        A padded tap holds ``pad + fill``; ``pad`` None is the input's zero point (``a`` the
-        whole input, as the tile cutter passes it), else an activation group's part of it.
-        """
-        pad = self.xin.zero_point if pad is None else pad
+    def im2col(self, a: np.ndarray, dtype, cgi: int, pad: int) -> np.ndarray:
+        """im2col of NHWC ``a`` for conv group ``cgi``: ``(N*Ho*Wo, kh*kw*C_g)`` in (kh, kw,
+        C) order, as ``dtype``; a padded tap holds ``pad``. A linear layer's ``(N, F)`` input
+        is its own matrix."""
         if self.linear:
-            return a.astype(dtype, copy=False) if fill == 0 else (a + fill).astype(dtype)
+            return a.astype(dtype, copy=False)
         q = self.q
         n, h, w, c = a.shape
         cg = c // self.groups
@@ -189,11 +213,11 @@ class _ConvPlan:
         dh, dw = q.dilation
         pt, pl, pb, pr = q.padding
         ho, wo = q.out_hw(h, w)
-        src = (a + fill).astype(dtype) if fill else a.astype(dtype, copy=False)
+        src = a.astype(dtype, copy=False)
         if (kh, kw, sh, sw) == (1, 1, 1, 1) and not (pt or pl or pb or pr):
             return np.ascontiguousarray(src).reshape(n * h * w, cg)
         if pt or pl or pb or pr:
-            xp = np.full((n, h + pt + pb, w + pl + pr, cg), pad + fill, dtype=dtype)
+            xp = np.full((n, h + pt + pb, w + pl + pr, cg), pad, dtype=dtype)
             xp[:, pt:pt + h, pl:pl + w] = src
         else:
             xp = src
@@ -209,74 +233,179 @@ class _ConvPlan:
             return ()
         return self.q.out_hw(x.shape[1], x.shape[2])
 
-    def parts(self, x: np.ndarray) -> dict:
-        """Exact partial GEMMs ``{(gw, ga): (M, O) array}`` (unweighted)."""
-        groups = self._act_groups(x)
-        out = {}
+    def _table(self, order):
+        """``(t_buf, t_col, t_coef)`` of the plan's products, their pairs in ``order``."""
+        key = tuple(order)
+        if key not in self._tables:
+            plan = self.plan
+            rank = {pair: i for i, pair in enumerate(key)}
+            prods = sorted((p for p in plan.products if plan.pairs[p.pair] in rank),
+                           key=lambda p: rank[plan.pairs[p.pair]])
+            t_buf, t_col, t_coef = [], [], []
+            for p in prods:
+                gw, ga = plan.pairs[p.pair]
+                t_buf.append(p.act)
+                t_col.append(self.calls[p.act].index(p.weight) * self.o_g)
+                t_coef.append(p.coef * self.w_weights[gw] * self.a_weights[ga])
+            self._tables[key] = tuple(np.array(v, dtype=np.int64)
+                                      for v in (t_buf, t_col, t_coef))
+        return self._tables[key]
+
+    def _depthwise(self, x: np.ndarray, order, tick) -> np.ndarray:
+        q = self.q
+        t = time.perf_counter()
+        groups = self._group_values(x)
+        t = tick(q.name, "split", t)
         n = x.shape[0]
-        if self.depthwise:
-            q = self.q
-            ho, wo = self._out_hw(x)
-            sh, sw = q.stride
-            dh, dw = q.dilation
-            pt, pl, pb, pr = q.padding
-            for ga, a in enumerate(groups):
-                a = np.ascontiguousarray(a, dtype=np.int32)
-                top, left = pt, pl
-                if self.pads[ga] and (pt or pl or pb or pr):
-                    # the kernel skips padded taps (zero padding): pad with the zero point here
-                    a = np.pad(a, ((0, 0), (pt, pb), (pl, pr), (0, 0)),
-                               constant_values=self.pads[ga])
-                    top = left = 0
-                for gw, wdw in enumerate(self.dw):
-                    r = np.empty((n, ho, wo, self.o), dtype=np.int64)
-                    kernels.depthwise_nhwc(a, wdw, sh, sw, dh, dw, top, left, r)
-                    out[(gw, ga)] = r.reshape(-1, self.o)
-            return out
-        be = self.backend
-        dtype = {"ort": np.uint8, "f32": np.float32, "f64": np.float64, "int": np.int32}[be]
-        fill = self.zp if be == "ort" else 0
-        og = self.o_g
-        ngw = len(self.w_groups)
-        for ga, a in enumerate(groups):
-            per_cg = []
-            for cgi in range(self.groups):
-                cols = self._cols(a, dtype, fill, cgi, pad=self.pads[ga])
-                mat = self.mats[cgi]
-                if be == "ort":
-                    r = mat(cols)
-                elif be == "int":
-                    r = gemm_int(cols, mat)
-                else:
-                    r = cols @ mat
-                per_cg.append(r)
-            for gw in range(ngw):
-                blocks = [r[:, gw * og:(gw + 1) * og] for r in per_cg]
-                part = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
-                if be in ("f32", "f64"):
-                    part = part.astype(np.int64)
-                out[(gw, ga)] = part
+        ho, wo = self._out_hw(x)
+        sh, sw = q.stride
+        dh, dw = q.dilation
+        pt, pl, pb, pr = q.padding
+        acc = np.zeros((n * ho * wo, self.o), dtype=np.int64)
+        r = np.empty((n, ho, wo, self.o), dtype=np.int64)
+        for gw, ga in order:
+            a = np.ascontiguousarray(groups[ga], dtype=np.int32)
+            top, left = pt, pl
+            if self.pads[ga] and (pt or pl or pb or pr):
+                # the kernel skips padded taps (zero padding): pad with the zero point here
+                a = np.pad(a, ((0, 0), (pt, pb), (pl, pr), (0, 0)),
+                           constant_values=self.pads[ga])
+                top = left = 0
+            kernels.depthwise_nhwc(a, self.dw[gw], sh, sw, dh, dw, top, left, r)
+            acc += np.int64(self.w_weights[gw] * self.a_weights[ga]) * r.reshape(acc.shape)
+        t = tick(q.name, "gemm", t)
+        out = self._finish(acc, x, np.ascontiguousarray(q.bias, dtype=np.int64))
+        tick(q.name, "requant", t)
         return out
 
-    def __call__(self, x: np.ndarray, order=None) -> np.ndarray:
-        parts = self.parts(x)
-        keys = self.pair_keys() if order is None else [k for k in order if k in parts]
-        if len(keys) == 1 and self.w_weights[keys[0][0]] * self.a_weights[keys[0][1]] == 1:
-            acc = parts[keys[0]]
-        else:
-            acc = np.zeros(parts[keys[0]].shape, dtype=np.int64)
-            for gw, ga in keys:
-                acc += np.int64(self.w_weights[gw] * self.a_weights[ga]) * \
-                    parts[(gw, ga)].astype(np.int64, copy=False)
+    def _finish(self, acc, x, bias):
+        """``acc`` (int64 ``(M, O)``) plus ``bias``, requantized."""
         q = self.q
         shape = (x.shape[0],) + self._out_hw(x) + (self.o,)
         if q.requant is None:
-            return (acc.astype(np.int64) + q.bias[None, :]).reshape(shape)
+            return (acc + bias[None, :]).reshape(shape)
         rq = q.requant
-        out = np.empty(acc.shape, dtype=np.int32)
-        kernels.requant_rows(np.ascontiguousarray(acc), q.bias, self.mult, rq.shift, rq.lo,
-                             rq.hi, rq.zero_point, rq.mode == "half_up", out, rq.pre_shift)
+        out = np.empty(acc.shape, dtype=storage_dtype(rq.lo, rq.hi))
+        kernels.requant_rows(acc, bias, self.mult, rq.shift, rq.lo, rq.hi, rq.zero_point,
+                             rq.mode == "half_up", out, rq.pre_shift)
         return out.reshape(shape)
+
+    def _geometry(self, x):
+        """``((ho, wo), kernel, stride, dilation, (top, left) padding)`` of the layer on ``x``
+        (a linear layer is a 1x1 convolution of a 1x1 image)."""
+        if self.linear:
+            return (1, 1), (1, 1), (1, 1), (1, 1), (0, 0)
+        q = self.q
+        return q.out_hw(x.shape[1], x.shape[2]), q.kernel, q.stride, q.dilation, q.padding[:2]
+
+    def _operand_planes(self, vals: np.ndarray) -> np.ndarray:
+        """The plan's activation operands of the group values ``vals`` ``(G, N, H, W, C)``,
+        padded for the convolution: ``(A, N, Hp, Wp, C)``."""
+        pt, pl, pb, pr = (0, 0, 0, 0) if self.linear else self.q.padding
+        _, n, h, w, c = vals.shape
+        acts = self.plan.acts
+        if self.identity and vals.dtype == self.dtype and not (pt or pl or pb or pr):
+            return vals                                  # the stored integers are the operand
+        out = np.empty((len(acts), n, h + pt + pb, w + pl + pr, c), dtype=self.dtype)
+        if self.backend == "ort":
+            kernels.split_planes(vals, self.op_group, self.op_offset, self.op_shift,
+                                 self.op_mask, self.op_fill, pt, pl, out)
+            return out
+        for ai, a in enumerate(acts):                       # raw: the values themselves
+            out[ai] = self.op_fill[ai]
+            out[ai, :, pt:pt + h, pl:pl + w] = vals[a.group]
+        return out
+
+    def __call__(self, x: np.ndarray, order=None, tick=no_tick) -> np.ndarray:
+        order = self.pair_keys() if order is None else order
+        if self.depthwise:
+            return self._depthwise(x, order, tick)
+        q, name = self.q, self.q.name
+        t = time.perf_counter()
+        vals = self._group_values(x)
+        if self.linear:
+            vals = vals.reshape(vals.shape[:2] + (1, 1, vals.shape[-1]))
+        planes = self._operand_planes(vals)
+        t = tick(name, "split", t)
+        (ho, wo), (kh, kw), (sh, sw), (dh, dw), _ = self._geometry(x)
+        n_ops, n, hp, wp, c = planes.shape
+        cg = c // self.groups
+        k_len = kh * kw * cg
+        m_rows = n * ho * wo
+        direct = (kh, kw, sh, sw, hp, wp) == (1, 1, 1, 1, ho, wo) and self.groups == 1
+        flat = planes.reshape(n_ops, m_rows, c) if direct else \
+            planes.reshape(n_ops, n, hp, wp * c)
+        row_bytes = max(n_ops * k_len * planes.itemsize,
+                        sum(len(w) for w in self.calls) * self.o_g * 4)   # operands, results
+        step = max(1, _CHUNK_BYTES // row_bytes)
+        pooled = self.pool is not None and self.backend == "ort"
+        if pooled:                                     # at least one chunk per thread
+            step = min(step, -(-m_rows // self.pool.threads))
+        t_buf, t_col, t_coef = self._table(order)
+        rq = q.requant
+        out = np.empty((m_rows, self.o),
+                       dtype=np.int64 if rq is None else storage_dtype(rq.lo, rq.hi))
+        chunks = [(r0, min(step, m_rows - r0)) for r0 in range(0, m_rows, step)]
+
+        def work(first: int, last: int) -> dict:
+            """Chunks ``first .. last - 1``: im2col, GEMMs, sums; returns phase seconds."""
+            sec = {"im2col": 0.0, "gemm": 0.0, "requant": 0.0}
+            k = _SERIAL if pooled else _PARALLEL
+            t0 = time.perf_counter()
+            buf = None if direct else np.empty((n_ops, step * k_len), dtype=self.dtype)
+            for r0, rows in chunks[first:last]:
+                for cgi in range(self.groups):
+                    if direct:
+                        ops = flat[:, r0:r0 + rows]
+                    else:                            # one buffer for all of this share's chunks
+                        ops = buf[:, :rows * k_len].reshape(n_ops, rows, k_len)
+                        k["im2col_rows"](flat, c, ho, wo, kh, kw, sh, sw, dh, dw, cgi * cg,
+                                         r0, ops)
+                    t1 = time.perf_counter()
+                    bufs = tuple(self._gemm(ops[ai], self.gemms[ai][cgi])
+                                 for ai in range(n_ops))
+                    t2 = time.perf_counter()
+                    cols = slice(cgi * self.o_g, (cgi + 1) * self.o_g)
+                    dst = out[r0:r0 + rows] if self.groups == 1 else out[r0:r0 + rows, cols]
+                    self._combine(k, bufs, t_buf, t_col, t_coef, cols, dst)
+                    t3 = time.perf_counter()
+                    sec["im2col"] += t1 - t0
+                    sec["gemm"] += t2 - t1
+                    sec["requant"] += t3 - t2
+                    t0 = t3
+            return sec
+
+        t = tick(name, "split", t)
+        shares = self.pool.run(work, len(chunks)) if pooled else [work(0, len(chunks))]
+        # each phase's share of the wall time the chunks took (threads overlap)
+        wall = time.perf_counter() - t
+        busy = sum(sum(sec.values()) for sec in shares) or 1.0
+        for phase in ("im2col", "gemm", "requant"):
+            tick(name, phase, time.perf_counter() - wall * sum(s[phase] for s in shares) / busy)
+        return out.reshape((n,) + self._out_hw(x) + (self.o,))
+
+    def _combine(self, k, bufs, t_buf, t_col, t_coef, cols, dst) -> None:
+        """The products of one chunk summed (and requantized) into ``dst`` with the kernels
+        ``k`` (parallel or one-thread)."""
+        rq = self.q.requant
+        if rq is None:
+            k["combine_acc"](bufs, t_buf, t_col, t_coef, self.bias[cols], dst)
+            return
+        args = (bufs, t_buf, t_col, t_coef, self.bias[cols], self.mult[cols])
+        tail = (rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode == "half_up", dst)
+        if self.combine == "i32":
+            k["combine_requant_i32"](*args, *tail)
+        elif self.combine == "p32":
+            k["combine_requant_p32"](*args, *tail)
+        else:
+            k["combine_requant"](*args, rq.pre_shift[cols], *tail)
+
+    def _gemm(self, a: np.ndarray, mat):
+        if self.backend == "ort":
+            return mat(a)
+        if self.backend == "int":
+            return gemm_int(a, mat)
+        return a @ mat
 
     def pair_keys(self):
         """The (weight group, activation group) pairs whose lanes are on."""
@@ -294,18 +423,34 @@ class Simulator:
         Lane grouping; ``None`` takes ``"model"`` for a model-level program, else
         ``"combined"``.
     backend : {"auto", "ort", "f32", "f64", "int"}
-        GEMM backend; a named one must be proved exact for every layer (else ValueError).
+        GEMM backend; "auto" takes each layer's cheapest plan proved exact
+        (:mod:`fpxint_hw.intsim.planes`); a named one must be proved exact for every layer
+        (else WidthError, a ValueError).
     threads : int, optional
-        Numba and onnxruntime threads (default: Numba's current setting).
+        Threads (default: Numba's current setting): the worker threads that share each
+        layer's rows (:mod:`fpxint_hw.intsim.pool`) and Numba's for the other kernels.
     lane_order : None, "reverse" or int seed
         Order in which each layer adds its lane-pair results (any order gives the same bits).
     widths : WidthConfig
         Configured widths; the analysis raises WidthError before anything runs.
+    int8 : Int8Gemm, optional
+        The int8 GEMM's exactness conditions (default: this machine's,
+        :func:`fpxint_hw.intsim.cpu.int8_gemm`). Only conditions at least as strict as the
+        machine's give exact results (a test may impose the 16-bit pair condition on a VNNI
+        CPU, never the reverse).
+    profile : bool
+        Record wall seconds per layer and phase in :attr:`profile`
+        (:class:`fpxint_hw.intsim.profile.PhaseTimes`; None without).
+
+    Members
+    -------
+    width_rows : list of WidthRow
+        The width analysis of the program, then every layer's GEMM plan rows.
     """
 
     def __init__(self, program, *, path: str | None = None, backend: str = "auto",
                  threads: int | None = None, lane_order=None,
-                 widths: WidthConfig = WidthConfig()):
+                 widths: WidthConfig = WidthConfig(), int8=None, profile: bool = False):
         if path is None:
             path = "model" if program.level == "model" else "combined"
         if path not in PATHS:
@@ -316,9 +461,14 @@ class Simulator:
         self.width_rows = analyze_widths(program, widths)
         self.tensors = program.tensors()
         self.plans = {}
+        self.pool = WorkerPool(self.threads) if self.threads > 1 else None
         for q in program.gemm_layers():
             self.plans[q.name] = _ConvPlan(q, self.tensors[q.inputs[0]], path, backend,
-                                           self.threads)
+                                           self.threads, int8, self.pool)
+            if self.plans[q.name].plan is not None:
+                self.width_rows += self.plans[q.name].plan.rows + self.plans[q.name].combine_rows
+        self.profile = PhaseTimes() if profile else None
+        self._tick = self.profile.tick if profile else no_tick
         self.orders = {}
         for name, plan in self.plans.items():
             keys = plan.pair_keys()
@@ -341,9 +491,21 @@ class Simulator:
         """The GEMM backend chosen per conv/linear layer."""
         return {n: p.backend for n, p in self.plans.items()}
 
+    def gemm_plans(self) -> dict[str, str]:
+        """Per conv/linear layer, its plan in words (backend, kernel, scheme, GEMM count)."""
+        return {n: ("int depthwise kernel" if p.plan is None else p.plan.describe())
+                for n, p in self.plans.items()}
+
     def run_layer(self, q, args: list[np.ndarray]) -> np.ndarray:
-        """One layer on channels-last int32 inputs; returns its (NHWC / (N, F)) output."""
-        return _RUN[type(q)](self, q, args)
+        """One layer on channels-last integer inputs (any integer dtype holding their values);
+        returns its (NHWC / (N, F)) output in the narrowest dtype holding its range
+        (:func:`storage_dtype`; int64 for an accumulator)."""
+        if isinstance(q, P.GemmOp):
+            return self.plans[q.name](args[0], self.orders[q.name], self._tick)
+        t = time.perf_counter()
+        out = _RUN[type(q)](self, q, args)
+        self._tick(q.name, q.kind, t)
+        return out
 
     def run(self, x: np.ndarray, capture: bool = False):
         """Run the float batch ``x`` (N, *input_shape).
@@ -362,16 +524,28 @@ class Simulator:
         captured = {}
         for k, q in enumerate(prog.layers):
             if isinstance(q, P.Quantize):
-                val = to_nhwc(prog.quantize_input(x))
+                t = time.perf_counter()
+                val = self._quantize(np.asarray(x), q.out)
+                self._tick(q.name, "quantize", t)
             else:
                 val = self.run_layer(q, [env[i] for i in q.inputs])
             env[q.name] = val
             if capture:
-                captured[q.name] = to_nchw(val)
+                captured[q.name] = _wide(to_nchw(val))
             for i in set(q.inputs):
                 if self._last_use.get(i) == k and i != prog.output:
                     del env[i]
-        return to_nchw(env[prog.output]), captured
+        return _wide(to_nchw(env[prog.output])), captured
+
+    def _quantize(self, x: np.ndarray, t) -> np.ndarray:
+        """The input integers of the float batch ``x`` on grid ``t`` (channels-last)."""
+        if x.ndim != 4:
+            return self.program.quantize_input(x).astype(storage_dtype(t.lo, t.hi))
+        n, c, h, w = x.shape
+        out = np.empty((n, h, w, c), dtype=storage_dtype(t.lo, t.hi))
+        kernels.quantize_nhwc(np.ascontiguousarray(x), float(t.unit), float(t.zero_point),
+                              t.lo, t.hi, out)
+        return out
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """The integer output for the float batch ``x``."""
@@ -388,7 +562,7 @@ def _scaled(sums: np.ndarray, q) -> np.ndarray:
     """``clamp(round_shift(sums * m0, shift))`` of a pool's int64 window sums (NHWC)."""
     c = sums.shape[-1]
     flat = sums.reshape(-1, c)
-    out = np.empty(flat.shape, dtype=np.int32)
+    out = np.empty(flat.shape, dtype=storage_dtype(q.out.lo, q.out.hi))
     kernels.requant_rows(flat, np.zeros(c, dtype=np.int64), np.full(c, q.m0, dtype=np.int64),
                          q.shift, q.out.lo, q.out.hi, 0, q.mode == "half_up", out,
                          np.zeros(c, dtype=np.int64))
@@ -397,7 +571,7 @@ def _scaled(sums: np.ndarray, q) -> np.ndarray:
 
 def _add(sim, q, args):
     a, b = args
-    out = np.empty(a.size, dtype=np.int32)
+    out = np.empty(a.size, dtype=storage_dtype(q.out.lo, q.out.hi))
     kernels.add_requant(a.reshape(-1), b.reshape(-1), q.ma, q.mb, q.offset, q.shift, q.out.lo,
                         q.out.hi, q.out.zero_point, q.mode == "half_up", out)
     return out.reshape(a.shape)
@@ -406,7 +580,7 @@ def _add(sim, q, args):
 def _maxpool(sim, q, args):
     x = args[0]
     n, h, w, c = x.shape
-    out = np.empty((n, *q.out_hw(h, w), c), dtype=np.int32)
+    out = np.empty((n, *q.out_hw(h, w), c), dtype=x.dtype)
     kernels.maxpool_nhwc(x, *q.kernel, *q.stride, *q.padding[:2], out)
     return out
 
@@ -434,13 +608,14 @@ def _no_input(sim, q, args):
 
 _RUN = {
     P.Quantize: _no_input,
-    P.Conv: lambda sim, q, args: sim.plans[q.name](args[0], sim.orders[q.name]),
-    P.Linear: lambda sim, q, args: sim.plans[q.name](args[0], sim.orders[q.name]),
+    P.Conv: lambda sim, q, args: sim.plans[q.name](args[0], sim.orders[q.name], sim._tick),
+    P.Linear: lambda sim, q, args: sim.plans[q.name](args[0], sim.orders[q.name], sim._tick),
     P.Add: _add,
     P.MaxPool: _maxpool,
     P.AvgPool: _avgpool,
     P.GlobalAvgPool: _global_avgpool,
-    P.Clamp: lambda sim, q, args: np.clip(args[0], q.out.lo, q.out.hi).astype(np.int32),
+    P.Clamp: lambda sim, q, args: np.clip(args[0].astype(np.int64), q.out.lo, q.out.hi).astype(
+        storage_dtype(q.out.lo, q.out.hi)),
     P.Flatten: lambda sim, q, args: np.ascontiguousarray(
         to_nchw(args[0]).reshape(args[0].shape[0], -1)),
 }

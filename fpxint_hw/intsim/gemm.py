@@ -1,11 +1,11 @@
 """Exact integer GEMM backends for the fast simulator, each used only where proved exact.
 
-``"ort"``: onnxruntime MatMulInteger, uint8 activations (with a zero point) x int8 constant
-weights -> int32; used when every weight group satisfies ``|w| <= 64`` (exact even where the
-CPU pairs products in 16 bits), activations fit uint8 after the offset, and
-``K * 255 * max|w| < 2^31``. ``"f32"`` / ``"f64"``: float BLAS, exact while every partial sum
-of magnitudes stays below ``2^24`` / ``2^53`` (proved per layer from the weights).
-``"int"``: the Numba int64 kernel, exact below ``2^63``.
+``"ort"``: onnxruntime MatMulInteger, uint8 activation operands x int8 (or uint8) constant
+weight operands -> int32, the int8 dot product of the CPU; wider integers are cut into planes
+(:mod:`fpxint_hw.intsim.planes`) under the conditions this CPU's int8 GEMM keeps exact
+(:mod:`fpxint_hw.intsim.cpu`). ``"f32"`` / ``"f64"``: float BLAS on the raw integers, exact
+while every partial sum of magnitudes stays below ``2^24`` / ``2^53`` (proved per layer from
+the weights). ``"int"``: the Numba int64 kernel, exact below ``2^63``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import numpy as np
 
 from ..errors import FormatError, WidthError, missing_tool
 from . import kernels
+from .planes import RAW_BACKENDS, GemmPlan, plan_gemm
 
-__all__ = ["BACKENDS", "have_ort", "OrtMatMul", "choose_backend"]
+__all__ = ["BACKENDS", "have_ort", "OrtMatMul", "choose_backend", "plan_layer", "gemm_int"]
 
 #: Backend names; "auto" picks the fastest proved-exact one.
 BACKENDS = ("auto", "ort", "f32", "f64", "int")
@@ -43,19 +44,27 @@ def have_ort() -> bool:
 
 
 class OrtMatMul:
-    """``a_u8 (M, K) -> (a_u8 - zp) @ w (K, N)`` as int32, with constant int8 ``w``.
+    """``a_u8 (M, K) -> (a_u8 - zp) @ w (K, N)`` as int32, with constant integer ``w``.
 
-    ``zp`` is the uint8 zero point of the activations; one onnxruntime session per instance.
+    ``zp`` is the uint8 zero point of the activations. ``w`` is stored as int8, or with
+    ``unsigned`` as uint8 ``w + 128`` with zero point 128 (the uint8 x uint8 kernel); the
+    caller proves the values fit. One onnxruntime session per instance.
     """
 
-    def __init__(self, w: np.ndarray, zp: int, threads: int):
+    def __init__(self, w: np.ndarray, zp: int, threads: int, *, unsigned: bool = False):
         from onnx import TensorProto, helper, numpy_helper
         k, n = w.shape
         a = helper.make_tensor_value_info("a", TensorProto.UINT8, [None, k])
         y = helper.make_tensor_value_info("y", TensorProto.INT32, [None, n])
-        inits = [numpy_helper.from_array(np.ascontiguousarray(w.astype(np.int8)), "w"),
+        w = np.asarray(w, dtype=np.int64)
+        stored = (w + 128).astype(np.uint8) if unsigned else w.astype(np.int8)
+        inits = [numpy_helper.from_array(np.ascontiguousarray(stored), "w"),
                  numpy_helper.from_array(np.array(zp, dtype=np.uint8), "zp")]
-        node = helper.make_node("MatMulInteger", ["a", "w", "zp"], ["y"])
+        inputs = ["a", "w", "zp"]
+        if unsigned:
+            inits.append(numpy_helper.from_array(np.array(128, dtype=np.uint8), "wzp"))
+            inputs.append("wzp")
+        node = helper.make_node("MatMulInteger", inputs, ["y"])
         graph = helper.make_graph([node], "gemm", [a], [y], initializer=inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = 8
@@ -71,14 +80,17 @@ class OrtMatMul:
         return self._sess.run(None, {"a": a_u8})[0]
 
 
-def choose_backend(requested: str, a_ranges, w_groups, k: int, *,
-                   what: str | None = None) -> str:
-    """The backend for a layer whose activation groups lie in ``a_ranges`` ``[(lo, hi)]`` and
-    whose weight-group matrices are ``w_groups`` (each ``(K, N)`` int64).
+def plan_layer(requested: str, a_ranges, w_groups, pairs=None, *, k: int | None = None,
+               what: str | None = None, layer: str = "", pair_weights=None,
+               bias_max: int = 0, int8=None) -> GemmPlan:
+    """The plan (backend, planes, products) of a layer whose activation groups lie in
+    ``a_ranges`` ``[(lo, hi)]`` and whose weight groups are ``w_groups`` (each ``(K, N)``
+    int64), for the pair products ``pairs`` (:func:`fpxint_hw.intsim.planes.plan_gemm`).
 
-    ``requested`` "auto" returns the fastest backend proved exact; a named backend is
-    returned only if it is exact here (tests force each backend). ``what`` names the layer
-    in the messages (e.g. ``"layer 'conv1'"``).
+    ``requested`` "auto" returns the cheapest plan proved exact on any backend; a named
+    backend is used only if it is exact here (tests force each backend). ``what`` names the
+    layer in messages (e.g. ``"layer 'conv1'"``); ``int8`` overrides the detected int8 GEMM
+    conditions (:func:`fpxint_hw.intsim.cpu.int8_gemm`).
 
     Raises
     ------
@@ -86,8 +98,7 @@ def choose_backend(requested: str, a_ranges, w_groups, k: int, *,
         ``requested`` is "ort" and onnxruntime (or onnx) is not installed.
     WidthError
         The named backend is not proved exact here, or (``"auto"``) no backend is: the
-        accumulator bound exceeds int64. A ``ValueError``, which the simulator catches to
-        fall back from ort.
+        accumulator bound exceeds int64. A ``ValueError``.
     FormatError
         ``requested`` is not one of :data:`BACKENDS`.
     """
@@ -98,32 +109,35 @@ def choose_backend(requested: str, a_ranges, w_groups, k: int, *,
         where = "--backend ort" + (f" ({what})" if what else "")
         raise missing_tool(miss[0], miss[1], what=where,
                            reason=f"the ort backend needs {miss[0]}, which is not installed")
-    amax = max(max(abs(lo), abs(hi)) for lo, hi in a_ranges)
-    absums = [int(np.abs(w).sum(axis=0).max()) if w.size else 0 for w in w_groups]
-    wmax = max((int(np.abs(w).max()) if w.size else 0) for w in w_groups)
-    bound = max(absums) * amax
-    ok = {
-        "ort": (have_ort() and wmax <= 64 and k * 255 * 64 < 2 ** 31
-                and all((lo >= 0 and hi <= 255) or (lo >= -128 and hi <= 127)
-                        for lo, hi in a_ranges)),
-        "f32": bound < 2 ** 24,
-        "f64": bound < 2 ** 53,
-        "int": bound < 2 ** 63,
-    }
+    if requested == "auto":
+        backends = (("ort",) if have_ort() else ()) + RAW_BACKENDS
+    else:
+        backends = (requested,)
+    if int8 is None and "ort" in backends:
+        from .cpu import int8_gemm
+        int8 = int8_gemm()
+    kw = {} if int8 is None else {"int8": int8}
+    plan, refused = plan_gemm(a_ranges, w_groups, pairs, backends=backends, k=k, layer=layer,
+                              pair_weights=pair_weights, bias_max=bias_max, **kw)
+    if plan is not None:
+        return plan
     what = what or "this layer"
     if requested == "auto":
-        for name in ("ort", "f32", "f64", "int"):
-            if ok[name]:
-                return name
+        bound = next((r.bound for p in refused if p.backend == "int" for r in p.rows), None)
         raise WidthError(f"{what}: no exact GEMM backend: the accumulator bound {bound} "
                          f"exceeds int64; use fewer or narrower terms")
-    if not ok[requested]:
-        need = {"ort": "max |w| <= 64, activations in uint8 or int8 and "
-                       "K * 255 * 64 < 2^31",
-                "f32": "bound < 2^24", "f64": "bound < 2^53", "int": "bound < 2^63"}[requested]
-        raise WidthError(f"--backend {requested}: not proved exact for {what} (bound {bound}, "
-                         f"max |w| {wmax}, K {k}; it needs {need}); use --backend auto")
-    return requested
+    bad = next((r for p in refused for r in p.rows if not r.ok), None)
+    detail = ("no plane split fits" if bad is None else
+              f"{bad.node} reaches {bad.bound}, {bad.needed} signed bits of {bad.configured}")
+    raise WidthError(f"--backend {requested}: not proved exact for {what} ({detail}); "
+                     f"use --backend auto")
+
+
+def choose_backend(requested: str, a_ranges, w_groups, k: int, *,
+                   what: str | None = None, int8=None) -> str:
+    """The backend :func:`plan_layer` chooses for every pair of ``w_groups`` x ``a_ranges``
+    (same arguments and errors)."""
+    return plan_layer(requested, a_ranges, w_groups, k=k, what=what, int8=int8).backend
 
 
 def gemm_int(a: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -91,7 +91,7 @@ def layer_tiles(program, layer: str, xi: np.ndarray, sim: Simulator) -> list[Gem
     rq = q.requant
     tiles = []
     for g in range(groups):
-        cols = plan._cols(np.asarray(xi, dtype=np.int32), np.int32, 0, g)
+        cols = plan.im2col(np.asarray(xi, dtype=np.int32), np.int32, g, xin.zero_point)
         n0, n1 = g * og, (g + 1) * og
         if rq is not None:
             req = Requant(rq.multiplier[n0:n1], rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode,

@@ -18,7 +18,9 @@ from ..intops import round_shift_bound, width_for_interval
 from ..quant import program as P
 from ..spec import SeriesFormat
 
-__all__ = ["WidthConfig", "WidthRow", "analyze_widths", "digit_maxabs", "lane_bounds"]
+__all__ = ["WidthConfig", "WidthRow", "analyze_widths", "digit_maxabs", "lane_bounds",
+           "operand_row", "int8_product_rows", "float_gemm_row", "sum_row", "EXACT_BITS",
+           "accumulator_bounds", "combine_kernel"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,102 @@ def _row(layer, node, bound, bits):
     return WidthRow(layer, node, int(bound), need, bits)
 
 
+def sum_row(layer: str, node: str, bound: int, bits: int) -> WidthRow:
+    """The row of a sum whose magnitude is at most ``bound``, in a signed ``bits``-bit
+    register."""
+    return _row(layer, node, bound, bits)
+
+
+def operand_row(layer: str, node: str, lo: int, hi: int, bits: int, signed: bool) -> WidthRow:
+    """The row of a GEMM operand whose values lie in ``[lo, hi]``, in a ``bits``-bit
+    (``signed`` or unsigned) slot. A negative value in an unsigned slot never fits."""
+    lo, hi = int(lo), int(hi)
+    if not signed and lo < 0:
+        need = max(bits + 1, width_for_interval(lo, hi, signed=True))
+    else:
+        need = width_for_interval(lo, hi, signed=signed)
+    return WidthRow(layer, node, max(abs(lo), abs(hi)), need, bits)
+
+
+#: Signed widths whose magnitudes a GEMM backend keeps exact: float32 and float64 represent
+#: every integer below 2^24 and 2^53, the Numba kernel sums in int64.
+EXACT_BITS = {"f32": 25, "f64": 54, "int": 64}
+
+
+def float_gemm_row(layer: str, backend: str, bound: int) -> WidthRow:
+    """Every partial sum of a float32 / float64 / int64 GEMM whose sums of product
+    magnitudes are at most ``bound`` is exact (``bound < 2^24``, ``2^53``, ``2^63``)."""
+    bits = EXACT_BITS[backend]
+    return _row(layer, f"{backend} GEMM partial sums (exact below 2^{bits - 1})", bound, bits)
+
+
+def int8_product_rows(layer: str, name: str, a_hi: int, w_lo: int, w_hi: int, colabs: int,
+                      k: int, kernel: str, pair_saturates: bool) -> list[WidthRow]:
+    """The conditions under which one onnxruntime int8 GEMM is exact.
+
+    ``a_hi``: the largest uint8 activation operand (its smallest is 0); ``[w_lo, w_hi]``:
+    the weight operand's values; ``colabs``: the largest column sum of their magnitudes;
+    ``k``: the reduction length. ``kernel`` "u8s8" (int8 weights) or "u8u8" (weights stored
+    as ``w + 128``, uint8); ``pair_saturates``: the CPU sums u8 x s8 products in pairs into 16
+    bits with saturation (:mod:`fpxint_hw.intsim.cpu`), so every pair sum
+    ``a0 w0 + a1 w1`` must stay within int16.
+    """
+    rows = [operand_row(layer, f"{name}: activation operand (uint8)", 0, a_hi, 8, False)]
+    if kernel == "u8u8":
+        rows.append(operand_row(layer, f"{name}: weight operand + 128 (uint8)", w_lo + 128,
+                                w_hi + 128, 8, False))
+        # the stored products are summed before the zero-point correction
+        rows.append(_row(layer, f"{name}: int32 sum of the stored uint8 products",
+                         k * a_hi * 255, 32))
+    else:
+        rows.append(operand_row(layer, f"{name}: weight operand (int8)", w_lo, w_hi, 8, True))
+        if pair_saturates:
+            rows.append(_row(layer, f"{name}: 16-bit pair sum a0 w0 + a1 w1 (no VNNI)",
+                             2 * a_hi * max(-w_lo, w_hi, 0), 16))
+    rows.append(_row(layer, f"{name}: int32 accumulator", colabs * a_hi, 32))
+    return rows
+
+
+def accumulator_bounds(q, xin) -> list[int]:
+    """Per output channel of conv/linear ``q`` on input tensor ``xin``, the largest
+    ``|acc + bias|`` (Python ints): with every lane on, ``sum_i |W_ci| max|x| + |b_c|`` of
+    the combined weights; with a lane mask, the sum over the active lanes of
+    ``m_k n_j sum_i |q_k[c, i]| max|p_j|`` plus ``|b_c|``."""
+    mask = q.lanes_on(xin.fmt.terms)
+    o = q.out_channels
+    if mask.all():
+        wc = np.abs(q.w_combined().reshape(o, -1)).sum(axis=1)
+        return [int(s) * xin.maxabs + abs(int(b)) for s, b in zip(wc, q.bias)]
+    absum = np.abs(q.w_digits.reshape(q.w_fmt.terms, o, -1).astype(np.int64)).sum(axis=2)
+    pmax = digit_maxabs(xin.fmt)
+    mw, na = q.w_fmt.lane_weights, xin.fmt.lane_weights
+    return [sum(int(absum[k, c]) * pmax * mw[k] * na[j] for k in range(len(mw))
+                for j in range(len(na)) if mask[k, j]) + abs(int(q.bias[c]))
+            for c in range(o)]
+
+
+def combine_kernel(layer: str, sum_bound: int, coef_max: int, acc_bound: int,
+                   pre_shift: bool) -> tuple[str, list[WidthRow]]:
+    """The kernel that sums a layer's int8 GEMM products and requantizes, with its rows.
+
+    ``sum_bound``: the largest partial sum of the bias and the scaled products (the plan's
+    recombination bound); ``coef_max``: the largest product coefficient; ``acc_bound``: the
+    largest final accumulator (:func:`accumulator_bounds`); ``pre_shift``: some channel
+    rounds before its multiplier. Returns ``"i32"`` (int32 sums) when every partial sum fits
+    int32, ``"p32"`` (int64 sums of 32 x 32-bit products, a 32-bit accumulator for the
+    requantization product) when the coefficients and the accumulator do, else ``"i64"``.
+    """
+    if pre_shift:
+        return "i64", []
+    sums = sum_row(layer, "combine: partial sums in int32", sum_bound, 32)
+    if sums.ok:
+        return "i32", [sums]
+    rows = [sum_row(layer, "combine: product coefficients in int32", coef_max, 32),
+            sum_row(layer, "combine: accumulator in int32 (32 x 32-bit requantization "
+                    "product)", acc_bound, 32)]
+    return ("p32" if all(r.ok for r in rows) else "i64"), rows
+
+
 def _gemm_rows(q, tensors, config) -> list[WidthRow]:
     """Each lane's dot product, the adder tree + bias in any order, the requant product."""
     xin = tensors[q.inputs[0]]
@@ -108,10 +206,9 @@ def _gemm_rows(q, tensors, config) -> list[WidthRow]:
     rows.append(_row(q.name, "adder tree + bias (any lane order)", tree + bias,
                      config.acc_bits))
     if q.requant is not None:
-        # the exact combined accumulator is bounded more tightly by the combined weights
-        wc = np.abs(q.w_combined().reshape(q.out_channels, -1)).sum(axis=1)
-        accs = [round_shift_bound(int(s) * xin.maxabs + abs(int(b)), int(p))
-                for s, b, p in zip(wc, q.bias, q.requant.pre_shift)]
+        # the exact accumulator is bounded more tightly by the combined weights
+        accs = [round_shift_bound(a, int(p))
+                for a, p in zip(accumulator_bounds(q, xin), q.requant.pre_shift)]
         prod = max(a * int(m) for a, m in zip(accs, q.requant.multiplier))
         rows.append(_row(q.name, "requantization product acc * M0 + rounding (per channel)",
                          prod + _half(q.requant.shift), config.acc_bits))

@@ -9,10 +9,13 @@ import pytest
 
 from fpxint_hw import golden
 from fpxint_hw.errors import WidthError
+from fpxint_hw.float_exec import to_nhwc
 from fpxint_hw.quant import expand_graph
+from fpxint_hw.quant import program as P
 from fpxint_hw.intops import round_shift
 from fpxint_hw.intsim import Simulator, WidthConfig, analyze_widths, extract_tiles, run_tile
 from fpxint_hw.intsim import kernels
+from fpxint_hw.intsim.cpu import Int8Gemm
 from fpxint_hw.intsim.gemm import have_ort
 from fpxint_hw.series import split_integer
 from fpxint_hw.spec import SeriesFormat
@@ -68,6 +71,33 @@ def test_every_backend_matches_golden(backend):
         _assert_layers_equal(genv, env, prog)
 
 
+@pytest.mark.skipif(not have_ort(), reason="onnxruntime not installed")
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+@pytest.mark.parametrize("w_fmt,a_fmt,int8,scheme", [
+    # conditions at least as strict as any CPU's, so exact on every machine
+    (SeriesFormat(8, 1, per_channel=True), SeriesFormat(8, 1), Int8Gemm(True, False),
+     "planes"),                                       # 8-bit weights: two 7-bit planes
+    (SeriesFormat(8, 1, per_channel=True), SeriesFormat(8, 1), Int8Gemm(True, True), "u8u8"),
+    (SeriesFormat(4, 3, per_channel=True), SeriesFormat(4, 3), Int8Gemm(True, False),
+     "karatsuba"),
+    (SeriesFormat(4, 4, per_channel=True), SeriesFormat(4, 4), Int8Gemm(True, False),
+     "planes"),                                       # 2 x 2 planes, no Karatsuba fits
+])
+def test_every_int8_plane_scheme_matches_golden(w_fmt, a_fmt, int8, scheme, signed):
+    """Each scheme on unsigned tensors and on signed ones (offset into uint8 planes)."""
+    g = tiny_graph(7)
+    prog = expand_graph(g, w_fmt, a_fmt, "layer", signed_activations=signed)
+    x = _inputs(g, 2, 8)
+    _, genv = golden.run_program(prog, x, capture=True)
+    for path in ("combined", "model"):
+        sim = Simulator(prog, path=path, int8=int8, lane_order="reverse")
+        if path == "combined" and not signed:   # signed A4x4 (13 bits) fits Karatsuba too
+            schemes = {p.plan.scheme for p in sim.plans.values() if p.plan is not None}
+            assert scheme in schemes, sim.gemm_plans()
+        _, env = sim.run(x, capture=True)
+        _assert_layers_equal(genv, env, prog)
+
+
 def test_model_level_equals_layer_level_and_golden_basis_models():
     g = tiny_graph(4)
     w_fmt, a_fmt = SeriesFormat(4, 3, per_channel=True), SeriesFormat(4, 2)
@@ -97,6 +127,40 @@ def test_threads_and_lane_order_do_not_change_bits():
                     np.testing.assert_array_equal(out, ref)
     finally:
         numba.set_num_threads(saved)
+
+
+def test_storage_is_narrow_inside_and_int32_outside():
+    """Tensors are kept in the narrowest dtype of their range; the output and the captured
+    layers come out int32 (the accumulator of a requant-free classifier int64)."""
+    from fpxint_hw.intsim.executor import storage_dtype
+    assert [storage_dtype(*r) for r in ((0, 255), (-128, 127), (0, 256), (-129, 0),
+                                        (-32768, 32767), (0, 65536))] == \
+        [np.uint8, np.int8, np.uint16, np.int16, np.int16, np.int32]
+    g = tiny_graph(2)
+    prog = expand_graph(g, SeriesFormat(4, 2, per_channel=True), SeriesFormat(4, 2), "layer")
+    sim = Simulator(prog)
+    out, env = sim.run(_inputs(g), capture=True)
+    assert all(v.dtype in (np.int32, np.int64) for v in env.values())
+    assert out.dtype in (np.int32, np.int64)
+    q = next(q for q in prog.layers if q.out is not None and q.out.lo >= 0 and q.out.hi <= 255
+             and not isinstance(q, P.Quantize))
+    args = [to_nhwc(env[i]) for i in q.inputs]
+    assert sim.run_layer(q, args).dtype == np.uint8
+
+
+def test_the_profile_records_the_phases_of_every_layer():
+    g = tiny_graph(3)
+    prog = expand_graph(g, SeriesFormat(4, 3, per_channel=True), SeriesFormat(4, 3), "layer")
+    sim = Simulator(prog, profile=True)
+    sim(_inputs(g))
+    layers = sim.profile.by_layer()
+    for q in prog.gemm_layers():
+        if not sim.plans[q.name].depthwise:
+            assert {"split", "im2col", "gemm", "requant"} <= set(layers[q.name]), q.name
+    assert set(sim.profile.by_phase()) >= {"gemm", "quantize"}
+    assert sim.profile.total() > 0
+    sim.profile.clear()
+    assert sim.profile.total() == 0
 
 
 def test_mnist_resnet_whole_network_bit_exact():
