@@ -29,7 +29,8 @@ from .config import SweepConfig
 from .point import SweepPoint, evaluate_point, grid_points
 from .results import ResultsFile
 
-__all__ = ["EXECUTORS", "SweepSummary", "run_sweep", "dask_missing", "format_progress"]
+__all__ = ["EXECUTORS", "SweepSummary", "run_sweep", "dask_missing", "require_dask",
+           "format_progress"]
 
 #: Ways to run points.
 EXECUTORS = ("local", "dask")
@@ -148,10 +149,16 @@ def _run_local(todo, config, cache_dir, build_dir, workers, on_done):
                 on_done(rec)
 
 
-def _run_dask(todo, config, cache_dir, build_dir, workers, on_done, scheduler):
+def require_dask() -> None:
+    """Raise :class:`~fpxint_hw.errors.ToolMissingError` for ``--executor dask`` when
+    ``dask.distributed`` cannot be imported, saying what to install."""
     if dask_missing():
         raise missing_tool("dask", DASK_INSTALL, what="--executor dask",
                            reason="dask.distributed is not installed")
+
+
+def _run_dask(todo, config, cache_dir, build_dir, workers, on_done, scheduler):
+    require_dask()
     from dask.distributed import Client, LocalCluster, as_completed
     cluster = None
     if scheduler:

@@ -43,7 +43,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import InputError, missing_tool
+from ..errors import InputError
 from ..spec import ArraySpec, SeriesFormat
 
 __all__ = ["EXECUTORS", "STATE_FILE", "DatasetConfig", "DatasetResult", "Evaluator",
@@ -541,10 +541,8 @@ def evaluate_dataset(config: DatasetConfig, listing, *, state=None, executor: st
 def _run_dask(jobs, threads, scheduler, workers, finished) -> float:
     """Run ``jobs`` on a Dask cluster, at most two per worker thread in flight; returns the
     time the cluster was ready (the start of the compute clock)."""
-    from ..dse.runner import DASK_INSTALL, dask_missing
-    if dask_missing():
-        raise missing_tool("dask", DASK_INSTALL, what="--executor dask",
-                           reason="dask.distributed is not installed")
+    from ..dse.runner import require_dask
+    require_dask()
     from dask.distributed import Client, LocalCluster, as_completed
     cluster = None
     if scheduler:
