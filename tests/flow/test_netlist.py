@@ -48,57 +48,60 @@ def bad_elements(spec, tiles, results):
     return bad
 
 
-@pytest.fixture(scope="module")
-def small_netlist():
-    return netlist_model(load_array_spec("small"))
+@pytest.fixture(scope="module",
+                params=["tiny", pytest.param("small", marks=pytest.mark.slow)])
+def netlist(request):
+    """The mapped netlist of an array: ``tiny`` in the default suite (about 20 s to
+    synthesise and Verilate), ``small`` (4x4, about two minutes) in the slow one."""
+    return netlist_model(load_array_spec(request.param))
 
 
 @pytest.mark.parametrize("ready,valid", [(1.0, 1.0), (0.5, 0.8)])
-def test_small_netlist_random_tiles(small_netlist, ready, valid):
-    spec = small_netlist.spec
+def test_netlist_random_tiles(netlist, ready, valid):
+    spec = netlist.spec
     tiles = random_tiles(spec, np.random.default_rng(int(100 * ready)))
-    run = run_tiles_verilator_timed(spec, tiles, model=small_netlist, ready=ready,
+    run = run_tiles_verilator_timed(spec, tiles, model=netlist, ready=ready,
                                     valid=valid, seed=5)
     bad = bad_elements(spec, tiles, run.results)
     assert not bad, "\n".join(bad[:20])
     assert spread(run.results) > 8
 
 
-def test_small_netlist_real_tiles(small_netlist):
-    """Full-K tiles of the MNIST ResNet compiled for the small array."""
-    spec, tiles = compiled_tiles("small", count=2)
-    run = run_tiles_verilator_timed(spec, tiles, model=small_netlist, ready=0.7)
+def test_netlist_real_tiles(netlist, request):
+    """Full-K tiles of the MNIST ResNet compiled for the netlist's array."""
+    spec, tiles = compiled_tiles(request.node.callspec.params["netlist"], count=2)
+    run = run_tiles_verilator_timed(spec, tiles, model=netlist, ready=0.7)
     bad = bad_elements(spec, tiles, run.results)
     assert not bad, "\n".join(bad[:20])
 
 
-def test_small_netlist_cycles_equal_the_spec_formula(small_netlist):
+def test_netlist_cycles_equal_the_spec_formula(netlist):
     """The mapped netlist keeps the RTL's cycle timing (latency and pass length)."""
-    spec = small_netlist.spec
+    spec = netlist.spec
     rng = np.random.default_rng(4)
     tiles = [random_tile(spec, m, rng) for m in (1, 5, 60)]
-    run = run_tiles_verilator_timed(spec, tiles, model=small_netlist)
+    run = run_tiles_verilator_timed(spec, tiles, model=netlist)
     assert not bad_elements(spec, tiles, run.results)
     for tile, p in zip(tiles, run.passes):
         assert p.latency == timing.latency(spec)
         assert p.total == timing.tile_cycles(spec, tile.m)
 
 
-def test_check_fails_when_the_spec_differs_from_the_netlist(small_netlist):
-    """The small netlist (round half to even) checked as if it rounded half up: tie tiles
+def test_check_fails_when_the_spec_differs_from_the_netlist(netlist):
+    """The netlist (round half to even) checked as if it rounded half up: tie tiles
     must show mismatches in the outputs, none in the exact accumulators."""
-    rne = small_netlist.spec
+    rne = netlist.spec
     up = dataclasses.replace(rne, rounding="half_up")
     rng = np.random.default_rng(9)
     tiles = [random_tile(up, 24, rng, ties=True) for _ in range(6)]
-    run = run_tiles_verilator_timed(up, tiles, model=small_netlist)
+    run = run_tiles_verilator_timed(up, tiles, model=netlist)
     bad = bad_elements(up, tiles, run.results)
     assert any(": out at" in line for line in bad)
     assert not any(": acc at" in line for line in bad)
 
 
 def test_unmodelled_cell_and_foreign_ports_are_refused():
-    spec = load_array_spec("small")
+    spec = load_array_spec("tiny")
     net = netlist_verilog(spec)
     text = net.text
     with pytest.raises(NetlistError, match="ALU54B.*no simulation model"):
@@ -109,7 +112,7 @@ def test_unmodelled_cell_and_foreign_ports_are_refused():
 
 
 @pytest.mark.slow
-def test_broken_small_netlist_is_caught():
+def test_broken_netlist_is_caught():
     """One DSP operand bit of the small netlist tied to 0: the same check must fail."""
     spec = load_array_spec("small")
     text = netlist_verilog(spec).text
