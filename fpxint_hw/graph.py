@@ -36,7 +36,8 @@ from .errors import InputError
 
 __all__ = [
     "OPS", "Node", "Input", "Conv2d", "BatchNorm", "Relu", "Clip", "MaxPool", "AvgPool",
-    "GlobalAvgPool", "Add", "Linear", "Flatten", "Graph", "fold_batchnorm", "folded_batchnorms",
+    "GlobalAvgPool", "Add", "Linear", "Flatten", "HardSigmoid", "HardSwish", "Sigmoid",
+    "LeakyRelu", "PRelu", "Scale", "Mul", "Concat", "Pad", "Graph", "fold_batchnorm", "folded_batchnorms",
     "graphs_equal", "MAX_TENSOR_ELEMENTS",
 ]
 
@@ -105,7 +106,7 @@ class Node:
 
     #: Op kind, one of :data:`OPS`.
     op: ClassVar[str] = ""
-    #: Number of inputs the op takes.
+    #: Number of inputs the op takes (-1: two or more).
     arity: ClassVar[int] = 1
     #: Fields that hold parameter names (a value of None means "no such parameter").
     param_fields: ClassVar[tuple[str, ...]] = ()
@@ -116,8 +117,10 @@ class Node:
             raise InputError(f"{type(self).__name__}.name must be a non-empty string, "
                              f"got {self.name!r}")
         ins = (self.inputs,) if isinstance(self.inputs, str) else tuple(self.inputs)
-        if len(ins) != self.arity or not all(isinstance(i, str) and i for i in ins):
-            raise InputError(f"{owner}.inputs must be {self.arity} node name(s), "
+        count_ok = len(ins) == self.arity if self.arity >= 0 else len(ins) >= 2
+        if not count_ok or not all(isinstance(i, str) and i for i in ins):
+            want = self.arity if self.arity >= 0 else "two or more"
+            raise InputError(f"{owner}.inputs must be {want} node name(s), "
                              f"got {self.inputs!r}")
         object.__setattr__(self, "inputs", ins)
         if self.shape is not None:
@@ -440,10 +443,173 @@ class Flatten(Node):
         return (int(np.prod(in_shapes[0])),)
 
 
+def _broadcast_channels(node, shp, p: np.ndarray, pname: str) -> None:
+    """Refuse a per-channel parameter that is neither one value nor one per channel."""
+    if p.shape not in ((1,), (shp[0],)):
+        raise node._fail(f"parameter {pname!r} has shape {p.shape}, expected (1,) or "
+                         f"({shp[0]},) (one value, or one per channel)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HardSigmoid(Node):
+    """``clip(alpha x + beta, 0, 1)``; torch's ``hardsigmoid`` is ``alpha=1/6, beta=0.5``
+    (ONNX's defaults are 0.2 and 0.5). ``alpha`` and ``beta`` stored as float32."""
+
+    alpha: float = 0.2
+    beta: float = 0.5
+
+    op: ClassVar[str] = "hardsigmoid"
+
+    def _check(self, owner):
+        object.__setattr__(self, "alpha", _float32_value(owner, "alpha", self.alpha))
+        object.__setattr__(self, "beta", _float32_value(owner, "beta", self.beta))
+
+    def infer_shape(self, in_shapes, params):
+        return in_shapes[0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class HardSwish(Node):
+    """``x * clip(x / 6 + 1/2, 0, 1)`` (ONNX HardSwish, torch ``hardswish``)."""
+
+    op: ClassVar[str] = "hardswish"
+
+    def infer_shape(self, in_shapes, params):
+        return in_shapes[0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sigmoid(Node):
+    """``1 / (1 + exp(-x))``."""
+
+    op: ClassVar[str] = "sigmoid"
+
+    def infer_shape(self, in_shapes, params):
+        return in_shapes[0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeakyRelu(Node):
+    """``x`` where ``x >= 0``, else ``alpha x`` (``alpha`` stored as float32; ONNX default
+    0.01)."""
+
+    alpha: float = 0.01
+
+    op: ClassVar[str] = "leakyrelu"
+
+    def _check(self, owner):
+        object.__setattr__(self, "alpha", _float32_value(owner, "alpha", self.alpha))
+
+    def infer_shape(self, in_shapes, params):
+        return in_shapes[0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PRelu(Node):
+    """``x`` where ``x >= 0``, else ``slope[c] x``.
+
+    Members
+    -------
+    slope : str
+        Parameter of shape ``(1,)`` or ``(C,)`` (one slope, or one per channel).
+    """
+
+    slope: str
+
+    op: ClassVar[str] = "prelu"
+    param_fields: ClassVar[tuple[str, ...]] = ("slope",)
+
+    def infer_shape(self, in_shapes, params):
+        _broadcast_channels(self, in_shapes[0], params[self.slope], self.slope)
+        return in_shapes[0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scale(Node):
+    """Per-channel ``x * weight[c] + bias[c]`` (a constant Mul, Div, Add or Sub that no
+    convolution absorbs).
+
+    Members
+    -------
+    weight : str
+        Parameter of shape ``(1,)`` or ``(C,)``.
+    bias : str or None
+        Parameter of shape ``(1,)`` or ``(C,)``.
+    """
+
+    weight: str
+    bias: str | None = None
+
+    op: ClassVar[str] = "scale"
+    param_fields: ClassVar[tuple[str, ...]] = ("weight", "bias")
+
+    def infer_shape(self, in_shapes, params):
+        for p in self.params:
+            _broadcast_channels(self, in_shapes[0], params[p], p)
+        return in_shapes[0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mul(Node):
+    """Elementwise product of two tensors: equal shapes, or a ``(C, 1, 1)`` gate times a
+    ``(C, H, W)`` map in either order (squeeze-and-excitation)."""
+
+    op: ClassVar[str] = "mul"
+    arity: ClassVar[int] = 2
+
+    def infer_shape(self, in_shapes, params):
+        a, b = in_shapes
+        if a == b:
+            return a
+        for big, gate in ((a, b), (b, a)):
+            if len(big) == 3 and gate == (big[0], 1, 1):
+                return big
+        raise self._fail(f"inputs {self.inputs[0]!r} {a} and {self.inputs[1]!r} {b} are "
+                         f"neither the same shape nor a (C, 1, 1) gate of a (C, H, W) map")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Concat(Node):
+    """Two or more ``(C_i, H, W)`` maps (or ``(F_i,)`` vectors) joined along the channel
+    axis."""
+
+    op: ClassVar[str] = "concat"
+    arity: ClassVar[int] = -1
+
+    def infer_shape(self, in_shapes, params):
+        first = in_shapes[0]
+        for name, shp in zip(self.inputs, in_shapes):
+            if len(shp) != len(first) or shp[1:] != first[1:]:
+                raise self._fail(f"input {name!r} has shape {shp}; every input must be "
+                                 f"{('C',) + first[1:]} (only the channel count may differ)")
+        return (sum(s[0] for s in in_shapes), *first[1:])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pad(Node):
+    """Constant padding of a ``(C, H, W)`` map by (top, left, bottom, right) pixels of
+    ``value`` (stored as float32)."""
+
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    value: float = 0.0
+
+    op: ClassVar[str] = "pad"
+
+    def _check(self, owner):
+        object.__setattr__(self, "padding", _pads(owner, "padding", self.padding))
+        object.__setattr__(self, "value", _float32_value(owner, "value", self.value))
+
+    def infer_shape(self, in_shapes, params):
+        shp = in_shapes[0]
+        self._need_rank(shp, 3)
+        pt, pl, pb, pr = self.padding
+        return (shp[0], shp[1] + pt + pb, shp[2] + pl + pr)
+
+
 #: Op kind -> node class.
 OPS: dict[str, type[Node]] = {c.op: c for c in (
     Input, Conv2d, BatchNorm, Relu, Clip, MaxPool, AvgPool, GlobalAvgPool, Add, Linear,
-    Flatten)}
+    Flatten, HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu, Scale, Mul, Concat, Pad)}
 
 
 def _as_param(graph_name: str, name: str, value) -> np.ndarray:

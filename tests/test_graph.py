@@ -63,7 +63,9 @@ def test_nodes_expose_op_inputs_attrs_and_params():
     assert g.node("add").inputs == ("dw", "r")
     assert [n.name for n in g.consumers("r")] == ["dw", "add"]
     assert set(OPS) == {"input", "conv", "batchnorm", "relu", "clip", "maxpool", "avgpool",
-                        "global_avgpool", "add", "linear", "flatten"}
+                        "global_avgpool", "add", "linear", "flatten", "hardsigmoid",
+                        "hardswish", "sigmoid", "leakyrelu", "prelu", "scale", "mul", "concat",
+                        "pad"}
     for n in g.nodes:
         assert all(p in g.params for p in n.params)
 
@@ -237,3 +239,30 @@ def test_tensor_size_limit_at_its_edge():
     conv(2 ** 13 + 1)                                             # unfolded: 2^27
     with pytest.raises(InputError, match=r"'c'.*unfolded.*134,234,112 elements"):
         conv(2 ** 13 + 2)
+
+
+def test_gate_mul_concat_pad_and_channel_parameter_shapes():
+    """The shape rules of the mobile-network ops, and the errors at their edges."""
+    from fpxint_hw.graph import Concat, Mul, Pad, PRelu, Scale, Sigmoid
+    x = Input(name="x", shape=(4, 5, 6))
+    gate = GlobalAvgPool(name="p", inputs=("x",))
+    s = Sigmoid(name="s", inputs=("p",))
+    for ins in (("x", "s"), ("s", "x")):
+        g = Graph((x, gate, s, Mul(name="m", inputs=ins)), {})
+        assert g.node("m").shape == (4, 5, 6)
+    g = Graph((x, Concat(name="c", inputs=("x", "x", "x")),
+               Pad(name="pd", inputs=("c",), padding=(1, 2, 0, 3))), {})
+    assert g.node("c").shape == (12, 5, 6) and g.node("pd").shape == (12, 6, 11)
+    with pytest.raises(InputError, match="two or more"):
+        Concat(name="c", inputs=("x",))
+    with pytest.raises(InputError, match="only the channel count may differ"):
+        Graph((x, gate, Concat(name="c", inputs=("x", "p"))), {})
+    with pytest.raises(InputError, match=r"neither the same shape nor a \(C, 1, 1\) gate"):
+        Graph((x, gate, Flatten(name="f", inputs=("p",)), Mul(name="m", inputs=("x", "f"))),
+              {})
+    for node in (PRelu(name="a", inputs=("x",), slope="k"),
+                 Scale(name="a", inputs=("x",), weight="k")):
+        assert Graph((x, node), {"k": np.ones(4)}).node("a").shape == (4, 5, 6)
+        assert Graph((x, node), {"k": np.ones(1)}).node("a").shape == (4, 5, 6)
+        with pytest.raises(InputError, match=r"'k' has shape \(3,\), expected \(1,\) or \(4,\)"):
+            Graph((x, node), {"k": np.ones(3)})
