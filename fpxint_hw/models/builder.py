@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..graph import (Add, AvgPool, BatchNorm, Clip, Conv2d, Flatten, GlobalAvgPool, Graph,
-                     Input, Linear, MaxPool, Node, Relu, fold_batchnorm)
+                     HardSigmoid, HardSwish, Input, Linear, MaxPool, Mul, Node, Relu,
+                     fold_batchnorm)
 
 __all__ = ["GraphBuilder", "same_padding"]
 
@@ -73,6 +74,18 @@ class GraphBuilder:
     def relu6(self, name: str, x: str) -> str:
         """ReLU6 as ``Clip(0, 6)``."""
         return self._add(Clip(name=name, inputs=(x,), lo=0.0, hi=6.0))
+
+    def hardswish(self, name: str, x: str) -> str:
+        """HardSwish, ``x * relu6(x + 3) / 6``."""
+        return self._add(HardSwish(name=name, inputs=(x,)))
+
+    def hardsigmoid(self, name: str, x: str) -> str:
+        """torch's hardsigmoid, ``relu6(x + 3) / 6``."""
+        return self._add(HardSigmoid(name=name, inputs=(x,), alpha=1.0 / 6.0, beta=0.5))
+
+    def mul(self, name: str, x: str, gate: str) -> str:
+        """``x`` times a per-channel ``gate`` of shape (C, 1, 1) (squeeze-and-excitation)."""
+        return self._add(Mul(name=name, inputs=(x, gate)))
 
     def maxpool(self, name: str, x: str, k: int, stride: int, padding=0) -> str:
         """k x k max pooling."""
