@@ -25,8 +25,9 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .errors import InputError
-from .graph import (Add, AvgPool, BatchNorm, Clip, Conv2d, Flatten, GlobalAvgPool, Graph,
-                    Input, Linear, MaxPool, Node, Relu)
+from .graph import (Add, AvgPool, BatchNorm, Clip, Concat, Conv2d, Flatten, GlobalAvgPool,
+                    Graph, HardSigmoid, HardSwish, Input, LeakyRelu, Linear, MaxPool, Mul, Node,
+                    Pad, PRelu, Relu, Scale, Sigmoid)
 
 __all__ = ["FloatExecutor", "run_float", "float_activations", "to_nchw", "to_nhwc"]
 
@@ -159,6 +160,14 @@ def _avgpool(node: AvgPool, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` in float32 without overflow warnings: ``exp`` of ``-|x|``
+    only, mirrored for negative ``x``."""
+    e = np.exp(-np.abs(x))
+    pos = np.float32(1) / (np.float32(1) + e)
+    return np.where(x >= 0, pos, e * pos)
+
+
 class FloatExecutor:
     """Runs a graph in float32 on batches; prepares the weights once.
 
@@ -236,6 +245,35 @@ class FloatExecutor:
             return _maxpool(node, args[0])
         if isinstance(node, AvgPool):
             return _avgpool(node, args[0])
+        if isinstance(node, HardSigmoid):
+            y = args[0] * np.float32(node.alpha) + np.float32(node.beta)
+            return np.clip(y, np.float32(0), np.float32(1), out=y)
+        if isinstance(node, HardSwish):
+            a = args[0]
+            g = a * np.float32(1 / 6) + np.float32(0.5)
+            return a * np.clip(g, np.float32(0), np.float32(1), out=g)
+        if isinstance(node, Sigmoid):
+            return _sigmoid(args[0])
+        if isinstance(node, LeakyRelu):
+            a = args[0]
+            return np.where(a >= 0, a, a * np.float32(node.alpha))
+        if isinstance(node, PRelu):
+            # (1,) or (C,): the channel axis is last inside, so a (C,) slope broadcasts as is
+            a = args[0]
+            return np.where(a >= 0, a, a * np.asarray(self.params[node.slope], np.float32))
+        if isinstance(node, Scale):
+            y = args[0] * np.asarray(self.params[node.weight], np.float32)
+            if node.bias is not None:
+                y += np.asarray(self.params[node.bias], np.float32)
+            return y
+        if isinstance(node, Mul):
+            # a (C, 1, 1) gate is (N, 1, 1, C) inside: numpy broadcasts it over H and W
+            return args[0] * args[1]
+        if isinstance(node, Concat):
+            return np.concatenate(args, axis=-1)
+        if isinstance(node, Pad):
+            y = _pad(args[0], node.padding, np.float32(node.value))
+            return y.copy() if y is args[0] else y          # own memory: in-place safe
         raise InputError(f"graph {self.graph.name!r}: node {node.name!r} has op {node.op!r}, "
                          f"which the float executor does not run")
 

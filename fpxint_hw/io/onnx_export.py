@@ -2,7 +2,10 @@
 
 Each node becomes one ONNX node of the same name whose output tensor has that name too;
 parameters become initializers under their own names; Clip bounds become scalar initializers
-``<node>.clip_min`` / ``<node>.clip_max``. The input's batch axis is symbolic (``N``) unless a
+``<node>.clip_min`` / ``<node>.clip_max``, a Pad's pads and value ``<node>.pads`` /
+``<node>.pad_value``. A per-channel PRelu slope or Scale weight/bias of a ``(C, H, W)`` map is
+written as ``(C, 1, 1)`` (what ONNX broadcasting reads per channel). A Scale becomes a Mul by
+its weight, and with a bias an Add (node ``<node>.bias_add``) whose output carries the name. The input's batch axis is symbolic (``N``) unless a
 fixed ``batch`` is given. :func:`~fpxint_hw.io.onnx_import.onnx_to_graph` reads the result back
 to an equal graph, parameters bit for bit.
 """
@@ -13,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError, missing_tool
-from ..graph import (Add, AvgPool, BatchNorm, Clip, Conv2d, Flatten, GlobalAvgPool, Graph,
-                     Input, Linear, MaxPool, Relu)
+from ..graph import (Add, AvgPool, BatchNorm, Clip, Concat, Conv2d, Flatten, GlobalAvgPool,
+                     Graph, HardSigmoid, HardSwish, Input, LeakyRelu, Linear, MaxPool, Mul, Pad,
+                     PRelu, Relu, Scale, Sigmoid)
 
 __all__ = ["graph_to_onnx", "save_onnx", "ONNX_OPSET"]
 
@@ -41,9 +45,28 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
         raise InputError(f"export of {graph.name!r}: batch must be a positive int or None, "
                          f"got {batch!r}")
     nb = batch if batch is not None else "N"
-    inits = [numpy_helper.from_array(np.asarray(v, np.float32), k)
-             for k, v in graph.params.items()]
+    arrays = {k: np.asarray(v, np.float32) for k, v in graph.params.items()}
+    inits = []
     nodes = []
+    taken = {n.name for n in graph.nodes} | set(graph.params)
+    layouts: dict[str, tuple[int, ...]] = {}
+
+    def extra(name: str) -> str:
+        """A helper tensor name, refused when a node or parameter already has it."""
+        if name in taken:
+            raise InputError(f"export of {graph.name!r}: the name {name!r} is taken")
+        taken.add(name)
+        return name
+
+    def per_channel(n, pname: str) -> str:
+        """Parameter ``pname`` of node ``n`` laid out to broadcast per channel in ONNX."""
+        v = np.asarray(graph.params[pname], np.float32)
+        want = (v.size, 1, 1) if len(n.shape) == 3 and v.size > 1 else v.shape
+        if layouts.setdefault(pname, want) != want:
+            raise InputError(f"export of {graph.name!r}: parameter {pname!r} is shared by "
+                             f"nodes that need different ONNX layouts")
+        arrays[pname] = v.reshape(want)
+        return pname
     for n in graph.nodes:
         ins = list(n.inputs)
         kw: dict = {}
@@ -87,10 +110,46 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
         elif isinstance(n, Flatten):
             op = "Flatten"
             kw = dict(axis=1)
+        elif isinstance(n, HardSigmoid):
+            op = "HardSigmoid"
+            kw = dict(alpha=n.alpha, beta=n.beta)
+        elif isinstance(n, HardSwish):
+            op = "HardSwish"
+        elif isinstance(n, Sigmoid):
+            op = "Sigmoid"
+        elif isinstance(n, LeakyRelu):
+            op = "LeakyRelu"
+            kw = dict(alpha=n.alpha)
+        elif isinstance(n, PRelu):
+            op, ins = "PRelu", ins + [per_channel(n, n.slope)]
+        elif isinstance(n, Scale):
+            op, ins = "Mul", ins + [per_channel(n, n.weight)]
+            if n.bias is not None:
+                product = extra(f"{n.name}.mul")
+                nodes.append(helper.make_node("Mul", ins, [product], name=n.name))
+                op, ins = "Add", [product, per_channel(n, n.bias)]
+                nodes.append(helper.make_node(op, ins, [n.name],
+                                              name=extra(f"{n.name}.bias_add")))
+                continue
+        elif isinstance(n, Mul):
+            op = "Mul"
+        elif isinstance(n, Concat):
+            op = "Concat"
+            kw = dict(axis=1)
+        elif isinstance(n, Pad):
+            op = "Pad"
+            pads, value = extra(f"{n.name}.pads"), extra(f"{n.name}.pad_value")
+            pt, pl, pb, pr = n.padding
+            inits += [numpy_helper.from_array(np.array([0, 0, pt, pl, 0, 0, pb, pr], np.int64),
+                                              pads),
+                      numpy_helper.from_array(np.array(n.value, np.float32), value)]
+            ins += [pads, value]
+            kw = dict(mode="constant")
         else:  # pragma: no cover - every op of graph.OPS is handled above
             raise InputError(f"export of {graph.name!r}: node {n.name!r} has op {n.op!r}, "
                              f"which has no ONNX form")
         nodes.append(helper.make_node(op, ins, [n.name], name=n.name, **kw))
+    inits = [numpy_helper.from_array(v, k) for k, v in arrays.items()] + inits
     x = helper.make_tensor_value_info(graph.input.name, TensorProto.FLOAT,
                                       [nb, *graph.input_shape])
     y = helper.make_tensor_value_info(graph.output, TensorProto.FLOAT,

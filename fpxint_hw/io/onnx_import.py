@@ -2,12 +2,24 @@
 
 Supported ops (2-D, float32): Conv (any stride, padding incl. auto_pad, dilation, groups),
 BatchNormalization (inference), Relu, Clip, MaxPool, AveragePool, GlobalAveragePool and
-ReduceMean over (H, W), Add (of two
-tensors, or of a constant bias right after a MatMul), Gemm, MatMul with a constant weight,
-Flatten, and Reshape / Squeeze where they only flatten ``(C, H, W)`` or ``(C, 1, 1)`` to a
-vector; Identity and Dropout are skipped. Weights must be initializers or Constant nodes.
+ReduceMean over (H, W), Gemm, MatMul with a constant weight, Flatten, and Reshape / Squeeze
+where they only flatten ``(C, H, W)`` or ``(C, 1, 1)`` to a vector; the activations
+HardSigmoid, HardSwish, Sigmoid, LeakyRelu and PRelu (one slope or one per channel);
+Add (of two tensors of one shape; of a constant: the bias of the MatMul or Scale right
+before it, else a :class:`~fpxint_hw.graph.Scale`), Sub of a constant, Mul (of two tensors:
+equal shapes or a ``(C, 1, 1)`` gate; of a constant: a Scale), Div by a constant (a Scale
+by its reciprocal), Concat along the channel axis and Pad in constant mode over H and W.
+A constant of Mul/Add/Sub/Div/PRelu must hold one value or one per channel.
+Identity and Dropout are skipped. Weights must be initializers or Constant nodes.
+
+Shape computations as exporters write them (``x.view(x.size(0), -1)``, ``F.pad``) are folded
+at import time: Shape of an activation (its batch taken as 1), and Gather, Unsqueeze, Squeeze,
+Concat, Cast, Slice, Reshape, Transpose, ConstantOfShape, Constant and integer Add, Sub, Mul,
+Div whose inputs are all constants.
+
 The model needs one float input of shape ``(N, C, H, W)`` or ``(N, F)`` whose batch axis is
-symbolic or 1, and one output.
+symbolic or 1, and one output. Symbolic spatial (or feature) axes need ``input_shape``
+(``--input-shape 1x3xHxW`` on the command line); fixed axes must agree with it.
 
 Nodes keep the ONNX node name (or, when a node has none, its output tensor's name);
 parameters keep their initializer names. Any other op raises InputError naming the file,
@@ -23,15 +35,27 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, missing_tool
-from ..graph import (Add, AvgPool, BatchNorm, Clip, Conv2d, Flatten, GlobalAvgPool, Graph,
-                     Input, Linear, MaxPool, Node, Relu, fold_batchnorm)
+from ..graph import (MAX_TENSOR_ELEMENTS, Add, AvgPool, BatchNorm, Clip, Concat, Conv2d,
+                     Flatten, GlobalAvgPool, Graph, HardSigmoid, HardSwish, Input, LeakyRelu, Linear, MaxPool, Mul,
+                     Node, Pad, PRelu, Relu, Scale, Sigmoid, fold_batchnorm)
 
 __all__ = ["load_onnx", "onnx_to_graph", "read_onnx", "SUPPORTED_ONNX_OPS"]
 
 #: ONNX op types the importer understands.
 SUPPORTED_ONNX_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "MaxPool", "AveragePool",
-                      "GlobalAveragePool", "ReduceMean", "Add", "Gemm", "MatMul", "Flatten",
-                      "Reshape", "Squeeze", "Identity", "Dropout", "Constant")
+                      "GlobalAveragePool", "ReduceMean", "Add", "Sub", "Mul", "Div", "Gemm",
+                      "MatMul", "Flatten", "Reshape", "Squeeze", "Identity", "Dropout",
+                      "Constant", "HardSigmoid", "HardSwish", "Sigmoid", "LeakyRelu", "PRelu",
+                      "Concat", "Pad", "Shape", "Gather", "Unsqueeze", "Cast", "Slice",
+                      "Transpose", "ConstantOfShape")
+
+#: Ops evaluated at import time when every input is a constant (shape computations).
+FOLDABLE_OPS = ("Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Reshape",
+                "Transpose", "ConstantOfShape", "Identity", "Add", "Sub", "Mul", "Div")
+
+#: Ops that only take part in shape computations: an activation input is refused.
+_CONST_ONLY_OPS = ("Shape", "Gather", "Unsqueeze", "Cast", "Slice", "Transpose",
+                   "ConstantOfShape")
 
 
 #: The oldest ONNX opset whose operators the importer reads as defined (Clip's and Pad's
@@ -76,9 +100,12 @@ def read_onnx(path) -> Any:
     return model
 
 
-def load_onnx(path, *, fold_bn: bool = True) -> Graph:
-    """The network in the ONNX file at ``path`` as a Graph (BatchNorms folded unless told)."""
-    return onnx_to_graph(read_onnx(path), source=os.fspath(path), fold_bn=fold_bn)
+def load_onnx(path, *, fold_bn: bool = True, input_shape=None) -> Graph:
+    """The network in the ONNX file at ``path`` as a Graph (BatchNorms folded unless told);
+    ``input_shape`` ``(C, H, W)`` or ``(F,)`` sizes symbolic input axes (see
+    :func:`onnx_to_graph`)."""
+    return onnx_to_graph(read_onnx(path), source=os.fspath(path), fold_bn=fold_bn,
+                         input_shape=input_shape)
 
 
 class _Importer:
@@ -198,19 +225,28 @@ class _Importer:
             raise self.fail(onode, f"unsupported op {op!r} (supported: "
                                    f"{', '.join(SUPPORTED_ONNX_OPS)})")
         if op == "Constant":
-            from onnx import numpy_helper
-            if "value" not in a:
-                raise self.fail(onode, f"only Constant 'value' is supported, got {sorted(a)}")
-            self.consts[onode.output[0]] = numpy_helper.to_array(a["value"])
+            self.consts[onode.output[0]] = self.constant_value(onode, a)
+            return
+        if op == "Shape":
+            self.consts[onode.output[0]] = self.shape_value(onode, a)
+            return
+        ins = [i for i in onode.input if i]
+        if op in FOLDABLE_OPS and ins and all(i in self.consts for i in ins):
+            out = self.fold(onode, op, a, [self.consts[i] if i else None for i in onode.input])
+            self.consts[onode.output[0]] = out
+            return
+        if op in _CONST_ONLY_OPS:
+            act = next(i for i in ins if i not in self.consts)
+            raise self.fail(onode, f"input {act!r} is an activation; {op} is only supported "
+                                   f"in shape computations on constants")
+        if op in ("Add", "Sub", "Mul", "Div") and any(i in self.consts for i in onode.input):
+            self.const_arith(onode)
             return
         if op in ("Identity", "Dropout"):
             self.alias[onode.output[0]] = self.tensor(onode, onode.input[0])
             if op == "Dropout" and len(onode.input) > 2 and onode.input[2]:
                 if bool(np.asarray(self.const(onode, onode.input[2], "training_mode"))):
                     raise self.fail(onode, "training_mode=true is not supported")
-            return
-        if op == "Add" and any(i in self.consts for i in onode.input):
-            self.add_bias(onode)
             return
         name = self.node_name(onode)
         x = self.tensor(onode, onode.input[0]) if op not in ("MatMul",) else None
@@ -286,6 +322,35 @@ class _Importer:
                 node = GlobalAvgPool(name=name, inputs=(x,))
         elif op == "Add":
             node = Add(name=name, inputs=(x, self.tensor(onode, onode.input[1])))
+        elif op == "Mul":
+            node = Mul(name=name, inputs=(x, self.tensor(onode, onode.input[1])))
+        elif op in ("Sub", "Div"):
+            raise self.fail(onode, f"{op} of two activations is not supported (only "
+                                   f"{'x - c' if op == 'Sub' else 'x / c'} with a constant c)")
+        elif op == "HardSigmoid":
+            node = HardSigmoid(name=name, inputs=(x,), alpha=float(a.get("alpha", 0.2)),
+                               beta=float(a.get("beta", 0.5)))
+        elif op == "HardSwish":
+            node = HardSwish(name=name, inputs=(x,))
+        elif op == "Sigmoid":
+            node = Sigmoid(name=name, inputs=(x,))
+        elif op == "LeakyRelu":
+            node = LeakyRelu(name=name, inputs=(x,), alpha=float(a.get("alpha", 0.01)))
+        elif op == "PRelu":
+            sname = onode.input[1]
+            self.const(onode, sname, "slope")
+            slope = self.channel_values(onode, sname, x, "slope")
+            node = PRelu(name=name, inputs=(x,), slope=self.param(onode, sname, "slope", slope))
+        elif op == "Concat":
+            rank = len(self.shapes[x]) + 1
+            axis = int(a.get("axis", 1))
+            if not -rank <= axis < rank or axis % rank != 1:
+                raise self.fail(onode, f"only a Concat along the channel axis 1 of "
+                                       f"{('N',) + self.shapes[x]} is supported, got "
+                                       f"axis={axis}")
+            node = Concat(name=name, inputs=tuple(self.tensor(onode, i) for i in onode.input))
+        elif op == "Pad":
+            node = self.pad(onode, a, name, x)
         elif op == "Gemm":
             if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
                 raise self.fail(onode, f"only Gemm with transA=0, alpha=beta=1 is supported, "
@@ -350,27 +415,244 @@ class _Importer:
             return None
         return Flatten(name=name, inputs=(x,))
 
-    def add_bias(self, onode) -> None:
-        """``Add(MatMul(x, W), b)`` with a constant ``b``: the bias of that Linear node."""
+    def constant_value(self, onode, a) -> np.ndarray:
+        """The tensor of a Constant node (any of its value attributes)."""
+        if "value" in a:
+            return self.numpy_helper.to_array(a["value"])
+        for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
+                           ("value_int", np.int64), ("value_ints", np.int64)):
+            if key in a:
+                return np.array(a[key], dtype=dtype)
+        raise self.fail(onode, f"only Constant value, value_float(s) and value_int(s) are "
+                               f"supported, got {sorted(a)}")
+
+    def shape_value(self, onode, a) -> np.ndarray:
+        """Shape of a tensor known at import time: an activation's is ``(1, *shape)`` (the
+        batch taken as 1; a Reshape only accepts it as the batch entry)."""
+        src = onode.input[0]
+        if src in self.consts:
+            full = np.array(np.shape(self.consts[src]), np.int64)
+        else:
+            full = np.array((1,) + self.shapes[self.tensor(onode, src)], np.int64)
+        start, end = a.get("start", 0), a.get("end")
+        return full[start:end]
+
+    def fold(self, onode, op: str, a: dict, vals: list) -> np.ndarray:
+        """``op`` evaluated on constant inputs ``vals`` (None for an omitted optional one)."""
+        def ints(v):
+            return [int(t) for t in np.asarray(v).reshape(-1)]
+
+        d = np.asarray(vals[0])
+        try:
+            if op == "Gather":
+                return np.take(d, np.asarray(vals[1], np.int64), axis=int(a.get("axis", 0)))
+            if op in ("Unsqueeze", "Squeeze"):
+                axes = a.get("axes")
+                if axes is None and len(vals) > 1 and vals[1] is not None:
+                    axes = ints(vals[1])
+                if op == "Squeeze":
+                    return np.squeeze(d, None if axes is None
+                                      else tuple(int(v) % d.ndim for v in axes))
+                rank = d.ndim + len(axes)
+                for ax in sorted(int(v) % rank for v in axes):
+                    d = np.expand_dims(d, ax)
+                return d
+            if op == "Concat":
+                return np.concatenate([np.asarray(v) for v in vals], axis=int(a["axis"]))
+            if op == "Cast":
+                return d.astype(self.helper.tensor_dtype_to_np_dtype(int(a["to"])))
+            if op == "Slice":
+                starts, ends = ints(vals[1]), ints(vals[2])
+                axes = (ints(vals[3]) if len(vals) > 3 and vals[3] is not None
+                        else list(range(len(starts))))
+                steps = (ints(vals[4]) if len(vals) > 4 and vals[4] is not None
+                         else [1] * len(starts))
+                index = [slice(None)] * d.ndim
+                for s0, e0, ax, st in zip(starts, ends, axes, steps):
+                    index[ax % d.ndim] = slice(s0, e0, st)
+                return d[tuple(index)]
+            if op == "Reshape":
+                tgt = ints(vals[1])
+                if not a.get("allowzero", 0):
+                    tgt = [d.shape[k] if v == 0 else v for k, v in enumerate(tgt)]
+                return d.reshape(tgt)
+            if op == "Transpose":
+                return np.transpose(d, a.get("perm"))
+            if op == "ConstantOfShape":
+                shape = ints(d)
+                if int(np.prod(shape)) > MAX_TENSOR_ELEMENTS:
+                    raise self.fail(onode, f"a constant of shape {shape} is too large")
+                fill = (self.numpy_helper.to_array(a["value"]) if "value" in a
+                        else np.zeros(1, np.float32))
+                return np.full(shape, fill.reshape(-1)[0], dtype=fill.dtype)
+            if op == "Identity":
+                return d
+            b = np.asarray(vals[1])
+            if op == "Add":
+                return d + b
+            if op == "Sub":
+                return d - b
+            if op == "Mul":
+                return d * b
+            if np.issubdtype(d.dtype, np.integer):      # ONNX integer Div truncates
+                return np.trunc(d.astype(np.float64) / b).astype(d.dtype)
+            return d / b
+        except InputError:
+            raise
+        except Exception as exc:
+            raise self.fail(onode, f"cannot evaluate it on its constant inputs "
+                                   f"({_first_line(exc)})") from None
+
+    def channel_values(self, onode, cname: str, x: str, what: str) -> np.ndarray:
+        """Constant ``cname`` as a ``(1,)`` or ``(C,)`` array: what broadcasts against the
+        activation ``x`` (N, C, ...) with one value, or one value per channel."""
+        c = np.asarray(self.consts[cname])
+        shp = self.shapes[x]
+        rank = len(shp) + 1
+        if c.ndim <= rank:
+            if c.size == 1:
+                return c.reshape(1)
+            if (1,) * (rank - c.ndim) + c.shape == (1, shp[0]) + (1,) * (rank - 2):
+                return c.reshape(shp[0])
+        per_channel = (shp[0],) + (1,) * (rank - 2)
+        raise self.fail(onode, f"{what} {cname!r} of shape {c.shape} does not broadcast per "
+                               f"channel over {('N',) + shp}; only one value or one per "
+                               f"channel {per_channel} is supported")
+
+    def const_arith(self, onode) -> None:
+        """Add/Sub/Mul/Div of an activation and a constant: a bias of the Linear or Scale
+        right before it, or a Scale node."""
+        op = onode.op_type
         i0, i1 = onode.input
-        t, c = (i0, i1) if i1 in self.consts else (i1, i0)
-        prev = self.alias.get(t)
+        const_first = i0 in self.consts
+        t, c = (i1, i0) if const_first else (i0, i1)
+        x = self.tensor(onode, t)
+        raw = self.consts[c]
+        if not np.issubdtype(np.asarray(raw).dtype, np.floating):
+            raise self.fail(onode, f"constant {c!r} has dtype {np.asarray(raw).dtype}, "
+                                   f"expected float")
+        vals = self.channel_values(onode, c, x, "constant").astype(np.float32)
+        name = self.node_name(onode)
+        if op == "Div" and const_first:
+            raise self.fail(onode, f"a constant divided by an activation is not supported "
+                                   f"(only x / c)")
+        if op in ("Add", "Sub") and not (op == "Sub" and const_first):
+            bias = vals if op == "Add" else -vals
+            if self.merge_bias(onode, t, x, c if op == "Add" else f"{name}.bias", bias):
+                return
+        ones = np.ones(1, np.float32)
+        if op == "Mul":
+            weight, bias = self.param(onode, c, "constant", vals), None
+        elif op == "Div":
+            recip = (1.0 / vals.astype(np.float64)).astype(np.float32)
+            if not np.all(np.isfinite(recip)):
+                raise self.fail(onode, f"divisor {c!r} holds a zero")
+            weight, bias = self.param(onode, f"{name}.weight", "divisor", recip), None
+        elif op == "Add":
+            weight = self.param(onode, f"{name}.weight", "scale", ones)
+            bias = self.param(onode, c, "constant", vals)
+        elif const_first:                                   # c - x
+            weight = self.param(onode, f"{name}.weight", "scale", -ones)
+            bias = self.param(onode, c, "constant", vals)
+        else:                                               # x - c
+            weight = self.param(onode, f"{name}.weight", "scale", ones)
+            bias = self.param(onode, f"{name}.bias", "constant", -vals)
+        self.emit(onode, Scale(name=name, inputs=(x,), weight=weight, bias=bias))
+
+    def merge_bias(self, onode, t: str, x: str, bname: str, b: np.ndarray) -> bool:
+        """Make ``b`` the bias of the Linear (MatMul) or Scale node that produced ``t``
+        when it has none and nothing else reads it; False when there is no such node."""
         last = self.nodes[-1] if self.nodes else None
-        if (last is None or prev != last.name or not isinstance(last, Linear)
+        if (last is None or x != last.name or not isinstance(last, (Linear, Scale))
                 or last.bias is not None or self.uses.get(t, 0) != 1):
-            raise self.fail(onode, "Add of a constant is only supported as the bias right "
-                                   "after a MatMul")
-        fout = self.shapes[last.name][0]
-        b = np.asarray(self.consts[c])
-        if b.size not in (1, fout):
-            raise self.fail(onode, f"bias {c!r} has shape {b.shape}, expected ({fout},)")
-        bias = self.param(onode, c, "bias", np.broadcast_to(b.reshape(-1), (fout,)).copy())
-        self.nodes[-1] = dataclasses.replace(last, bias=bias)
+            return False
+        if isinstance(last, Linear):
+            b = np.broadcast_to(b, self.shapes[x]).copy()
+        self.nodes[-1] = dataclasses.replace(last, bias=self.param(onode, bname, "bias", b))
         self.alias[onode.output[0]] = last.name
+        return True
+
+    def pad(self, onode, a: dict, name: str, x: str) -> Pad:
+        """A constant-mode Pad over H and W of an (N, C, H, W) activation."""
+        mode = a.get("mode", "constant")
+        if mode != "constant":
+            raise self.fail(onode, f"mode={mode!r} is not supported; only mode='constant' "
+                                   f"padding is")
+        ins = list(onode.input) + [""] * 4
+        if ins[1]:
+            pads = [int(v) for v in np.asarray(self.const(onode, ins[1], "pads")).reshape(-1)]
+        else:
+            pads = [int(v) for v in a.get("pads", ())]
+        value = float(a.get("value", 0.0))
+        if ins[2]:
+            cv = np.asarray(self.const(onode, ins[2], "constant_value"))
+            value = float(cv.reshape(-1)[0]) if cv.size else 0.0
+        shp = self.shapes[x]
+        rank = len(shp) + 1
+        if rank != 4:
+            raise self.fail(onode, f"only a Pad of an (N, C, H, W) map is supported, got "
+                                   f"{('N',) + shp}")
+        axes = (list(range(rank)) if not ins[3] else
+                [int(v) % rank for v in np.asarray(self.const(onode, ins[3], "axes"))])
+        if len(pads) != 2 * len(axes):
+            raise self.fail(onode, f"pads {pads} do not match the {len(axes)} padded axes")
+        full = [0] * (2 * rank)
+        for j, ax in enumerate(axes):
+            full[ax], full[rank + ax] = pads[j], pads[len(axes) + j]
+        begin, end = full[:rank], full[rank:]
+        if begin[:2] != [0, 0] or end[:2] != [0, 0]:
+            raise self.fail(onode, f"pads {pads} pad the batch or channel axis; only H and W "
+                                   f"pads are supported")
+        if min(full) < 0:
+            raise self.fail(onode, f"negative pads {pads} (cropping) are not supported")
+        return Pad(name=name, inputs=(x,), padding=(begin[2], begin[3], end[2], end[3]),
+                   value=value)
 
 
-def onnx_to_graph(model, *, source: str = "<onnx model>", fold_bn: bool = True) -> Graph:
-    """Convert an ``onnx.ModelProto`` to a Graph; ``source`` names it in error messages."""
+def _input_dims(source: str, inp, dims, input_shape) -> tuple[int, ...]:
+    """Per-sample input shape: the model's fixed axes, symbolic ones from ``input_shape``."""
+    per = dims[1:]
+    layout = "CHW" if len(per) == 3 else "F"
+    given = None
+    if input_shape is not None:
+        try:
+            given = tuple(input_shape)
+        except TypeError:
+            given = None
+        if (given is None or len(given) != len(per)
+                or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
+                       for v in given)):
+            raise InputError(f"{source}: input {inp.name!r} is (N, {', '.join(layout)}); "
+                             f"input_shape must be {len(per)} positive integers "
+                             f"({', '.join(layout)}), got {input_shape!r}")
+    hint = "x".join(["1"] + [str(d.dim_value) if d.HasField("dim_value") and d.dim_value >= 1
+                             else ax for d, ax in zip(per, layout)])
+    shape = []
+    for k, d in enumerate(per, 1):
+        fixed = int(d.dim_value) if d.HasField("dim_value") and d.dim_value >= 1 else None
+        if given is not None:
+            if fixed is not None and fixed != int(given[k - 1]):
+                raise InputError(f"{source}: input {inp.name!r} axis {k} ({layout[k - 1]}) is "
+                                 f"fixed at {fixed} in the model; the input shape given has "
+                                 f"{int(given[k - 1])}")
+            shape.append(int(given[k - 1]))
+        elif fixed is None:
+            raise InputError(f"{source}: input {inp.name!r} axis {k} ({layout[k - 1]}) is "
+                             f"symbolic ({d.dim_param or '?'}); pass --input-shape {hint} "
+                             f"(input_shape= in Python) to give its size")
+        else:
+            shape.append(fixed)
+    return tuple(shape)
+
+
+def onnx_to_graph(model, *, source: str = "<onnx model>", fold_bn: bool = True,
+                  input_shape=None) -> Graph:
+    """Convert an ``onnx.ModelProto`` to a Graph; ``source`` names it in error messages.
+
+    ``input_shape`` — ``(C, H, W)`` or ``(F,)``, without the batch axis — sizes the input's
+    symbolic axes (a model exported with dynamic H and W); axes the model fixes must agree
+    with it. Without it every axis but the batch must be fixed.
+    """
     imp = _Importer(model, source)
     g = model.graph
     inputs = [i for i in g.input if i.name not in imp.consts]
@@ -389,12 +671,7 @@ def onnx_to_graph(model, *, source: str = "<onnx model>", fold_bn: bool = True) 
     if dims[0].HasField("dim_value") and dims[0].dim_value not in (0, 1):
         raise InputError(f"{source}: input {inp.name!r} has a fixed batch of "
                          f"{dims[0].dim_value}; only batch 1 or a symbolic batch is supported")
-    shape = []
-    for k, d in enumerate(dims[1:], 1):
-        if not d.HasField("dim_value") or d.dim_value < 1:
-            raise InputError(f"{source}: input {inp.name!r} axis {k} has no fixed size "
-                             f"({d.dim_param or '?'}); only the batch axis may be symbolic")
-        shape.append(int(d.dim_value))
+    shape = _input_dims(source, inp, dims, input_shape)
     try:
         first = Input(name=inp.name, shape=tuple(shape))
     except InputError as exc:
