@@ -19,7 +19,7 @@ from .tile import GemmTile, TileResult
 
 __all__ = ["reference_tile", "requantize", "requantize_channels", "conv2d", "matmul",
            "lane_products", "add_requant", "maxpool2d", "sumpool2d", "global_sum",
-           "run_layer", "run_program"]
+           "lookup", "mul_requant", "pad2d", "run_layer", "run_program"]
 
 
 def _as_pyint(a) -> np.ndarray:
@@ -334,6 +334,62 @@ def _scaled(q, sums):
     return requantize_channels(sums, mult, q.shift, q.out.lo, q.out.hi, 0, q.mode, axis=1)
 
 
+def lookup(x, table, index_lo: int) -> np.ndarray:
+    """``table[c or 0, x - index_lo]`` for NCHW / (N, F) integers ``x`` and an integer
+    ``(1, L)`` or ``(C, L)`` table; InputError for a value outside the table. int64 out."""
+    x = _int64(x, "lookup x")
+    table = _int64(table, "lookup table")
+    idx = x - int(index_lo)
+    if idx.size and (idx.min() < 0 or idx.max() >= table.shape[1]):
+        raise InputError(f"lookup: input values [{x.min()}, {x.max()}] leave the table's "
+                         f"[{index_lo}, {index_lo + table.shape[1] - 1}]")
+    rows = np.zeros(x.shape, dtype=np.int64)
+    if table.shape[0] > 1:
+        rows += np.arange(x.shape[1]).reshape((1, -1) + (1,) * (x.ndim - 2))
+    return table[rows, idx]
+
+
+def mul_requant(a, b, m0: int, shift: int, lo: int, hi: int, zero_point: int = 0,
+                mode: str = "rne", *, a_zero_point: int = 0, b_zero_point: int = 0
+                ) -> np.ndarray:
+    """``clamp(round_shift((a - za)(b - zb) m0, shift, mode) + zero_point, lo, hi)`` on
+    Python integers (numpy broadcasting: a ``(N, C, 1, 1)`` gate times a map); int64 out."""
+    p = (_as_pyint(a) - int(a_zero_point)) * (_as_pyint(b) - int(b_zero_point)) * int(m0)
+    out = np.empty(p.shape, dtype=object)
+    for idx, v in np.ndenumerate(p):
+        out[idx] = min(max(round_shift(int(v), shift, mode) + zero_point, lo), hi)
+    return out.astype(np.int64)
+
+
+def _concat(q, args, tensors, lanes):
+    parts = []
+    for x, name, m in zip(args, q.inputs, q.multipliers):
+        parts.append(mul_requant(x, np.ones((1,) * np.ndim(x), dtype=np.int64), m, q.shift,
+                                 q.out.lo, q.out.hi, q.out.zero_point, q.mode,
+                                 a_zero_point=tensors[name].zero_point))
+    return np.concatenate(parts, axis=1)
+
+
+def _scale(q, args, tensors, lanes):
+    x = _as_pyint(args[0]) - int(tensors[q.inputs[0]].zero_point)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    acc = (x * _as_pyint(q.sign).reshape(shape) * (1 << q.frac_bits)
+           + _as_pyint(q.bias).reshape(shape))
+    rq = q.requant
+    return requantize_channels(acc, rq.multiplier, rq.shift, rq.lo, rq.hi, rq.zero_point,
+                               rq.mode, axis=1)
+
+
+def pad2d(x, padding, value: int) -> np.ndarray:
+    """NCHW ``x`` padded by ``(top, left, bottom, right)`` positions holding ``value``."""
+    x = _int64(x, "pad x")
+    top, left, bottom, right = _pads(padding)
+    n, c, h, w = x.shape
+    out = np.full((n, c, h + top + bottom, w + left + right), int(value), dtype=np.int64)
+    out[:, :, top:top + h, left:left + w] = x
+    return out
+
+
 def _no_input(q, args, tensors, lanes):
     raise InputError(f"golden.run_layer: layer {q.name!r} quantizes the float input; use "
                      f"QProgram.quantize_input")
@@ -352,6 +408,13 @@ _RUN = {
     P.GlobalAvgPool: lambda q, a, t, lanes: _scaled(q, global_sum(a[0])[:, :, None, None]),
     P.Clamp: lambda q, a, t, lanes: np.clip(_int64(a[0], "clamp"), q.out.lo, q.out.hi),
     P.Flatten: lambda q, a, t, lanes: _int64(a[0], "flatten").reshape(a[0].shape[0], -1),
+    P.Lookup: lambda q, a, t, lanes: lookup(a[0], q.table, q.index_lo),
+    P.Mul: lambda q, a, t, lanes: mul_requant(
+        a[0], a[1], q.m0, q.shift, q.out.lo, q.out.hi, q.out.zero_point, q.mode,
+        a_zero_point=t[q.inputs[0]].zero_point, b_zero_point=t[q.inputs[1]].zero_point),
+    P.Concat: _concat,
+    P.Scale: _scale,
+    P.Pad: lambda q, a, t, lanes: pad2d(a[0], q.padding, q.value),
 }
 P.check_handlers(_RUN, "golden")
 

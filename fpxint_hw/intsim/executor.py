@@ -601,6 +601,62 @@ def _global_avgpool(sim, q, args):
     return _scaled(sums, q)
 
 
+def _requant_flat(acc: np.ndarray, mult, shift: int, lo: int, hi: int, zp: int, mode: str,
+                  bias=None) -> np.ndarray:
+    """``clamp(round_shift((acc + bias[c]) * mult[c], shift) + zp)`` of int64 ``acc`` whose
+    last axis is the channel (one multiplier: ``mult`` of length 1 and a flat ``acc``)."""
+    c = len(mult)
+    flat = acc.reshape(-1, c)
+    out = np.empty(flat.shape, dtype=storage_dtype(lo, hi))
+    bias = np.zeros(c, dtype=np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
+    kernels.requant_rows(flat, bias, np.asarray(mult, dtype=np.int64), shift, lo, hi, zp,
+                         mode == "half_up", out, np.zeros(c, dtype=np.int64))
+    return out.reshape(acc.shape)
+
+
+def _lookup(sim, q, args):
+    x = args[0]
+    table = q.table.astype(storage_dtype(q.out.lo, q.out.hi))
+    idx = x.astype(np.intp) - q.index_lo
+    if table.shape[0] == 1:
+        return table[0][idx]
+    return table[np.arange(table.shape[0]), idx]          # channels last: row c per channel
+
+
+def _mul(sim, q, args):
+    za = sim.tensors[q.inputs[0]].zero_point
+    zb = sim.tensors[q.inputs[1]].zero_point
+    prod = (args[0].astype(np.int64) - za) * (args[1].astype(np.int64) - zb)   # proved int64
+    return _requant_flat(np.ascontiguousarray(prod), [q.m0], q.shift, q.out.lo, q.out.hi,
+                         q.out.zero_point, q.mode)
+
+
+def _concat(sim, q, args):
+    parts = [_requant_flat(np.ascontiguousarray(x.astype(np.int64)
+                                                - sim.tensors[name].zero_point),
+                           [m], q.shift, q.out.lo, q.out.hi, q.out.zero_point, q.mode)
+             for x, name, m in zip(args, q.inputs, q.multipliers)]
+    return np.concatenate(parts, axis=-1)
+
+
+def _scale(sim, q, args):
+    x = args[0].astype(np.int64) - sim.tensors[q.inputs[0]].zero_point
+    acc = np.ascontiguousarray(x * (q.sign << q.frac_bits))     # channels last
+    rq = q.requant
+    return _requant_flat(acc, rq.multiplier, rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode,
+                         q.bias)
+
+
+def _pad(sim, q, args):
+    x = args[0]
+    top, left, bottom, right = q.padding
+    n, h, w, c = x.shape
+    out = np.full((n, h + top + bottom, w + left + right, c), q.value,
+                  dtype=storage_dtype(q.out.lo, q.out.hi))
+    out[:, top:top + h, left:left + w] = x
+    return out
+
+
 def _no_input(sim, q, args):
     raise InputError(f"Simulator.run_layer: layer {q.name!r} quantizes the float input; "
                      f"use QProgram.quantize_input")
@@ -618,5 +674,10 @@ _RUN = {
         storage_dtype(q.out.lo, q.out.hi)),
     P.Flatten: lambda sim, q, args: np.ascontiguousarray(
         to_nchw(args[0]).reshape(args[0].shape[0], -1)),
+    P.Lookup: _lookup,
+    P.Mul: _mul,
+    P.Concat: _concat,
+    P.Scale: _scale,
+    P.Pad: _pad,
 }
 P.check_handlers(_RUN, "intsim")

@@ -229,13 +229,38 @@ def _pool_rows(q, tensors, config) -> list[WidthRow]:
                  s * q.m0 + _half(q.shift), config.acc_bits)]
 
 
+def _steps(t) -> int:
+    """Largest ``|value - zero_point|`` of tensor ``t``."""
+    return max(map(abs, t.steps))
+
+
+def _mul_rows(q, tensors, config) -> list[WidthRow]:
+    a, b = tensors[q.inputs[0]], tensors[q.inputs[1]]
+    return [_row(q.name, "product (a - za)(b - zb) * M0 + rounding",
+                 _steps(a) * _steps(b) * q.m0 + _half(q.shift), config.acc_bits)]
+
+
+def _concat_rows(q, tensors, config) -> list[WidthRow]:
+    return [_row(q.name, f"input {i} (x - z) * M{i} + rounding",
+                 _steps(tensors[name]) * m + _half(q.shift), config.acc_bits)
+            for i, (name, m) in enumerate(zip(q.inputs, q.multipliers))]
+
+
+def _scale_rows(q, tensors, config) -> list[WidthRow]:
+    s = _steps(tensors[q.inputs[0]]) << q.frac_bits
+    prod = max((s + abs(int(b))) * int(m) for b, m in zip(q.bias, q.requant.multiplier))
+    return [_row(q.name, "scale (s (x - z) 2^F + B) * M0 + rounding (per channel)",
+                 prod + _half(q.requant.shift), config.acc_bits)]
+
+
 def _no_rows(q, tensors, config) -> list[WidthRow]:
     return []
 
 
 _ROWS = {P.Quantize: _no_rows, P.Conv: _gemm_rows, P.Linear: _gemm_rows, P.Add: _add_rows,
          P.MaxPool: _no_rows, P.AvgPool: _pool_rows, P.GlobalAvgPool: _pool_rows,
-         P.Clamp: _no_rows, P.Flatten: _no_rows}
+         P.Clamp: _no_rows, P.Flatten: _no_rows, P.Lookup: _no_rows, P.Mul: _mul_rows,
+         P.Concat: _concat_rows, P.Scale: _scale_rows, P.Pad: _no_rows}
 P.check_handlers(_ROWS, "intsim.widths")
 
 

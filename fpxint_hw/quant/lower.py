@@ -32,20 +32,26 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Mapping
 
 import numpy as np
 
 from ..errors import FormatError, InputError, WidthError
-from ..graph import (Add, AvgPool, Clip, Conv2d, Flatten, GlobalAvgPool, Graph,
-                     Input, Linear, MaxPool, Relu, fold_batchnorm,
-                     folded_batchnorms)
+from ..graph import (Add, AvgPool, Clip, Concat, Conv2d, Flatten, GlobalAvgPool, Graph,
+                     HardSigmoid, HardSwish, Input, LeakyRelu, Linear, MaxPool, Mul, Pad, PRelu,
+                     Relu, Scale, Sigmoid, fold_batchnorm, folded_batchnorms)
 from ..intops import ROUNDING_MODES
 from ..series import expand, split_integer
 from ..spec import SeriesFormat
 from . import program as P
 from .ranges import FixedRanges, StatisticalRanges, calibrated_ranges
 from .requant import conv_acc_bounds, derive_requant
+from .tables import check_table_size, function_table, function_values
+
+#: Fraction bits of a Scale's accumulator: ``(x - z) 2^F`` leaves the bias ``2^-F`` of an
+#: input step to round to (its error, ``|w| u_in 2^-(F+1)``, far below the output's).
+SCALE_FRACTION_BITS = 8
 
 __all__ = ["LayerFormats", "TensorExpansion", "expand_graph"]
 
@@ -356,6 +362,104 @@ class _Lowering:
         out = P.QTensor(qin.fmt, qin.unit, lo, max(min(qin.hi, hi), lo))
         return P.Clamp(name=n.name, inputs=ins, out=out, node=n.name)
 
+    # -- the mobile-network ops -------------------------------------------------------------
+
+    def value_tensor(self, n, bound: tuple[float, float]) -> P.QTensor:
+        """The grid of a host op's output of provable real interval ``bound``: unsigned when
+        it cannot be negative (unless every tensor is signed), else as :meth:`out_tensor`."""
+        if bound[0] >= 0 and not self.signed:
+            fmt = self.afmt_of(n.name)
+            _, rhi = self.range_of(n.name, _as_grid(fmt, False), bound)
+            return _grid(fmt, False, 0.0, rhi)
+        return self.out_tensor(n, None, self.signed, bound)
+
+    def lookup(self, n, ins):
+        qin = self.tensors[ins[0]]
+        check_table_size(qin.lo, qin.hi, f"layer {n.name!r} ({n.op})")
+        if isinstance(n, HardSigmoid):
+            params = [(n.alpha, n.beta)]
+        elif isinstance(n, LeakyRelu):
+            params = [n.alpha]
+        elif isinstance(n, PRelu):
+            params = [float(v) for v in self.g.params[n.slope].reshape(-1)]
+        else:
+            params = [None]
+        steps = np.arange(qin.lo - qin.zero_point, qin.hi - qin.zero_point + 1)
+        vals = [function_values(n.op, steps * qin.unit, p) for p in params]
+        bound = (float(min(v.min() for v in vals)), float(max(v.max() for v in vals)))
+        out = self.value_tensor(n, bound)
+        table = np.stack([function_table(n.op, qin.lo, qin.hi, qin.zero_point, qin.unit,
+                                         out.unit, out.zero_point, out.lo, out.hi, self.mode,
+                                         p) for p in params])
+        return P.Lookup(name=n.name, inputs=ins, out=out, node=n.name, fn=n.op, table=table,
+                        index_lo=qin.lo)
+
+    def mul(self, n, ins):
+        qa, qb = self.tensors[ins[0]], self.tensors[ins[1]]
+        corners = [x * y for x in qa.real_range for y in qb.real_range]
+        out = self.value_tensor(n, (min(corners), max(corners)))
+        # |(a - za)(b - zb)|: derive_requant leaves M0 room in int64 or refuses
+        reach = max(map(abs, qa.steps)) * max(map(abs, qb.steps))
+        rq = derive_requant([qa.unit * qb.unit / out.unit], reach, out.lo, out.hi, self.mode,
+                            self.host_mbits, f"layer {n.name!r} (mul: product up to {reach})",
+                            zero_point=out.zero_point)
+        return P.Mul(name=n.name, inputs=ins, out=out, node=n.name,
+                     m0=int(rq.multiplier[0]), shift=rq.shift, mode=self.mode)
+
+    def concat(self, n, ins):
+        qs = [self.tensors[i] for i in ins]
+        first = qs[0]
+        if all(q.unit == first.unit and q.zero_point == first.zero_point
+               and q.fmt == first.fmt for q in qs):
+            out = P.QTensor(first.fmt, first.unit, min(q.lo for q in qs),
+                            max(q.hi for q in qs), first.zero_point)
+            self.used[n.name] = out.real_range
+            return P.Concat(name=n.name, inputs=ins, out=out, node=n.name,
+                            multipliers=(1,) * len(qs), shift=0, mode=self.mode)
+        out = self.value_tensor(n, (min(q.real_range[0] for q in qs),
+                                    max(q.real_range[1] for q in qs)))
+        reach = max(max(map(abs, q.steps)) for q in qs)
+        rq = derive_requant([q.unit / out.unit for q in qs], reach, out.lo, out.hi, self.mode,
+                            self.host_mbits, f"layer {n.name!r}", zero_point=out.zero_point)
+        return P.Concat(name=n.name, inputs=ins, out=out, node=n.name,
+                        multipliers=tuple(int(m) for m in rq.multiplier), shift=rq.shift,
+                        mode=self.mode)
+
+    def scale(self, n, ins):
+        qin = self.tensors[ins[0]]
+        c = self.g.node(n.inputs[0]).shape[0]
+        p = self.g.params
+        w = np.broadcast_to(p[n.weight].astype(np.float64).reshape(-1), (c,))
+        b = (np.broadcast_to(p[n.bias].astype(np.float64).reshape(-1), (c,))
+             if n.bias is not None else np.zeros(c))
+        xlo, xhi = qin.real_range
+        bound = (float(np.min(np.minimum(w * xlo, w * xhi) + b)),
+                 float(np.max(np.maximum(w * xlo, w * xhi) + b)))
+        out = self.value_tensor(n, bound)
+        f = SCALE_FRACTION_BITS
+        mag = np.where(w == 0, 1.0, np.abs(w))
+        bias = np.rint(b * 2.0 ** f / (mag * qin.unit))
+        if np.any(np.abs(bias) >= 2.0 ** 62):
+            raise WidthError(f"layer {n.name!r} (scale): bias needs more than 62 bits on the "
+                             f"input grid")
+        bias = bias.astype(np.int64)
+        reach = [max(map(abs, qin.steps)) * (1 << f) + abs(int(v)) for v in bias]
+        rq = derive_requant(mag * qin.unit * 2.0 ** -f / out.unit, reach, out.lo, out.hi,
+                            self.mode, self.host_mbits, f"layer {n.name!r} (scale)",
+                            zero_point=out.zero_point)
+        return P.Scale(name=n.name, inputs=ins, out=out, node=n.name,
+                       sign=np.sign(w).astype(np.int64), bias=bias, frac_bits=f, requant=rq)
+
+    def pad(self, n, ins):
+        qin = self.tensors[ins[0]]
+        flo, fhi = qin.fmt.combined_range
+        # round half to even, exactly (Fraction): the constant on the input's grid
+        v = round(Fraction(float(n.value)) / Fraction(float(qin.unit))) + qin.zero_point
+        v = min(max(v, flo), fhi)
+        out = P.QTensor(qin.fmt, qin.unit, min(qin.lo, v), max(qin.hi, v), qin.zero_point)
+        return P.Pad(name=n.name, inputs=ins, out=out, node=n.name,
+                     padding=tuple(n.padding), value=int(v))
+
     # -- the walk ---------------------------------------------------------------------------
 
     def lower(self, level: str) -> P.QProgram:
@@ -390,6 +494,16 @@ class _Lowering:
             return self.clamp(n, ins)
         if isinstance(n, Flatten):
             return P.Flatten(name=n.name, inputs=ins, out=self.tensors[ins[0]], node=n.name)
+        if isinstance(n, (HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu)):
+            return self.lookup(n, ins)
+        if isinstance(n, Mul):
+            return self.mul(n, ins)
+        if isinstance(n, Concat):
+            return self.concat(n, ins)
+        if isinstance(n, Scale):
+            return self.scale(n, ins)
+        if isinstance(n, Pad):
+            return self.pad(n, ins)
         raise InputError(f"expand_graph: node {n.name!r} has op {n.op!r}, which the "
                          f"integer program does not support (fold BatchNorms first)")
 

@@ -14,6 +14,12 @@ integer tensor (:class:`QTensor`: ``real ~ unit * (value - zero_point)``, ``valu
 :class:`GlobalAvgPool`  the spatial sum, times ``m0``, one rounding
 :class:`Clamp`          a lone ReLU / Clip: ``clip(x, out.lo, out.hi)``
 :class:`Flatten`        NCHW -> (N, C*H*W)
+:class:`Lookup`         a one-input function (HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu):
+                        ``table[c, x - index_lo]``, a table built at compile time
+:class:`Mul`            ``clamp(round_shift((a - za)(b - zb) m0, shift) + zp)`` (SE gate x map)
+:class:`Concat`         each input ``clamp(round_shift((x - z) m_i, shift) + zp)``, joined on C
+:class:`Scale`          per channel ``clamp(round_shift((s_c (x - z) 2^F + B_c) M0_c, n) + zp)``
+:class:`Pad`            constant padding with ``value``, an integer of the input's grid
 ======================  ==========================================================================
 
 Every engine that runs a program (golden model, fast simulator, width analysis, tile cutter)
@@ -40,7 +46,8 @@ from ..spec import ArraySpec, SeriesFormat
 from ..tile import Requant
 
 __all__ = ["QTensor", "QOp", "Quantize", "GemmOp", "Conv", "Linear", "Add", "WindowOp",
-           "MaxPool", "AvgPool", "GlobalAvgPool", "Clamp", "Flatten", "OPS", "QProgram",
+           "MaxPool", "AvgPool", "GlobalAvgPool", "Clamp", "Flatten", "Lookup", "Mul", "Concat",
+           "Scale", "Pad", "OPS", "QProgram",
            "ArrayTarget", "window_out", "check_handlers", "LEVELS"]
 
 #: Expansion granularities: ``tensor`` (float activations), ``layer`` and ``model`` (integers).
@@ -338,9 +345,109 @@ class Flatten(QOp):
     kind: ClassVar[str] = "flatten"
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Lookup(QOp):
+    """A one-input elementwise function as a table over the input's stored range:
+    ``out[n, c, ...] = table[c if per channel else 0, x[n, c, ...] - index_lo]``.
+
+    Members
+    -------
+    fn : str
+        The graph op it stands for (``hardsigmoid``, ``hardswish``, ``sigmoid``,
+        ``leakyrelu``, ``prelu``).
+    table : int64 array ``(1, L)`` or ``(C, L)``
+        ``L = in.hi - in.lo + 1`` output integers (already clamped to ``out.lo .. out.hi``,
+        zero point included), one row per channel for a per-channel PRelu
+        (:mod:`fpxint_hw.quant.tables` builds them).
+    index_lo : int
+        The input integer of entry 0 (the input tensor's ``lo``).
+    """
+
+    kind: ClassVar[str] = "lookup"
+
+    fn: str
+    table: np.ndarray
+    index_lo: int
+
+    def __post_init__(self):
+        t = np.asarray(self.table)
+        if t.ndim != 2 or not np.issubdtype(t.dtype, np.integer) or t.shape[1] < 1:
+            raise FormatError(f"Lookup {self.name!r}: table must be a (rows, L) integer array, "
+                              f"got {t.dtype} {t.shape}")
+        if self.out is not None and t.size and (t.min() < self.out.lo or t.max() > self.out.hi):
+            raise FormatError(f"Lookup {self.name!r}: table entries [{t.min()}, {t.max()}] "
+                              f"leave the output range [{self.out.lo}, {self.out.hi}]")
+        object.__setattr__(self, "table", t.astype(np.int64))
+
+    @property
+    def index_hi(self) -> int:
+        """The input integer of the last entry."""
+        return self.index_lo + int(self.table.shape[1]) - 1
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Mul(QOp):
+    """Product of two tensors on their grids, one rounding:
+    ``clamp(round_shift((a - za)(b - zb) m0, shift, mode) + out.zero_point, out.lo, out.hi)``
+    (equal shapes, or a ``(N, C, 1, 1)`` gate broadcast over a ``(N, C, H, W)`` map, in
+    either order). ``m0 / 2^shift ~ unit_a unit_b / out.unit``; the lowering proves
+    ``|(a - za)(b - zb)| m0 + 2^(shift - 1) < 2^63``."""
+
+    kind: ClassVar[str] = "mul"
+
+    m0: int
+    shift: int
+    mode: str = "rne"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Concat(QOp):
+    """Inputs joined along the channel axis, each first written on the common grid of
+    ``out``: ``clamp(round_shift((x_i - z_i) multipliers[i], shift, mode) + out.zero_point,
+    out.lo, out.hi)`` (``multipliers[i] / 2^shift ~ unit_i / out.unit``; ``1`` and ``0``
+    when every input already has the output's grid: an exact pass-through)."""
+
+    kind: ClassVar[str] = "concat"
+
+    multipliers: tuple[int, ...]
+    shift: int
+    mode: str = "rne"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Scale(QOp):
+    """Per-channel ``x w_c + b_c`` as a requantization (like a 1x1 depthwise conv whose
+    weight is carried by the multiplier):
+
+        acc[c] = sign[c] (x - z_in) 2^frac_bits + bias[c]
+        out    = clamp(round_shift(acc[c] M0[c], shift) + zp, lo, hi)    (``requant``)
+
+    ``sign[c]`` is the sign of ``w_c`` (-1, 0, 1), ``M0[c] / 2^shift ~ |w_c| u_in 2^-F /
+    u_out``, ``bias[c] = round(b_c 2^F / (|w_c| u_in))`` (``|w_c|`` taken as 1 when
+    ``w_c = 0``)."""
+
+    kind: ClassVar[str] = "scale"
+
+    sign: np.ndarray
+    bias: np.ndarray
+    frac_bits: int
+    requant: Requant
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Pad(QOp):
+    """Constant padding of an NCHW tensor by ``padding`` ``(top, left, bottom, right)``
+    pixels of the integer ``value`` (the pad value on the input's grid, inside ``out``)."""
+
+    kind: ClassVar[str] = "pad"
+
+    padding: tuple[int, int, int, int]
+    value: int
+
+
 #: Every operation class a program may hold.
 OPS: tuple[type[QOp], ...] = (Quantize, Conv, Linear, Add, MaxPool, AvgPool, GlobalAvgPool,
-                              Clamp, Flatten)
+                              Clamp, Flatten, Lookup, Mul, Concat, Scale, Pad)
 
 
 def check_handlers(handlers: Mapping[type, object], engine: str) -> None:

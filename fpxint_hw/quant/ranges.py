@@ -19,6 +19,12 @@ the normalised pre-activation; a layer without one uses ``mean = b + W mu`` and
   finer than 8 bits (:data:`WIDE_TAILS_ABOVE`) the tails are a mixture
   (:data:`WIDE_TAILS`) that allows a channel to spread twice as wide as its statistics say:
   there a mis-estimated spread, not rounding, is what the error is made of;
+* the mobile-network ops: a one-input function ``f`` (HardSigmoid, HardSwish, Sigmoid,
+  LeakyRelu, PRelu) gives ``f(mean)`` and ``L std``, ``L`` its Lipschitz constant
+  (``|alpha|``, 3/2, 1/4, ``max(1, |slope|)``): a sound bound on the standard deviation; a
+  Scale ``w mean + b`` and ``|w| std``; a Mul the moments of a product of independent
+  factors; a Concat its inputs' channels side by side; a Pad keeps its input's. The lowering
+  then caps each range at the op's provable interval (``[0, 1]`` after a HardSigmoid);
 * ``"sigma"``: ``mean_c +- z std_c`` over the channels (``z = range_sigmas``), whatever the
   resolution, with a residual join's variances added as if independent (the rule before
   ``"mse"``; tighter at one term).
@@ -36,7 +42,8 @@ import numpy as np
 
 from ..errors import FormatError, InputError
 from ..spec import SeriesFormat
-from ..graph import Add, BatchNorm, Clip, Conv2d, Flatten, Graph, Input, Linear, Relu
+from ..graph import (Add, BatchNorm, Clip, Concat, Conv2d, Flatten, Graph, HardSigmoid,
+                     HardSwish, Input, LeakyRelu, Linear, Mul, PRelu, Relu, Scale, Sigmoid)
 
 __all__ = ["RANGE_RULES", "StatisticalRanges", "FixedRanges", "activation_ranges",
            "calibrated_ranges", "laplace_mse_clip", "WIDE_TAILS", "WIDE_TAILS_ABOVE"]
@@ -121,9 +128,39 @@ def _moments(graph: Graph, input_std: float, correlated_joins: bool) -> dict[str
             shp = graph.node(n.inputs[0]).shape
             rep = int(np.prod(shp[1:])) if len(shp) == 3 else 1
             st[n.name] = (np.repeat(mu, rep), np.repeat(sd, rep), None)
-        else:                                   # pools: keep the moments
+        elif isinstance(n, (HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu)):
+            st[n.name] = _elementwise_moments(n, p, mu, sd) + (None,)
+        elif isinstance(n, Scale):
+            w = np.broadcast_to(p[n.weight].astype(np.float64).reshape(-1), mu.shape)
+            b = (np.broadcast_to(p[n.bias].astype(np.float64).reshape(-1), mu.shape)
+                 if n.bias is not None else 0.0)
+            st[n.name] = (w * mu + b, np.abs(w) * sd, None)
+        elif isinstance(n, Mul):
+            (m1, s1), (m2, s2) = st[n.inputs[0]][:2], st[n.inputs[1]][:2]
+            # independent factors: Var(XY) = s1^2 s2^2 + s1^2 m2^2 + s2^2 m1^2
+            st[n.name] = (m1 * m2, np.sqrt(s1 * s1 * s2 * s2 + s1 * s1 * m2 * m2
+                                           + s2 * s2 * m1 * m1), None)
+        elif isinstance(n, Concat):
+            st[n.name] = (np.concatenate([st[i][0] for i in n.inputs]),
+                          np.concatenate([st[i][1] for i in n.inputs]), None)
+        else:                                   # pools, pad: keep the moments
             st[n.name] = (mu, sd, None)
     return st
+
+
+def _elementwise_moments(n, params, mu, sd):
+    """``(mean, std)`` after a one-input function ``f`` of Lipschitz constant ``L``:
+    ``f(mean)`` and ``L std`` (``std(f(X)) <= L std(X)`` for any distribution; the mean is
+    ``f`` of the mean, exact on ``f``'s linear pieces)."""
+    if isinstance(n, HardSigmoid):
+        return np.clip(n.alpha * mu + n.beta, 0.0, 1.0), abs(n.alpha) * sd
+    if isinstance(n, HardSwish):          # slope (2x + 3) / 6 in [-1/2, 3/2] on [-3, 3]
+        return mu * np.clip(mu / 6.0 + 0.5, 0.0, 1.0), 1.5 * sd
+    if isinstance(n, Sigmoid):
+        return 1.0 / (1.0 + np.exp(-mu)), 0.25 * sd
+    slope = (np.float64(n.alpha) if isinstance(n, LeakyRelu)
+             else np.broadcast_to(params[n.slope].astype(np.float64).reshape(-1), mu.shape))
+    return np.where(mu >= 0, mu, slope * mu), np.maximum(1.0, np.abs(slope)) * sd
 
 
 def _laplace_tail(d, b):
