@@ -6,8 +6,8 @@ Each module defines ``register(subparsers)``, which adds its parser and sets
 
 import argparse
 
-__all__ = ["add_spec_option", "add_weights_option", "add_input_option", "positive_int",
-           "only_with", "DefaultsHelp"]
+__all__ = ["add_spec_option", "add_weights_option", "add_input_shape_option", "add_input_option",
+           "positive_int", "only_with", "DefaultsHelp"]
 
 
 class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
@@ -40,6 +40,13 @@ def add_weights_option(parser) -> None:
     """The ``--weights`` option of the commands that load a zoo model."""
     parser.add_argument("--weights", metavar="FILE",
                         help="weights for a zoo model: .npz or a PyTorch .pth state_dict")
+
+
+def add_input_shape_option(parser) -> None:
+    """The ``--input-shape`` option of the commands that load an .onnx file."""
+    parser.add_argument("--input-shape", metavar="NxCxHxW",
+                        help="input size for an .onnx file whose H/W (or C) are symbolic, "
+                             "e.g. 1x3x224x224 (the batch N is not used)")
 
 
 def add_input_option(parser) -> None:

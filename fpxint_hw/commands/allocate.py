@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..report import fmt_db, format_table, write_json
 
-from . import add_weights_option, positive_int
+from . import add_input_shape_option, add_weights_option, positive_int
 
 __all__ = ["register", "main"]
 
@@ -28,6 +28,7 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="zoo model name or an .onnx file")
     add_weights_option(p)
+    add_input_shape_option(p)
     goal = p.add_mutually_exclusive_group(required=True)
     goal.add_argument("--target-sqnr", type=float, metavar="DB",
                       help="logit SQNR to reach against the float model, dB")
@@ -59,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
     for given in (args.weights, args.model):
         if given and Path(given).exists() and out.resolve() == Path(given).resolve():
             raise InputError(f"--out {out} is an input of this run; choose another file")
-    graph, info = load_network(args.model, args.weights)
+    graph, info = load_network(args.model, args.weights, args.input_shape)
     x, labels, _ = load_inputs(graph, info, args.images, None)
     ref = FloatExecutor(graph)(x)
     target_acc = None if args.target_accuracy is None else args.target_accuracy / 100

@@ -18,7 +18,8 @@ from pathlib import Path
 from ..errors import InputError
 from ..report import write_json
 
-from . import DefaultsHelp, add_input_option, add_weights_option, only_with, positive_int
+from . import (DefaultsHelp, add_input_option, add_input_shape_option, add_weights_option,
+               only_with, positive_int)
 from .simulate import (add_program_options, check_program_options, program_formats,
                        program_overrides, split_calibration)
 
@@ -43,6 +44,7 @@ def register(subparsers) -> None:
                    help="zoo model name (mnist-resnet, resnet18, resnet50, efficientnet-lite0) "
                         "or an .onnx file")
     add_weights_option(p)
+    add_input_shape_option(p)
     p.add_argument("--format", default="int-onnx", choices=FORMATS,
                    help="int-onnx: the integer program, bit-exact; qdq: the basis models as "
                         "QuantizeLinear/DequantizeLinear pairs (approximate)")
@@ -94,7 +96,7 @@ def main(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     spec, spec_name, w_fmt, a_fmt = program_formats(args)
     overrides = program_overrides(args, spec)
-    graph, info = load_network(args.model, args.weights)
+    graph, info = load_network(args.model, args.weights, args.input_shape)
     x = calib = None
     if wants_inputs:
         images = args.images if args.images or args.calibrate else _CHECK_INPUTS

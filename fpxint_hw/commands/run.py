@@ -19,7 +19,7 @@ from ..float_exec import FloatExecutor
 from ..graph import Graph
 from ..report import format_table, write_json
 
-from . import add_input_option, add_weights_option, positive_int
+from . import add_input_option, add_input_shape_option, add_weights_option, positive_int
 
 __all__ = ["register", "load_network", "prepare_inputs", "classify"]
 
@@ -38,6 +38,7 @@ def register(subparsers) -> None:
                    help="zoo model (resnet18, resnet50, efficientnet-lite0, mnist-resnet), an "
                         ".onnx file, or a graph .npz written by fpxint")
     add_weights_option(p)
+    add_input_shape_option(p)
     add_input_option(p)
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     p.add_argument("--limit", type=positive_int, metavar="N",
@@ -47,9 +48,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run)
 
 
-def load_network(model: str, weights: str | None = None, fold_bn: bool = True):
-    """``(graph, ModelInfo or None)`` for a zoo name, an ``.onnx`` file or a graph ``.npz``."""
+def load_network(model: str, weights: str | None = None, fold_bn: bool = True,
+                 input_shape: str | None = None):
+    """``(graph, ModelInfo or None)`` for a zoo name, an ``.onnx`` file or a graph ``.npz``;
+    ``input_shape`` (``--input-shape`` text) sizes an ``.onnx`` file's symbolic axes."""
     from ..models import build_model, get_model_info
+    from ..workflows.network import parse_input_shape
 
     path = Path(model)
     if path.suffix.lower() in (".onnx", ".npz") or path.is_file():
@@ -61,8 +65,14 @@ def load_network(model: str, weights: str | None = None, fold_bn: bool = True):
             from ..io.native import load_graph_npz
             g = load_graph_npz(path)
             return (fold_batchnorm(g) if fold_bn else g), None
+        if input_shape is not None and path.suffix.lower() != ".onnx":
+            raise InputError(f"--input-shape applies to .onnx files, not {model}")
         from ..io.onnx_import import load_onnx
-        return load_onnx(path, fold_bn=fold_bn), None
+        shape = None if input_shape is None else parse_input_shape(input_shape)
+        return load_onnx(path, fold_bn=fold_bn, input_shape=shape), None
+    if input_shape is not None:
+        raise InputError(f"--input-shape applies to .onnx files; zoo model {model!r} has a "
+                         f"fixed input shape")
     info = get_model_info(model)
     return build_model(model, weights, fold_bn=fold_bn), info
 
@@ -137,7 +147,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise FormatError(f"--limit must be >= 1, got {args.limit}")
-    graph, info = load_network(args.model, args.weights, fold_bn=not args.keep_bn)
+    graph, info = load_network(args.model, args.weights, fold_bn=not args.keep_bn,
+                                input_shape=args.input_shape)
     task = _task(graph, info)
     samples = prepare_inputs(graph, info, args.input, args.limit)
     t0 = time.perf_counter()

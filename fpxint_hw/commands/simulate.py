@@ -25,8 +25,8 @@ from ..quant import LEVELS, RANGE_RULES
 from ..report import fmt_db, format_table, write_json
 from ..spec import SCALE_MODES, SeriesFormat, load_array_spec
 
-from . import (DefaultsHelp, add_input_option, add_weights_option, only_with,
-               positive_int)
+from . import (DefaultsHelp, add_input_option, add_input_shape_option, add_weights_option,
+               only_with, positive_int)
 
 __all__ = ["register", "main", "add_program_options", "check_program_options",
            "program_formats", "program_overrides", "split_calibration"]
@@ -46,6 +46,7 @@ def register(subparsers) -> None:
                    help="zoo model name (mnist-resnet, resnet18, resnet50, efficientnet-lite0) "
                         "or an .onnx file")
     add_weights_option(p)
+    add_input_shape_option(p)
     add_program_options(p)
     p.add_argument("--images", type=positive_int, default=None, metavar="N",
                    help="number of built-in sample inputs (default: all)")
@@ -183,7 +184,7 @@ def main(args: argparse.Namespace) -> int:
                          "float and has no integer output)")
     if args.dump_tiles:
         parse_tile_shape(args.tile_shape)
-    graph, info = load_network(args.model, args.weights)
+    graph, info = load_network(args.model, args.weights, args.input_shape)
     x, labels, names = load_inputs(graph, info, args.images, args.input)
     calib, x, labels = split_calibration(args, x, labels)
     rows, (exp, sim, _), _ = run_simulation(
@@ -363,6 +364,10 @@ def main_dataset(args: argparse.Namespace) -> int:
     spec, spec_name, w_fmt, a_fmt = program_formats(args)
     overrides = program_overrides(args, spec)
     state = args.state or (str(default_state_dir(args.json)) if args.json else None)
+    if args.input_shape is not None:
+        raise InputError("--input-shape does not combine with --dataset (the dataset run "
+                         "reloads the model by name); export the ONNX file with a fixed "
+                         "input shape")
     graph, info = load_network(args.model, args.weights)
     classes = num_classes(graph)
     class_list = read_class_list(args.synsets, classes) if args.synsets else None

@@ -6,16 +6,41 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["load_network", "input_range", "load_inputs"]
+__all__ = ["load_network", "input_range", "load_inputs", "parse_input_shape"]
 
 
-def load_network(model: str, weights: str | None = None):
-    """``(unfolded graph, ModelInfo or None)`` for a zoo name or an ONNX file."""
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """``--input-shape NxCxHxW`` (or ``NxF``) as the per-sample ``(C, H, W)`` / ``(F,)``.
+
+    The batch entry ``N`` may be any positive integer or ``N``: a graph is per sample, so it
+    is not used. Raises InputError saying what was wrong with ``text``.
+    """
+    parts = str(text).strip().lower().split("x")
+    batch_ok = len(parts) in (2, 4) and (parts[0] == "n" or parts[0].isdigit()
+                                         and int(parts[0]) >= 1)
+    dims = [int(v) for v in parts[1:] if v.isdigit()]
+    if not batch_ok or len(dims) != len(parts) - 1 or min(dims) < 1:
+        raise InputError(f"--input-shape {text!r}: expected NxCxHxW or NxF of positive "
+                         f"integers, e.g. 1x3x224x224 (the batch N is not used)")
+    return tuple(dims)
+
+
+def load_network(model: str, weights: str | None = None, input_shape=None):
+    """``(unfolded graph, ModelInfo or None)`` for a zoo name or an ONNX file.
+
+    ``input_shape``: ``--input-shape`` text or a ``(C, H, W)`` tuple sizing an ONNX file's
+    symbolic input axes (see :func:`~fpxint_hw.io.onnx_import.onnx_to_graph`).
+    """
+    if isinstance(input_shape, str):
+        input_shape = parse_input_shape(input_shape)
     if model.lower().endswith(".onnx"):
         from ..io.onnx_import import load_onnx
         if weights:
             raise InputError("--weights applies to zoo models; an ONNX file carries its own")
-        return load_onnx(model, fold_bn=False), None
+        return load_onnx(model, fold_bn=False, input_shape=input_shape), None
+    if input_shape is not None:
+        raise InputError(f"--input-shape applies to .onnx files; zoo model {model!r} has a "
+                         f"fixed input shape")
     from ..models import build_model, get_model_info
     info = get_model_info(model)
     return build_model(model, weights, fold_bn=False), info
