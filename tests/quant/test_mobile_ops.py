@@ -302,3 +302,13 @@ def test_hardswish_and_scale_programs_track_the_float_functions():
     want = np.clip(w * t["pr"].real(env["pr"]) + b, *t["sc"].real_range)
     # one output rounding, the bias's 2^-9 input steps and the multiplier's 2^-29
     assert np.max(np.abs(t["sc"].real(env["sc"]) - want)) <= t["sc"].unit * 0.51
+
+
+@pytest.mark.parametrize("mode", ["rne", "half_up"])
+def test_golden_mul_and_concat_round_ties_by_the_mode(mode):
+    """Products that land on exact ties (m0 = 1, shift = 1): golden against the reference."""
+    a = np.arange(-5, 6).reshape(1, 11, 1, 1)
+    b = np.full((1, 11, 1, 1), 3)
+    got = golden.mul_requant(a, b, 1, 1, -100, 100, 0, mode, b_zero_point=2)
+    want = [_ref_round(Fraction(int(v), 2), mode) for v in a.ravel()]
+    assert got.ravel().tolist() == want
