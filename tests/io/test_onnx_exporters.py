@@ -343,3 +343,20 @@ def test_cli_run_takes_input_shape_for_a_symbolic_file(tmp_path, capsys):
     assert "input (3, 6, 5), output (4,)" in capsys.readouterr().out
     assert main(["run", "--model", "mnist-resnet", "--input-shape", "1x1x28x28"]) == 2
     assert "--input-shape applies to .onnx files" in capsys.readouterr().err
+
+
+def test_leakyrelu_without_alpha_uses_the_onnx_default():
+    m = _model([helper.make_node("LeakyRelu", ["x"], ["y"])], {}, ("N", 2, 3, 3),
+               ("N", 2, 3, 3))
+    assert _agree(m, (2, 3, 3)).nodes[1].alpha == float(np.float32(0.01))
+
+
+def test_constant_divided_by_an_activation_is_refused():
+    m = _model([helper.make_node("Div", ["c", "x"], ["y"], name="inv")],
+               {"c": np.float32([2.0])}, ("N", 2, 3, 3), ("N", 2, 3, 3))
+    with pytest.raises(InputError, match=r"'inv' \(Div\): a constant divided by an activation"):
+        onnx_to_graph(m)
+    m = _model([helper.make_node("Mul", ["x", "c"], ["y"], name="rowwise")],
+               {"c": np.ones((3, 1), np.float32)}, ("N", 2, 3, 3), ("N", 2, 3, 3))
+    with pytest.raises(InputError, match=r"'rowwise'.*does not broadcast per channel"):
+        onnx_to_graph(m)
