@@ -14,8 +14,8 @@ from fpxint_hw.graph import (Concat, Conv2d, Flatten, GlobalAvgPool, Graph, Hard
 
 def mobile_graph(seed: int = 0, gate_first: bool = False) -> Graph:
     """Conv -> HardSwish -> SE block (global pool, 1x1 conv, ReLU, 1x1 conv, HardSigmoid,
-    gate x map) -> a LeakyRelu branch and a Sigmoid branch -> Concat -> per-channel PRelu
-    -> Scale (one zero weight) -> Pad (value 0.25) -> strided conv -> one-slope PRelu ->
+    gate x map) -> a LeakyRelu branch and a Sigmoid branch -> Concat -> Scale (one zero weight) ->
+    per-channel PRelu -> Pad (value 0.25) -> strided conv -> one-slope PRelu ->
     global pool -> classifier."""
     rng = np.random.default_rng(seed)
     p = {}
@@ -47,9 +47,9 @@ def mobile_graph(seed: int = 0, gate_first: bool = False) -> Graph:
              Conv2d(name="b2", inputs=("se_mul",), **conv("b2", 8, 4, 1)),
              Sigmoid(name="b2_act", inputs=("b2",)),
              Concat(name="cat", inputs=("b1_act", "b2_act")),
-             PRelu(name="pr", inputs=("cat",), slope="pr.s"),
-             Scale(name="sc", inputs=("pr",), weight="sc.w", bias="sc.b"),
-             Pad(name="pad", inputs=("sc",), padding=(1, 0, 2, 1), value=0.25),
+             Scale(name="sc", inputs=("cat",), weight="sc.w", bias="sc.b"),
+             PRelu(name="pr", inputs=("sc",), slope="pr.s"),
+             Pad(name="pad", inputs=("pr",), padding=(1, 0, 2, 1), value=0.25),
              Conv2d(name="c2", inputs=("pad",), stride=2, **conv("c2", 8, 6, 3)),
              PRelu(name="pr1", inputs=("c2",), slope="pr1.s"),
              GlobalAvgPool(name="gap", inputs=("pr1",)),

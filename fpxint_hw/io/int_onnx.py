@@ -464,12 +464,69 @@ class _Writer:
     def flatten(self, q) -> None:
         self.b.node("Flatten", [q.inputs[0]], q.name, axis=1)
 
+    def _channel_shape(self, q) -> tuple[int, ...]:
+        """Broadcast shape of a per-channel constant of ``q``'s output (NCHW or (N, F))."""
+        rank = len(self.p.graph.node(q.node).shape) + 1
+        return (1, -1) + (1,) * (rank - 2)
+
+    def lookup(self, q) -> None:
+        """``Gather`` of the constant int64 table at ``x - index_lo`` (plus ``c L`` per
+        channel): exact."""
+        idx = self.add_const(q.inputs[0], -q.index_lo, f"{q.name}/index")
+        rows, length = q.table.shape
+        if rows > 1:
+            offs = (np.arange(rows, dtype=np.int64) * length).reshape(self._channel_shape(q))
+            idx = self.b.node("Add", [idx, self.b.const(f"{q.name}/row", offs, np.int64)],
+                              f"{q.name}/flat_index")
+        table = self.b.const(f"{q.name}/table", q.table.reshape(-1), np.int64)
+        self.b.node("Gather", [table, idx], q.name, axis=0)
+
+    def mul_op(self, q) -> None:
+        za, zb = (self.tensors[i].zero_point for i in q.inputs)
+        a = self.add_const(q.inputs[0], -za, f"{q.name}/a")
+        b = self.add_const(q.inputs[1], -zb, f"{q.name}/b")
+        p = self.mul(self.b.node("Mul", [a, b], f"{q.name}/product"), q.m0, f"{q.name}/scaled")
+        x = self.add_const(self.shift(p, q.shift, q.mode, f"{q.name}/rounded"),
+                           q.out.zero_point, f"{q.name}/shifted")
+        self.clip(x, q.out.lo, q.out.hi, q.name)
+
+    def concat(self, q) -> None:
+        parts = []
+        for i, (name, m) in enumerate(zip(q.inputs, q.multipliers)):
+            x = self.add_const(name, -self.tensors[name].zero_point, f"{q.name}/{i}/centred")
+            x = self.shift(self.mul(x, m, f"{q.name}/{i}/scaled"), q.shift, q.mode,
+                           f"{q.name}/{i}/rounded")
+            x = self.add_const(x, q.out.zero_point, f"{q.name}/{i}/shifted")
+            parts.append(self.clip(x, q.out.lo, q.out.hi, f"{q.name}/{i}"))
+        self.b.node("Concat", parts, q.name, axis=1)
+
+    def scale(self, q) -> None:
+        shape = self._channel_shape(q)
+        rq = q.requant
+        x = self.add_const(q.inputs[0], -self.tensors[q.inputs[0]].zero_point,
+                           f"{q.name}/centred")
+        acc = self.b.node("Mul", [x, self.b.const(f"{q.name}/sign", (q.sign << q.frac_bits)
+                                                  .reshape(shape), np.int64)], f"{q.name}/acc")
+        acc = self.b.node("Add", [acc, self.b.const(f"{q.name}/bias", q.bias.reshape(shape),
+                                                    np.int64)], f"{q.name}/biased")
+        p = self.b.node("Mul", [acc, self.b.const(f"{q.name}/m0", rq.multiplier.reshape(shape),
+                                                  np.int64)], f"{q.name}/scaled")
+        x = self.add_const(self.shift(p, rq.shift, rq.mode, f"{q.name}/rounded"),
+                           rq.zero_point, f"{q.name}/shifted")
+        self.clip(x, rq.lo, rq.hi, q.name)
+
+    def pad_op(self, q) -> None:
+        x = self.pad(q.inputs[0], q.padding, q.value, np.int64, q.name)
+        if x != q.name:
+            self.b.node("Identity", [x], q.name)
+
 
 #: The writer of every op kind of :data:`fpxint_hw.quant.OPS` (tests check the two agree).
 _WRITERS = {"quantize": _Writer.quantize, "conv": _Writer.gemm, "linear": _Writer.gemm,
             "add": _Writer.add, "maxpool": _Writer.maxpool, "avgpool": _Writer.avgpool,
             "global_avgpool": _Writer.global_avgpool, "clamp": _Writer.clamp,
-            "flatten": _Writer.flatten}
+            "flatten": _Writer.flatten, "lookup": _Writer.lookup, "mul": _Writer.mul_op,
+            "concat": _Writer.concat, "scale": _Writer.scale, "pad": _Writer.pad_op}
 #: Op kinds the writer handles.
 KINDS = tuple(_WRITERS)
 

@@ -145,11 +145,19 @@ class _QdqWriter:
     def flatten(self, q):
         self.node("Flatten", [q.inputs[0]], q.name, axis=1)
 
+    def unsupported(self, q):
+        raise InputError(f"qdq export: layer {q.name!r} is a {q.kind!r} (graph op "
+                         f"{self.p.graph.node(q.node).op!r}), which has no QDQ form; "
+                         f"export the integer program instead (int-onnx)")
+
 
 _WRITERS = {"quantize": _QdqWriter.quantize, "conv": _QdqWriter.gemm,
             "linear": _QdqWriter.gemm, "add": _QdqWriter.add, "maxpool": _QdqWriter.maxpool,
             "avgpool": _QdqWriter.avgpool, "global_avgpool": _QdqWriter.global_avgpool,
-            "clamp": _QdqWriter.clamp, "flatten": _QdqWriter.flatten}
+            "clamp": _QdqWriter.clamp, "flatten": _QdqWriter.flatten,
+            "lookup": _QdqWriter.unsupported, "mul": _QdqWriter.unsupported,
+            "concat": _QdqWriter.unsupported, "scale": _QdqWriter.unsupported,
+            "pad": _QdqWriter.unsupported}
 #: Op kinds the QDQ writer handles.
 KINDS = tuple(_WRITERS)
 

@@ -67,3 +67,31 @@ def test_width_analysis_bounds_mul_concat_and_scale():
     for i, r in mine:
         assert analyze_widths(prog, WidthConfig(acc_bits=r.needed), check=False)[i].ok
         assert not analyze_widths(prog, WidthConfig(acc_bits=r.needed - 1), check=False)[i].ok
+
+
+@pytest.mark.parametrize("runtime", ["ort", "reference"])
+def test_int_onnx_export_of_mobile_ops_equals_golden(runtime):
+    """The integer ONNX export (tables as Gather on constant int64 tables) run by
+    onnxruntime / onnx.reference gives golden's integers in every layer."""
+    pytest.importorskip("onnx")
+    if runtime == "ort":
+        pytest.importorskip("onnxruntime")
+    from fpxint_hw.io.int_onnx import int_onnx_model, run_int_onnx
+    for seed, gate_first in ((0, False), (1, True)):
+        g = mobile_graph(seed, gate_first)
+        prog = expand_graph(g, *FORMATS[0], "layer")
+        x = np.random.default_rng(seed).standard_normal((2, *g.input_shape)).astype(np.float32)
+        gout, genv = golden.run_program(prog, x, capture=True)
+        env = run_int_onnx(int_onnx_model(prog), x, runtime, layers=True)
+        for q in prog.layers:
+            np.testing.assert_array_equal(env[q.name], genv[q.name], err_msg=q.name)
+        np.testing.assert_array_equal(env["int_output"], gout)
+
+
+def test_qdq_export_refuses_mobile_ops_naming_the_layer():
+    pytest.importorskip("onnx")
+    from fpxint_hw.errors import InputError
+    from fpxint_hw.io.qdq_onnx import qdq_onnx_model
+    prog = expand_graph(mobile_graph(0), *FORMATS[0], "layer")
+    with pytest.raises(InputError, match=r"layer 'hs' is a 'lookup' \(graph op 'hardswish'\)"):
+        qdq_onnx_model(prog)

@@ -277,7 +277,7 @@ def test_statistics_pass_through_the_mobile_ops():
     np.testing.assert_allclose(gate[0], np.clip(rule.stats["se_fc2"][0] / 6 + 0.5, 0, 1),
                                rtol=1e-6)
     w = g.params["sc.w"].astype(np.float64)
-    np.testing.assert_allclose(rule.stats["sc"][1], np.abs(w) * rule.stats["pr"][1])
+    np.testing.assert_allclose(rule.stats["sc"][1], np.abs(w) * rule.stats["cat"][1])
     for name in ("hs", "se_mul", "pr", "sc", "pad"):
         lo, hi = rule(name, SeriesFormat(4, 2))
         assert np.isfinite(lo) and np.isfinite(hi) and lo < hi
@@ -299,7 +299,7 @@ def test_hardswish_and_scale_programs_track_the_float_functions():
     node = g.node("sc")
     w = g.params[node.weight].astype(np.float64).reshape(1, -1, 1, 1)
     b = g.params[node.bias].astype(np.float64).reshape(1, -1, 1, 1)
-    want = np.clip(w * t["pr"].real(env["pr"]) + b, *t["sc"].real_range)
+    want = np.clip(w * t["cat"].real(env["cat"]) + b, *t["sc"].real_range)
     # one output rounding, the bias's 2^-9 input steps and the multiplier's 2^-29
     assert np.max(np.abs(t["sc"].real(env["sc"]) - want)) <= t["sc"].unit * 0.51
 
