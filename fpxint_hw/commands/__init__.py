@@ -6,8 +6,9 @@ Each module defines ``register(subparsers)``, which adds its parser and sets
 
 import argparse
 
-__all__ = ["add_spec_option", "add_weights_option", "add_input_shape_option", "add_input_option",
-           "positive_int", "only_with", "DefaultsHelp"]
+__all__ = ["add_model_option", "add_spec_option", "add_weights_option",
+           "add_input_shape_option", "add_input_option", "positive_int", "only_with",
+           "DefaultsHelp"]
 
 
 class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
@@ -40,6 +41,13 @@ def add_weights_option(parser) -> None:
     """The ``--weights`` option of the commands that load a zoo model."""
     parser.add_argument("--weights", metavar="FILE",
                         help="weights for a zoo model: .npz or a PyTorch .pth state_dict")
+
+
+def add_model_option(parser) -> None:
+    """The required ``--model`` option: a zoo model by name or an .onnx file."""
+    from ..models import model_names
+    parser.add_argument("--model", required=True, metavar="NAME|FILE.onnx",
+                        help=f"zoo model name ({', '.join(model_names())}) or an .onnx file")
 
 
 def add_input_shape_option(parser) -> None:

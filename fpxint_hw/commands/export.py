@@ -18,8 +18,8 @@ from pathlib import Path
 from ..errors import InputError
 from ..report import write_json
 
-from . import (DefaultsHelp, add_input_option, add_input_shape_option, add_weights_option,
-               only_with, positive_int)
+from . import (DefaultsHelp, add_input_option, add_input_shape_option, add_model_option,
+               add_weights_option, only_with, positive_int)
 from .simulate import (add_program_options, check_program_options, program_formats,
                        program_overrides, split_calibration)
 
@@ -40,9 +40,7 @@ def register(subparsers) -> None:
                     "int_output equals the simulator's bit for bit (docs/export.md), or qdq, "
                     "the basis models as QuantizeLinear/DequantizeLinear pairs.",
         formatter_class=DefaultsHelp)
-    p.add_argument("--model", required=True,
-                   help="zoo model name (mnist-resnet, resnet18, resnet50, efficientnet-lite0) "
-                        "or an .onnx file")
+    add_model_option(p)
     add_weights_option(p)
     add_input_shape_option(p)
     p.add_argument("--format", default="int-onnx", choices=FORMATS,

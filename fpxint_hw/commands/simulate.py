@@ -25,8 +25,8 @@ from ..quant import LEVELS, RANGE_RULES
 from ..report import fmt_db, format_table, write_json
 from ..spec import SCALE_MODES, SeriesFormat, load_array_spec
 
-from . import (DefaultsHelp, add_input_option, add_input_shape_option, add_weights_option,
-               only_with, positive_int)
+from . import (DefaultsHelp, add_input_option, add_input_shape_option, add_model_option,
+               add_weights_option, only_with, positive_int)
 
 __all__ = ["register", "main", "add_program_options", "check_program_options",
            "program_formats", "program_overrides", "split_calibration"]
@@ -42,9 +42,7 @@ def register(subparsers) -> None:
         "simulate", help="run a network's integer series expansion bit-exactly",
         description=__doc__.split("\n\n")[0],
         formatter_class=DefaultsHelp)
-    p.add_argument("--model", required=True,
-                   help="zoo model name (mnist-resnet, resnet18, resnet50, efficientnet-lite0) "
-                        "or an .onnx file")
+    add_model_option(p)
     add_weights_option(p)
     add_input_shape_option(p)
     add_program_options(p)
