@@ -271,11 +271,19 @@ def test_statistics_pass_through_the_mobile_ops():
     rule = StatisticalRanges(g, "mse")
     mu, sd, _ = rule.stats["cat"]
     assert mu.shape == (8,)                           # the two branches' channels
-    np.testing.assert_allclose(sd[:4], rule.stats["b1"][1] * 1.0)   # LeakyRelu: L = 1
-    np.testing.assert_allclose(sd[4:], rule.stats["b2"][1] * 0.25)  # Sigmoid: L = 1/4
-    gate = rule.stats["se_gate"]
-    np.testing.assert_allclose(gate[0], np.clip(rule.stats["se_fc2"][0] / 6 + 0.5, 0, 1),
-                               rtol=1e-6)
+    # a one-input function: the moments of f(X), X Gaussian with the input's moments,
+    # against sampling (2^20 draws per channel)
+    rng = np.random.default_rng(0)
+    alpha = g.node("b1_act").alpha
+    funcs = {"b1": ("cat", slice(0, 4), lambda v: np.where(v >= 0, v, alpha * v)),
+             "b2": ("cat", slice(4, 8), lambda v: 1 / (1 + np.exp(-v))),
+             "se_fc2": ("se_gate", slice(None), lambda v: np.clip(v / 6 + 0.5, 0, 1))}
+    for src, (dst, part, f) in funcs.items():
+        m_in, s_in = rule.stats[src][:2]
+        draws = f(m_in[:, None] + s_in[:, None] * rng.standard_normal((m_in.size, 1 << 20)))
+        m_out, s_out = rule.stats[dst][0][part], rule.stats[dst][1][part]
+        np.testing.assert_allclose(m_out, draws.mean(axis=1), rtol=0.01, atol=0.01 * s_in.max())
+        np.testing.assert_allclose(s_out, draws.std(axis=1), rtol=0.01, atol=0.01 * s_in.max())
     w = g.params["sc.w"].astype(np.float64)
     np.testing.assert_allclose(rule.stats["sc"][1], np.abs(w) * rule.stats["cat"][1])
     for name in ("hs", "se_mul", "pr", "sc", "pad"):
