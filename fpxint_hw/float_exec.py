@@ -1,6 +1,7 @@
 """Float32 reference executor for :class:`~fpxint_hw.graph.Graph` (numpy, im2col + BLAS).
 
-Inputs and every returned tensor are batch-first NCHW (``(N, C, H, W)``) or ``(N, F)``.
+Inputs and every returned tensor are batch-first NCHW (``(N, C, H, W)``), ``(N, F)`` or,
+for sequences, ``(N, T, F)``; only 4-axis (feature map) tensors change layout inside.
 Inside, feature maps are kept channels-last (NHWC) so that a convolution is one matrix
 product of its im2col patches with the reordered weight and needs no transposes: a 1x1
 stride-1 convolution multiplies the activation in place, a k x k one gathers k*k shifted
@@ -25,20 +26,23 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .errors import InputError
-from .graph import (Add, AvgPool, BatchNorm, Clip, Concat, Conv2d, Flatten, GlobalAvgPool,
-                    Graph, HardSigmoid, HardSwish, Input, LeakyRelu, Linear, MaxPool, Mul, Node,
-                    Pad, PRelu, Relu, Scale, Sigmoid)
+from .graph import (Add, AvgPool, BatchNorm, Clip, Concat, Conv2d, Flatten, Gelu,
+                    GlobalAvgPool, Graph, HardSigmoid, HardSwish, Input, LayerNorm, LeakyRelu,
+                    Linear, MatMul, MaxPool, Mul, Node, Pad, PRelu, Relu, Scale, Sigmoid,
+                    Softmax)
 
 __all__ = ["FloatExecutor", "run_float", "float_activations", "to_nchw", "to_nhwc"]
 
 
 def to_nchw(x: np.ndarray) -> np.ndarray:
-    """An internal channels-last tensor as a contiguous batch-first NCHW (or (N, F)) array."""
+    """An internal channels-last tensor as a contiguous batch-first NCHW array ((N, F) and
+    (N, T, F) pass through: they are the same inside and out)."""
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x
 
 
 def to_nhwc(x: np.ndarray) -> np.ndarray:
-    """An NCHW batch as a contiguous channels-last NHWC array ((N, F) passes through)."""
+    """An NCHW batch as a contiguous channels-last NHWC array ((N, F) and (N, T, F) pass
+    through)."""
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
 
 
@@ -168,6 +172,63 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, pos, e * pos)
 
 
+#: 1 / sqrt(2), for GELU's erf(x / sqrt(2)).
+_SQRT1_2 = 0.7071067811865476
+
+
+def _erfc(z: np.ndarray) -> np.ndarray:
+    """Complementary error function of float64 ``z`` with relative error < 1.2e-7 everywhere
+    (Numerical Recipes' Chebyshev fit ``erfcc``; numpy has no erf): accurate in the far
+    tails too, where GELU's ``x * erfc(-x / sqrt 2) / 2`` is tiny."""
+    a = np.abs(z)
+    t = 1.0 / (1.0 + 0.5 * a)
+    poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+            -0.82215223 + t * 0.17087277))))))))
+    r = t * np.exp(-a * a + poly)
+    return np.where(z >= 0, r, 2.0 - r)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """Exact (erf) GELU ``x (1 + erf(x / sqrt 2)) / 2 = x erfc(-x / sqrt 2) / 2``, in float64,
+    returned as float32."""
+    x64 = x.astype(np.float64)
+    return (0.5 * x64 * _erfc(-x64 * _SQRT1_2)).astype(np.float32)
+
+
+def _softmax(x: np.ndarray, groups: int) -> np.ndarray:
+    """Softmax over each of ``groups`` equal segments of the last axis, in float32 (the
+    segment's max subtracted first, so exp never overflows)."""
+    g = x.reshape(*x.shape[:-1], groups, x.shape[-1] // groups)
+    e = np.exp(g - g.max(axis=-1, keepdims=True))
+    e /= e.sum(axis=-1, keepdims=True)
+    return e.reshape(x.shape)
+
+
+def _layernorm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    """LayerNorm over the last axis in float32: biased variance, as torch."""
+    mu = x.mean(axis=-1, keepdims=True, dtype=np.float32)
+    d = x - mu
+    var = np.mean(d * d, axis=-1, keepdims=True, dtype=np.float32)
+    return d / np.sqrt(var + np.float32(eps)) * w + b
+
+
+def _matmul_heads(node: MatMul, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:class:`~fpxint_hw.graph.MatMul` on ``(N, T, .)`` batches: one batched product over
+    (sample, head)."""
+    n, t, _ = a.shape
+    s, hd = b.shape[1:]
+    h = node.heads
+    bh = b.reshape(n, s, h, hd // h).transpose(0, 2, 1, 3)              # (N, H, S, d)
+    if node.transpose_b:
+        ah = a.reshape(n, t, h, hd // h).transpose(0, 2, 1, 3)          # (N, H, T, d)
+        out = np.matmul(ah, bh.transpose(0, 1, 3, 2))                   # (N, H, T, S)
+    else:
+        ah = a.reshape(n, t, h, s).transpose(0, 2, 1, 3)                # (N, H, T, S)
+        out = np.matmul(ah, bh)                                         # (N, H, T, d)
+    return np.ascontiguousarray(out.transpose(0, 2, 1, 3)).reshape(n, t, -1)
+
+
 class FloatExecutor:
     """Runs a graph in float32 on batches; prepares the weights once.
 
@@ -274,6 +335,16 @@ class FloatExecutor:
         if isinstance(node, Pad):
             y = _pad(args[0], node.padding, np.float32(node.value))
             return y.copy() if y is args[0] else y          # own memory: in-place safe
+        if isinstance(node, LayerNorm):
+            p = self.params
+            return _layernorm(args[0], np.asarray(p[node.weight], np.float32),
+                              np.asarray(p[node.bias], np.float32), node.eps)
+        if isinstance(node, Gelu):
+            return _gelu(args[0])
+        if isinstance(node, Softmax):
+            return _softmax(args[0], node.groups)
+        if isinstance(node, MatMul):
+            return _matmul_heads(node, args[0], args[1])
         raise InputError(f"graph {self.graph.name!r}: node {node.name!r} has op {node.op!r}, "
                          f"which the float executor does not run")
 

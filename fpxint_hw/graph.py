@@ -3,8 +3,9 @@
 A :class:`Graph` is a tuple of frozen node dataclasses, the first an :class:`Input`, each later
 node naming the earlier nodes it reads (a node's name is also the name of its one output
 tensor), plus a read-only mapping ``parameter name -> float32 array``. Shapes are per sample,
-without the batch axis: ``(C, H, W)`` for feature maps, ``(F,)`` for vectors. The graph infers
-and checks every shape when it is built, so a node of a built graph always has ``shape``.
+without the batch axis: ``(C, H, W)`` for feature maps, ``(F,)`` for vectors and ``(T, F)`` for
+sequences (T tokens of F features; their channel axis is F, the last). The graph infers and
+checks every shape when it is built, so a node of a built graph always has ``shape``.
 
 Walking a graph::
 
@@ -37,8 +38,9 @@ from .errors import InputError
 __all__ = [
     "OPS", "Node", "Input", "Conv2d", "BatchNorm", "Relu", "Clip", "MaxPool", "AvgPool",
     "GlobalAvgPool", "Add", "Linear", "Flatten", "HardSigmoid", "HardSwish", "Sigmoid",
-    "LeakyRelu", "PRelu", "Scale", "Mul", "Concat", "Pad", "Graph", "fold_batchnorm", "folded_batchnorms",
-    "graphs_equal", "MAX_TENSOR_ELEMENTS",
+    "LeakyRelu", "PRelu", "Scale", "Mul", "Concat", "Pad", "LayerNorm", "Gelu", "Softmax",
+    "MatMul", "Graph", "fold_batchnorm", "folded_batchnorms",
+    "graphs_equal", "channels", "MAX_TENSOR_ELEMENTS",
 ]
 
 #: Largest tensor per sample (elements) a graph may need: every node's output, a window op's
@@ -158,22 +160,32 @@ class Node:
     def _fail(self, what: str) -> InputError:
         return InputError(f"node {self.name!r} ({self.op}): {what}")
 
-    def _need_rank(self, shp: tuple[int, ...], rank: int) -> None:
-        if len(shp) != rank:
-            kind = "(C, H, W)" if rank == 3 else "(F,)"
-            raise self._fail(f"input {self.inputs[0]!r} has shape {shp}, expected {kind}")
+    def _need_rank(self, shp: tuple[int, ...], *ranks: int, name: str | None = None) -> None:
+        if len(shp) not in ranks:
+            kinds = {1: "(F,)", 2: "(T, F)", 3: "(C, H, W)"}
+            kind = " or ".join(kinds[r] for r in ranks)
+            raise self._fail(f"input {name or self.inputs[0]!r} has shape {shp}, "
+                             f"expected {kind}")
+
+
+def channels(shape: tuple[int, ...]) -> int:
+    """Channel count of a per-sample shape: C of ``(C, H, W)``, F of ``(F,)`` or ``(T, F)``
+    (per-channel parameters of a sequence apply per feature, the same for every token)."""
+    return shape[-1] if len(shape) == 2 else shape[0]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Input(Node):
-    """The graph input; ``shape`` is required, e.g. ``(3, 224, 224)`` (batch axis implied)."""
+    """The graph input; ``shape`` is required, e.g. ``(3, 224, 224)`` or ``(T, F)`` for a
+    sequence (batch axis implied)."""
 
     op: ClassVar[str] = "input"
     arity: ClassVar[int] = 0
 
     def _check(self, owner):
-        if self.shape is None or len(self.shape) not in (1, 3):
-            raise InputError(f"{owner}.shape must be (C, H, W) or (F,), got {self.shape!r}")
+        if self.shape is None or len(self.shape) not in (1, 2, 3):
+            raise InputError(f"{owner}.shape must be (C, H, W), (T, F) or (F,), "
+                             f"got {self.shape!r}")
         _check_size(self, "its shape", self.shape)
 
     def infer_shape(self, in_shapes, params):
@@ -264,7 +276,8 @@ class Conv2d(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class BatchNorm(Node):
-    """Per-channel ``(x - mean) / sqrt(var + eps) * weight + bias`` over axis C (or F).
+    """Per-channel ``(x - mean) / sqrt(var + eps) * weight + bias`` over axis C (or F of a
+    vector or sequence).
 
     Members
     -------
@@ -291,10 +304,11 @@ class BatchNorm(Node):
 
     def infer_shape(self, in_shapes, params):
         shp = in_shapes[0]
+        c = channels(shp)
         for p in self.params:
-            if params[p].shape != (shp[0],):
+            if params[p].shape != (c,):
                 raise self._fail(f"parameter {p!r} has shape {params[p].shape}, "
-                                 f"expected ({shp[0]},)")
+                                 f"expected ({c},)")
         return shp
 
 
@@ -404,7 +418,8 @@ class Add(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class Linear(Node):
-    """``y = x @ weight.T + bias`` on a vector input.
+    """``y = x @ weight.T + bias`` on a vector ``(F_in,)``, or on each token of a sequence
+    ``(T, F_in) -> (T, F_out)`` with the same weight.
 
     Members
     -------
@@ -422,20 +437,21 @@ class Linear(Node):
 
     def infer_shape(self, in_shapes, params):
         shp = in_shapes[0]
-        self._need_rank(shp, 1)
+        self._need_rank(shp, 1, 2)
         w = params[self.weight]
-        if w.ndim != 2 or w.shape[1] != shp[0]:
+        if w.ndim != 2 or w.shape[1] != shp[-1]:
             raise self._fail(f"parameter {self.weight!r} has shape {w.shape}, "
-                             f"expected (F_out, {shp[0]})")
+                             f"expected (F_out, {shp[-1]})")
         if self.bias is not None and params[self.bias].shape != (w.shape[0],):
             raise self._fail(f"parameter {self.bias!r} has shape {params[self.bias].shape}, "
                              f"expected ({w.shape[0]},)")
-        return (w.shape[0],)
+        return (*shp[:-1], w.shape[0])
 
 
 @dataclass(frozen=True, kw_only=True)
 class Flatten(Node):
-    """``(C, H, W) -> (C*H*W,)`` in C-major order (as torch.flatten(x, 1))."""
+    """``(C, H, W) -> (C*H*W,)`` in C-major order (as torch.flatten(x, 1)); ``(T, F)`` ->
+    ``(T*F,)`` token-major."""
 
     op: ClassVar[str] = "flatten"
 
@@ -445,9 +461,10 @@ class Flatten(Node):
 
 def _broadcast_channels(node, shp, p: np.ndarray, pname: str) -> None:
     """Refuse a per-channel parameter that is neither one value nor one per channel."""
-    if p.shape not in ((1,), (shp[0],)):
+    c = channels(shp)
+    if p.shape not in ((1,), (c,)):
         raise node._fail(f"parameter {pname!r} has shape {p.shape}, expected (1,) or "
-                         f"({shp[0]},) (one value, or one per channel)")
+                         f"({c},) (one value, or one per channel)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -578,6 +595,9 @@ class Concat(Node):
 
     def infer_shape(self, in_shapes, params):
         first = in_shapes[0]
+        if len(first) == 2:
+            raise self._fail(f"input {self.inputs[0]!r} is a sequence {first}; Concat joins "
+                             f"(C, H, W) maps or (F,) vectors only")
         for name, shp in zip(self.inputs, in_shapes):
             if len(shp) != len(first) or shp[1:] != first[1:]:
                 raise self._fail(f"input {name!r} has shape {shp}; every input must be "
@@ -606,10 +626,141 @@ class Pad(Node):
         return (shp[0], shp[1] + pt + pb, shp[2] + pl + pr)
 
 
+@dataclass(frozen=True, kw_only=True)
+class LayerNorm(Node):
+    """``(x - mean) / sqrt(var + eps) * weight + bias`` over the last axis: per token of a
+    ``(T, F)`` sequence (or over an ``(F,)`` vector), mean and biased variance of its F values.
+
+    Members
+    -------
+    weight, bias : str
+        Parameters of shape ``(F,)``.
+    eps : float
+        > 0, stored as the nearest float32 (BERT's is 1e-12).
+    """
+
+    weight: str
+    bias: str
+    eps: float = 1e-5
+
+    op: ClassVar[str] = "layernorm"
+    param_fields: ClassVar[tuple[str, ...]] = ("weight", "bias")
+
+    def _check(self, owner):
+        eps = _float32_value(owner, "eps", self.eps)
+        if eps <= 0:
+            raise InputError(f"{owner}.eps must be > 0, got {self.eps!r}")
+        object.__setattr__(self, "eps", eps)
+
+    def infer_shape(self, in_shapes, params):
+        shp = in_shapes[0]
+        self._need_rank(shp, 1, 2)
+        for p in self.params:
+            if params[p].shape != (shp[-1],):
+                raise self._fail(f"parameter {p!r} has shape {params[p].shape}, "
+                                 f"expected ({shp[-1]},)")
+        return shp
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gelu(Node):
+    """``x / 2 * (1 + erf(x / sqrt(2)))``, the exact (erf) GELU of BERT and torch's
+    ``gelu(approximate="none")``."""
+
+    op: ClassVar[str] = "gelu"
+
+    def infer_shape(self, in_shapes, params):
+        return in_shapes[0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Softmax(Node):
+    """``exp(x_i) / sum_j exp(x_j)`` along the last axis, separately in each of ``groups``
+    equal contiguous segments of it.
+
+    On the ``(T, H*T)`` attention scores of :class:`MatMul` (``groups=H``) each token's
+    scores are normalised per head; ``groups=1`` is the plain softmax over the last axis.
+
+    Members
+    -------
+    groups : int
+        >= 1, dividing the last axis.
+    """
+
+    groups: int = 1
+
+    op: ClassVar[str] = "softmax"
+
+    def _check(self, owner):
+        object.__setattr__(self, "groups", _int_tuple(owner, "groups", self.groups, 1, 1)[0])
+
+    def infer_shape(self, in_shapes, params):
+        shp = in_shapes[0]
+        self._need_rank(shp, 1, 2)
+        if shp[-1] % self.groups:
+            raise self._fail(f"last axis of input {self.inputs[0]!r} {shp} is not a multiple "
+                             f"of groups={self.groups}")
+        return shp
+
+
+@dataclass(frozen=True, kw_only=True)
+class MatMul(Node):
+    """Per-head product of two sequence activations (no weights): the two matrix products
+    of multi-head attention, with every tensor a ``(T, F)`` sequence.
+
+    Head ``h`` of a ``(T, H*d)`` tensor is its column block ``[h*d, (h+1)*d)``.
+
+    - ``transpose_b=True``: ``a (T, H*d)``, ``b (S, H*d)`` -> ``(T, H*S)``, head ``h``'s
+      block ``a_h @ b_h.T`` (T x S): the attention scores ``Q_h K_h^T``.
+    - ``transpose_b=False``: ``a (T, H*S)``, ``b (S, H*d)`` -> ``(T, H*d)``, head ``h``'s
+      block ``a_h @ b_h`` (T x d): the attention-weighted values ``P_h V_h``, heads merged.
+
+    Each head is one activation x activation GEMM of inner length d (scores) or S (values).
+
+    Members
+    -------
+    heads : int
+        H >= 1; the feature axes must divide into H blocks as above.
+    transpose_b : bool
+        Which of the two products.
+    """
+
+    heads: int = 1
+    transpose_b: bool = False
+
+    op: ClassVar[str] = "matmul"
+    arity: ClassVar[int] = 2
+
+    def _check(self, owner):
+        object.__setattr__(self, "heads", _int_tuple(owner, "heads", self.heads, 1, 1)[0])
+        if not isinstance(self.transpose_b, bool):
+            raise InputError(f"{owner}.transpose_b must be true or false, "
+                             f"got {self.transpose_b!r}")
+
+    def infer_shape(self, in_shapes, params):
+        (a, b), h = in_shapes, self.heads
+        self._need_rank(a, 2, name=self.inputs[0])
+        self._need_rank(b, 2, name=self.inputs[1])
+        if b[1] % h:
+            raise self._fail(f"input {self.inputs[1]!r} {b} has {b[1]} features, not a "
+                             f"multiple of heads={h}")
+        if self.transpose_b:
+            if a[1] != b[1]:
+                raise self._fail(f"inputs {self.inputs[0]!r} {a} and {self.inputs[1]!r} {b} "
+                                 f"must have the same features (H*d) for a @ b.T per head")
+            return (a[0], h * b[0])
+        if a[1] != h * b[0]:
+            raise self._fail(f"input {self.inputs[0]!r} {a} must have heads*S = {h}*{b[0]} = "
+                             f"{h * b[0]} features for a @ b per head with "
+                             f"{self.inputs[1]!r} {b}")
+        return (a[0], b[1])
+
+
 #: Op kind -> node class.
 OPS: dict[str, type[Node]] = {c.op: c for c in (
     Input, Conv2d, BatchNorm, Relu, Clip, MaxPool, AvgPool, GlobalAvgPool, Add, Linear,
-    Flatten, HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu, Scale, Mul, Concat, Pad)}
+    Flatten, HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu, Scale, Mul, Concat, Pad,
+    LayerNorm, Gelu, Softmax, MatMul)}
 
 
 def _as_param(graph_name: str, name: str, value) -> np.ndarray:
@@ -736,15 +887,19 @@ class Graph:
         return int(sum(a.size for a in self.params.values()))
 
     def macs(self, name: str | None = None) -> int:
-        """Multiply-accumulates per sample of one conv/linear node, or of the whole graph."""
+        """Multiply-accumulates per sample of one conv/linear/matmul node, or of the whole
+        graph."""
         if name is None:
             return sum(self.macs(n.name) for n in self.nodes)
         n = self.node(name)
         if isinstance(n, Conv2d):
             w = self.params[n.weight]
             return int(np.prod(n.shape) * np.prod(w.shape[1:]))
-        if isinstance(n, Linear):
-            return int(self.params[n.weight].size)
+        if isinstance(n, Linear):                   # per token of a sequence
+            return int(np.prod(n.shape[:-1]) * self.params[n.weight].size)
+        if isinstance(n, MatMul):                   # T * S * H*d either way round
+            (t, _), (s, hd) = (self.node(i).shape for i in n.inputs)
+            return int(t * s * hd)
         return 0
 
     def replace(self, **changes) -> "Graph":
