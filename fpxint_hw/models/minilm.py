@@ -160,11 +160,17 @@ def read_minilm_weights(path=None) -> dict[str, np.ndarray]:
         folder = minilm_dir()
         _check_config(folder)
         path = folder / "model.safetensors"
-    return _read_cached(str(Path(path).resolve()))
+    p = Path(path).resolve()
+    try:
+        st = p.stat()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read weights file ({e.strerror or e})") from None
+    return _read_cached(str(p), st.st_mtime_ns, st.st_size)
 
 
 @lru_cache(maxsize=2)
-def _read_cached(path: str) -> dict[str, np.ndarray]:
+def _read_cached(path: str, mtime_ns: int, size: int) -> dict[str, np.ndarray]:
+    """The checked tensors of ``path``; cached per file version (path, mtime, size)."""
     from ..io.safetensors import read_safetensors
 
     w = read_safetensors(path)
