@@ -330,8 +330,12 @@ def _gemm(q, args, tensors, lanes):
 
 
 def _scaled(q, sums):
+    """A pool's ``clamp(round_shift((sums - count z) m0, shift) + z)``, ``z`` the zero point
+    its output keeps from its input."""
+    z = q.out.zero_point
     mult = np.full(sums.shape[1], q.m0, dtype=np.int64)
-    return requantize_channels(sums, mult, q.shift, q.out.lo, q.out.hi, 0, q.mode, axis=1)
+    return requantize_channels(_as_pyint(sums) - q.count * z, mult, q.shift, q.out.lo,
+                               q.out.hi, z, q.mode, axis=1)
 
 
 def lookup(x, table, index_lo: int) -> np.ndarray:

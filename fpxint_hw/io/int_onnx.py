@@ -443,9 +443,15 @@ class _Writer:
         self.b.node("Max", self.taps(x, q.kernel, q.stride, f"{q.name}/window"), q.name)
 
     def pooled(self, q, sums: str) -> None:
-        """``clamp(round_shift(sums * m0, shift), lo, hi)`` of a pool's integer sums."""
+        """``clamp(round_shift((sums - count z) m0, shift) + z, lo, hi)`` of a pool's integer
+        sums, ``z`` the zero point its output keeps from its input."""
+        z = q.out.zero_point
+        if z:
+            sums = self.add_const(sums, -q.count * z, f"{q.name}/centred")
         x = self.shift(self.mul(sums, q.m0, f"{q.name}/scaled"), q.shift, q.mode,
                        f"{q.name}/rounded")
+        if z:
+            x = self.add_const(x, z, f"{q.name}/shifted")
         self.clip(x, q.out.lo, q.out.hi, q.name)
 
     def avgpool(self, q) -> None:

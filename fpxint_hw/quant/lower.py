@@ -55,6 +55,13 @@ SCALE_FRACTION_BITS = 8
 
 __all__ = ["LayerFormats", "TensorExpansion", "expand_graph"]
 
+#: Graph ops whose integer form subtracts an input zero point (quant/program.py
+#: ZERO_POINT_READERS), and those whose output keeps it (the global pool, flatten: their
+#: readers must take it too).
+_TAKES_ZERO_POINT = (Conv2d, Linear, Add, HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu,
+                     Mul, Scale)
+_KEEPS_ZERO_POINT = (GlobalAvgPool, Flatten)
+
 
 @dataclass(frozen=True)
 class LayerFormats:
@@ -210,11 +217,15 @@ class _Lowering:
 
     def shifted(self, name: str) -> bool:
         """Whether tensor ``name`` (a graph node's output) that may be negative gets a zero
-        point instead of a signed grid: only with ``zero_points`` and when every reader is a
-        conv, linear layer or add (the ops that take the zero point into account)."""
+        point instead of a signed grid: only with ``zero_points`` and when every reader takes
+        the zero point into account (:data:`_TAKES_ZERO_POINT`) or keeps it in an output whose
+        readers all do (:data:`_KEEPS_ZERO_POINT`, e.g. the global pool of an SE block)."""
+        if not self.zero_points or name == self.g.output:
+            return False
         cons = self.g.consumers(name)
-        return (self.zero_points and name != self.g.output and bool(cons)
-                and all(isinstance(c, (Conv2d, Linear, Add)) for c in cons))
+        return bool(cons) and all(
+            isinstance(c, _TAKES_ZERO_POINT)
+            or (isinstance(c, _KEEPS_ZERO_POINT) and self.shifted(c.name)) for c in cons)
 
     def out_tensor(self, node, act, signed, bound=None) -> P.QTensor:
         """The grid of the output of ``node`` (fused with activation ``act`` or None); a
@@ -570,8 +581,9 @@ def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,
         terms). :func:`~fpxint_hw.quant.for_array` passes False (arrays multiply the exact
         accumulator, and narrower multipliers are checked against the spec).
     zero_points : bool
-        Give a tensor that may be negative, and is read only by conv, linear and add layers,
-        the unsigned format with a mid-range zero point instead of a signed grid (an array
+        Give a tensor that may be negative, and read only by ops that take a zero point
+        (conv, linear, add, the lookups, Mul, Scale; a global pool or flatten whose readers
+        do), the unsigned format with a mid-range zero point instead of a signed grid (an array
         with unsigned activations and outputs then computes it). False keeps signed grids.
         :func:`~fpxint_hw.quant.for_array` sets it from the spec
         (:attr:`~fpxint_hw.quant.bridge.ProgramOptions.zero_points`).

@@ -28,10 +28,10 @@ time, so an operation an engine does not handle is an error when the engine is i
 a silent skip when it runs.
 
 A tensor with a zero point (an unsigned grid for a tensor that may be negative, so that an
-array with unsigned activations and outputs computes it) is read only by a conv, a linear
-layer or an add, which the program checks: a conv pads it with ``zero_point`` (real 0) and
-carries ``-zero_point * sum_k w[n, k]`` in its bias; an add carries the input zero points in
-its ``offset``.
+array with unsigned activations and outputs computes it) is read only by the ops of
+:data:`ZERO_POINT_READERS`, which the program checks: a conv pads it with ``zero_point``
+(real 0) and carries ``-zero_point * sum_k w[n, k]`` in its bias; an add carries the input
+zero points in its ``offset``; a global pool subtracts ``count * zero_point`` from its sums.
 """
 
 from __future__ import annotations
@@ -320,8 +320,9 @@ class AvgPool(WindowOp):
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class GlobalAvgPool(QOp):
-    """The spatial sum of each channel requantized once (``m0 / 2^shift ~ 1 / count``);
-    output ``(N, C, 1, 1)``."""
+    """The spatial sum of each channel requantized once (``m0 / 2^shift ~ 1 / count``):
+    ``clamp(round_shift((sum - count z) m0, shift, mode) + z, out.lo, out.hi)`` with ``z``
+    the input's zero point (the output keeps the input's grid); output ``(N, C, 1, 1)``."""
 
     kind: ClassVar[str] = "global_avgpool"
 
@@ -449,6 +450,13 @@ class Pad(QOp):
 OPS: tuple[type[QOp], ...] = (Quantize, Conv, Linear, Add, MaxPool, AvgPool, GlobalAvgPool,
                               Clamp, Flatten, Lookup, Mul, Concat, Scale, Pad)
 
+#: The integer ops that read a zero-point input (``real ~ unit (value - z)``): the arithmetic
+#: ones subtract ``z`` (a conv pads with it and carries ``-z sum w`` in its bias, a lookup's
+#: table is indexed by the stored value), the global pool, flatten, a same-grid concat and
+#: the pad keep it in their output. Every other op is refused one.
+ZERO_POINT_READERS: tuple[type[QOp], ...] = (Conv, Linear, Add, GlobalAvgPool, Flatten,
+                                             Lookup, Mul, Concat, Scale, Pad)
+
 
 def check_handlers(handlers: Mapping[type, object], engine: str) -> None:
     """Raise at import time unless ``handlers`` has an entry for every class of :data:`OPS`.
@@ -532,10 +540,11 @@ class QProgram:
         shifted = {q.name for q in self.layers if q.out is not None and q.out.zero_point}
         for q in self.layers:
             bad = [i for i in q.inputs if i in shifted]
-            if bad and not isinstance(q, (Conv, Linear, Add)):
+            if bad and not isinstance(q, ZERO_POINT_READERS):
                 raise FormatError(f"QProgram: layer {q.name!r} ({q.kind}) reads tensor "
-                                  f"{bad[0]!r}, which has a zero point; only conv, linear and "
-                                  f"add layers take zero-point inputs")
+                                  f"{bad[0]!r}, which has a zero point; only "
+                                  f"{', '.join(op.kind for op in ZERO_POINT_READERS)} layers "
+                                  f"take zero-point inputs")
 
     def layer(self, name: str) -> QOp:
         """The layer producing tensor ``name``."""

@@ -94,3 +94,25 @@ def test_imported_export_simulates_bit_exactly(exported, w_fmt, a_fmt):
     bad = [k for k in genv if not np.array_equal(np.asarray(genv[k]), np.asarray(env[k]))]
     assert not bad, f"tensors differing from golden: {bad[:5]}"
     assert np.array_equal(np.asarray(gout), np.asarray(out))
+
+
+def test_every_layer_fits_the_default_array_and_the_program_is_exact(zoo):
+    """On the unsigned `default` array, tensors that may be negative (HardSwish outputs, the
+    SE pools of them, the classifier's input) get zero points, so no conv/linear layer is
+    left to the host; the program, zero-point pools and lookups included, is bit-exact."""
+    from fpxint_hw.quant import for_array
+    from fpxint_hw.spec import load_array_spec
+    unfolded, _ = zoo
+    prog = for_array(unfolded, load_array_spec("default"))
+    t = prog.tensors()
+    assert not prog.target.misfits
+    pooled = [q for q in prog.layers if q.kind == "global_avgpool" and q.out.zero_point]
+    assert len(pooled) >= 9 and t["features.12.2"].zero_point > 0
+    x = sample_inputs(unfolded.input_shape, limit=1).x
+    gout, genv = golden.run_program(prog, x, capture=True)
+    out, env = Simulator(prog).run(x, capture=True)
+    bad = [k for k in genv if not np.array_equal(np.asarray(genv[k]), np.asarray(env[k]))]
+    assert not bad, f"tensors differing from golden: {bad[:5]}"
+    for q in pooled:        # a zero-point pool is the mean of its input, to half a step
+        mean = t[q.inputs[0]].real(genv[q.inputs[0]]).mean(axis=(2, 3), keepdims=True)
+        assert np.max(np.abs(t[q.name].real(genv[q.name]) - mean)) <= t[q.name].unit * 0.5001

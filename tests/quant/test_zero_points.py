@@ -57,17 +57,21 @@ def test_zero_points_only_where_every_reader_takes_them(default_prog):
     prog = default_prog
     t = prog.tensors()
     lo, hi = load_array_spec("default").a_fmt.combined_range
-    for name in ("x", "c1", "dw", "cl", "fc1"):               # read by convs, linears, adds
+    # read by convs, linears, adds, or by a global pool / flatten whose reader takes it
+    for name in ("x", "c1", "dw", "cl", "fc1", "add3", "add4"):
         assert not t[name].fmt.signed and t[name].zero_point == (lo + hi + 1) // 2 == 128
         assert lo <= t[name].lo < t[name].zero_point < t[name].hi <= hi
-    for name in ("s3", "add3", "add4"):              # read by a max pool / pools / flatten
-        assert t[name].fmt.signed and t[name].zero_point == 0, name
+    assert t["gap1"].zero_point == t["add3"].zero_point           # the pool keeps it
+    assert t["fl"].zero_point == t["add4"].zero_point             # and the flatten
+    assert t["s3"].fmt.signed and t["s3"].zero_point == 0         # read by a max pool
     for name in ("r2", "rd2"):                                # ReLU: unsigned, no zero point
         assert not t[name].fmt.signed and t[name].zero_point == 0 and t[name].lo == 0
     # the signed Clip fused into add1 clamps in stored integers around the zero point
     cl = t["cl"]
     assert cl.real_range[0] == pytest.approx(-1.0, abs=cl.unit / 2)
-    assert prog.layer("cl").offset != 0 and prog.layer("add4").offset == 0
+    assert prog.layer("cl").offset != 0
+    add4 = prog.layer("add4")                 # gap1 brings its zero point, gap2 none
+    assert add4.offset == -add4.ma * t["gap1"].zero_point
 
 
 def test_plain_expand_graph_and_signed_arrays_have_no_zero_points():
