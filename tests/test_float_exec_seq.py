@@ -160,3 +160,21 @@ def test_the_lowering_refuses_sequence_ops_naming_the_op():
     fmt = SeriesFormat(bits=4, terms=2)
     with pytest.raises(InputError, match=r"'ln'.*'layernorm'"):
         expand_graph(g, fmt, fmt, calibration=rng.standard_normal((2, 4, 6)).astype(np.float32))
+
+
+def test_sequence_graphs_round_trip_through_npz_and_onnx_export_refuses_them(tmp_path):
+    from fpxint_hw.graph import graphs_equal
+    from fpxint_hw.io.native import load_graph_npz, save_graph_npz
+    from fpxint_hw.io.onnx_export import save_onnx
+
+    g = _graph([Input(name="x", shape=(4, 6)),
+                LayerNorm(name="ln", inputs=("x",), weight="w", bias="b", eps=1e-12),
+                MatMul(name="s", inputs=("ln", "ln"), heads=3, transpose_b=True),
+                Softmax(name="p", inputs=("s",), groups=3),
+                MatMul(name="c", inputs=("p", "ln"), heads=3), Gelu(name="g", inputs=("c",))],
+               {"w": np.ones(6), "b": np.zeros(6)})
+    save_graph_npz(tmp_path / "g.npz", g)
+    assert graphs_equal(load_graph_npz(tmp_path / "g.npz"), g)
+    pytest.importorskip("onnx", reason="onnx absent")
+    with pytest.raises(InputError, match=r"'ln' has op 'layernorm'"):
+        save_onnx(g, tmp_path / "g.onnx")
