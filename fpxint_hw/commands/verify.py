@@ -8,7 +8,8 @@ import argparse
 from ..errors import FormatError
 from ..flow.verify import BACKENDS
 from ..models import model_names
-from . import add_input_option, add_spec_option, add_weights_option, positive_int
+from . import (add_input_option, add_input_shape_option, add_spec_option, add_weights_option,
+               positive_int)
 
 __all__ = ["register"]
 
@@ -35,6 +36,7 @@ def register(subparsers) -> None:
                           + ") or an ONNX file")
     net = p.add_argument_group("network runs (--model)")
     add_weights_option(net)
+    add_input_shape_option(net)
     net.add_argument("--images", type=positive_int, default=1, metavar="N",
                      help="built-in sample inputs, batched into each layer (default 1)")
     add_input_option(net)
@@ -99,8 +101,8 @@ def _run_model(args: argparse.Namespace) -> int:
     layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
     run, res = verify_network(args.model, args.spec, weights=args.weights, images=args.images,
                               files=args.input, layers=layers, processes=args.processes,
-                              build_dir=args.build_dir, ready=args.ready, valid=args.valid,
-                              seed=args.seed)
+                              build_dir=args.build_dir, input_shape=args.input_shape,
+                              ready=args.ready, valid=args.valid, seed=args.seed)
     rows = [[r["node"], r["kind"], f"{r['m']}x{r['k']}x{r['n']}" + (f" g{r['groups']}"
                                                                     if r["groups"] > 1 else ""),
              r["passes"], r["cycles"], r["model_cycles"], f"{100 * r['utilisation']:.1f} %",

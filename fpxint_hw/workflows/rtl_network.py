@@ -29,9 +29,11 @@ def default_processes() -> int:
 
 def verify_network(model: str, spec_name: str, *, weights=None, images: int | None = 1,
                    files=None, layers=None, processes: int | None = None,
-                   build_dir=None, **handshake) -> tuple[NetworkRun, dict]:
+                   build_dir=None, input_shape=None, **handshake) -> tuple[NetworkRun, dict]:
     """Run ``model`` (a zoo name or an ONNX file) on the RTL of array ``spec_name``.
 
+    ``input_shape``: the ``--input-shape`` of an ONNX file with symbolic H/W
+    (:func:`~fpxint_hw.workflows.network.load_network`).
     ``images``: built-in sample inputs (stratified; None: all) unless ``files`` (image
     paths) are given; ``layers``: conv/linear layer names to put on the hardware (default
     all); ``processes``: harness processes per layer (default :func:`default_processes`);
@@ -46,7 +48,7 @@ def verify_network(model: str, spec_name: str, *, weights=None, images: int | No
     from .network import input_range, load_inputs, load_network
 
     spec = load_array_spec(spec_name)
-    graph, info = load_network(model, weights)
+    graph, info = load_network(model, weights, input_shape)
     x, labels, names = load_inputs(graph, info, images, files)
     program = for_array(graph, spec, name=spec_name, input_range=input_range(info))
     vmodel = build(spec, build_dir)

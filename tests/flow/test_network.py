@@ -180,3 +180,35 @@ def test_unknown_layer_is_a_clear_error(tmp_path, capsys):
                  "conv1,nope"])
     err = capsys.readouterr().err
     assert code == 2 and "nope" in err and "layer1.0.conv1" in err and "Traceback" not in err
+
+
+def test_an_onnx_file_with_symbolic_size_runs_whole_on_the_rtl(tmp_path, capsys):
+    """A torch export with a symbolic batch, height and width (conv, HardSwish, an SE gate,
+    a classifier): refused without --input-shape, whole on the small array with it."""
+    torch = pytest.importorskip("torch", reason="torch writes the ONNX file")
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc1, self.fc2 = nn.Conv2d(8, 4, 1), nn.Conv2d(4, 8, 1)
+            self.head = nn.Linear(8, 5)
+
+        def forward(self, x):
+            y = nn.functional.hardswish(self.conv(x))
+            g = nn.functional.hardsigmoid(self.fc2(torch.relu(self.fc1(y.mean((2, 3), True)))))
+            return self.head((y * g).mean((2, 3)))
+
+    torch.manual_seed(0)
+    path = tmp_path / "se.onnx"
+    torch.onnx.export(Net().eval(), (torch.zeros(1, 3, 12, 10),), str(path), dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}})
+    base = ["verify", "--model", str(path), "--spec", "small"]
+    assert main(base) == 2
+    assert "--input-shape" in capsys.readouterr().err
+    out = tmp_path / "net.json"
+    assert main(base + ["--input-shape", "1x3x12x10", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["mismatches"] == 0 and res["outputs_equal"]
+    assert res["layers_checked"] == res["gemm_layers"] == 4 and not res["host_layers"]
