@@ -29,7 +29,7 @@ from .errors import InputError
 from .graph import (Add, AvgPool, BatchNorm, Clip, Concat, Conv2d, Flatten, Gelu,
                     GlobalAvgPool, Graph, HardSigmoid, HardSwish, Input, LayerNorm, LeakyRelu,
                     Linear, MatMul, MaxPool, Mul, Node, Pad, PRelu, Relu, Scale, Sigmoid,
-                    Softmax)
+                    Softmax, Upsample, ZeroInsert)
 
 __all__ = ["FloatExecutor", "run_float", "float_activations", "to_nchw", "to_nhwc"]
 
@@ -335,6 +335,14 @@ class FloatExecutor:
         if isinstance(node, Pad):
             y = _pad(args[0], node.padding, np.float32(node.value))
             return y.copy() if y is args[0] else y          # own memory: in-place safe
+        if isinstance(node, ZeroInsert):
+            a, (sh, sw), (ho, wo) = args[0], node.stride, node.shape[1:]
+            y = np.zeros((a.shape[0], ho, wo, a.shape[3]), dtype=a.dtype)
+            y[:, ::sh, ::sw] = a
+            return y
+        if isinstance(node, Upsample):
+            sh, sw = node.scale
+            return np.repeat(np.repeat(args[0], sh, axis=1), sw, axis=2)
         if isinstance(node, LayerNorm):
             p = self.params
             return _layernorm(args[0], np.asarray(p[node.weight], np.float32),

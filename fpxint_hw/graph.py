@@ -38,8 +38,8 @@ from .errors import InputError
 __all__ = [
     "OPS", "Node", "Input", "Conv2d", "BatchNorm", "Relu", "Clip", "MaxPool", "AvgPool",
     "GlobalAvgPool", "Add", "Linear", "Flatten", "HardSigmoid", "HardSwish", "Sigmoid",
-    "LeakyRelu", "PRelu", "Scale", "Mul", "Concat", "Pad", "LayerNorm", "Gelu", "Softmax",
-    "MatMul", "Graph", "fold_batchnorm", "folded_batchnorms",
+    "LeakyRelu", "PRelu", "Scale", "Mul", "Concat", "Pad", "ZeroInsert", "Upsample",
+    "LayerNorm", "Gelu", "Softmax", "MatMul", "Graph", "fold_batchnorm", "folded_batchnorms",
     "graphs_equal", "channels", "MAX_TENSOR_ELEMENTS",
 ]
 
@@ -627,6 +627,46 @@ class Pad(Node):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ZeroInsert(Node):
+    """``stride - 1`` zeros between neighbouring pixels of a ``(C, H, W)`` map:
+    ``(C, (H - 1) sh + 1, (W - 1) sw + 1)``, ``out[:, i sh, j sw] = x[:, i, j]``. With a
+    :class:`Pad` and a :class:`Conv2d` of the flipped kernel it is a transposed convolution
+    (the ONNX importer writes ConvTranspose so, and the array runs it as a convolution)."""
+
+    stride: tuple[int, int] = (1, 1)
+
+    op: ClassVar[str] = "zero_insert"
+
+    def _check(self, owner):
+        object.__setattr__(self, "stride", _pair(owner, "stride", self.stride))
+
+    def infer_shape(self, in_shapes, params):
+        shp = in_shapes[0]
+        self._need_rank(shp, 3)
+        (sh, sw) = self.stride
+        return (shp[0], (shp[1] - 1) * sh + 1, (shp[2] - 1) * sw + 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Upsample(Node):
+    """Nearest-neighbour upsampling of a ``(C, H, W)`` map by integer factors:
+    ``out[:, i, j] = x[:, i // sh, j // sw]`` (torch ``Upsample(mode="nearest")``, ONNX
+    Resize with integer scales)."""
+
+    scale: tuple[int, int] = (2, 2)
+
+    op: ClassVar[str] = "upsample"
+
+    def _check(self, owner):
+        object.__setattr__(self, "scale", _pair(owner, "scale", self.scale))
+
+    def infer_shape(self, in_shapes, params):
+        shp = in_shapes[0]
+        self._need_rank(shp, 3)
+        return (shp[0], shp[1] * self.scale[0], shp[2] * self.scale[1])
+
+
+@dataclass(frozen=True, kw_only=True)
 class LayerNorm(Node):
     """``(x - mean) / sqrt(var + eps) * weight + bias`` over the last axis: per token of a
     ``(T, F)`` sequence (or over an ``(F,)`` vector), mean and biased variance of its F values.
@@ -760,7 +800,7 @@ class MatMul(Node):
 OPS: dict[str, type[Node]] = {c.op: c for c in (
     Input, Conv2d, BatchNorm, Relu, Clip, MaxPool, AvgPool, GlobalAvgPool, Add, Linear,
     Flatten, HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu, Scale, Mul, Concat, Pad,
-    LayerNorm, Gelu, Softmax, MatMul)}
+    ZeroInsert, Upsample, LayerNorm, Gelu, Softmax, MatMul)}
 
 
 def _as_param(graph_name: str, name: str, value) -> np.ndarray:

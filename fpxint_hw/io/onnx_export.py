@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import InputError, missing_tool
 from ..graph import (Add, AvgPool, BatchNorm, Clip, Concat, Conv2d, Flatten, GlobalAvgPool,
                      Graph, HardSigmoid, HardSwish, Input, LeakyRelu, Linear, MaxPool, Mul, Pad,
-                     PRelu, Relu, Scale, Sigmoid)
+                     PRelu, Relu, Scale, Sigmoid, Upsample, ZeroInsert)
 
 __all__ = ["graph_to_onnx", "save_onnx", "ONNX_OPSET"]
 
@@ -145,6 +145,20 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
                       numpy_helper.from_array(np.array(n.value, np.float32), value)]
             ins += [pads, value]
             kw = dict(mode="constant")
+        elif isinstance(n, ZeroInsert):
+            # a 1x1 depthwise ConvTranspose of ones: the zero insertion alone
+            op, ones = "ConvTranspose", extra(f"{n.name}.ones")
+            c = graph.node(n.inputs[0]).shape[0]
+            inits.append(numpy_helper.from_array(np.ones((c, 1, 1, 1), np.float32), ones))
+            ins += [ones]
+            kw = dict(kernel_shape=[1, 1], strides=list(n.stride), group=c)
+        elif isinstance(n, Upsample):
+            op, scales = "Resize", extra(f"{n.name}.scales")
+            inits.append(numpy_helper.from_array(
+                np.array([1, 1, *n.scale], np.float32), scales))
+            ins += ["", scales]
+            kw = dict(mode="nearest", coordinate_transformation_mode="asymmetric",
+                      nearest_mode="floor")
         else:  # pragma: no cover - every op of graph.OPS is handled above
             raise InputError(f"export of {graph.name!r}: node {n.name!r} has op {n.op!r}, "
                              f"which has no ONNX form")

@@ -36,8 +36,9 @@ import numpy as np
 
 from ..errors import InputError, missing_tool
 from ..graph import (MAX_TENSOR_ELEMENTS, Add, AvgPool, BatchNorm, Clip, Concat, Conv2d,
-                     Flatten, GlobalAvgPool, Graph, HardSigmoid, HardSwish, Input, LeakyRelu, Linear, MaxPool, Mul,
-                     Node, Pad, PRelu, Relu, Scale, Sigmoid, fold_batchnorm)
+                     Flatten, GlobalAvgPool, Graph, HardSigmoid, HardSwish, Input, LeakyRelu,
+                     Linear, MaxPool, Mul, Node, Pad, PRelu, Relu, Scale, Sigmoid, Upsample,
+                     ZeroInsert, fold_batchnorm)
 
 __all__ = ["load_onnx", "onnx_to_graph", "read_onnx", "SUPPORTED_ONNX_OPS"]
 
@@ -46,8 +47,8 @@ SUPPORTED_ONNX_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "MaxPool", "
                       "GlobalAveragePool", "ReduceMean", "Add", "Sub", "Mul", "Div", "Gemm",
                       "MatMul", "Flatten", "Reshape", "Squeeze", "Identity", "Dropout",
                       "Constant", "HardSigmoid", "HardSwish", "Sigmoid", "LeakyRelu", "PRelu",
-                      "Concat", "Pad", "Shape", "Gather", "Unsqueeze", "Cast", "Slice",
-                      "Transpose", "ConstantOfShape")
+                      "Concat", "Pad", "ConvTranspose", "Resize", "Shape", "Gather",
+                      "Unsqueeze", "Cast", "Slice", "Transpose", "ConstantOfShape")
 
 #: Ops evaluated at import time when every input is a constant (shape computations).
 FOLDABLE_OPS = ("Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Reshape",
@@ -351,6 +352,10 @@ class _Importer:
             node = Concat(name=name, inputs=tuple(self.tensor(onode, i) for i in onode.input))
         elif op == "Pad":
             node = self.pad(onode, a, name, x)
+        elif op == "ConvTranspose":
+            node = self.conv_transpose(onode, a, name, x)
+        elif op == "Resize":
+            node = self.resize(onode, a, name, x)
         elif op == "Gemm":
             if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
                 raise self.fail(onode, f"only Gemm with transA=0, alpha=beta=1 is supported, "
@@ -607,6 +612,114 @@ class _Importer:
             raise self.fail(onode, f"negative pads {pads} (cropping) are not supported")
         return Pad(name=name, inputs=(x,), padding=(begin[2], begin[3], end[2], end[3]),
                    value=value)
+
+
+    def conv_transpose(self, onode, a: dict, name: str, x: str):
+        """ConvTranspose as the convolution it equals: ``stride - 1`` zeros between the input
+        pixels (:class:`ZeroInsert`), ``d (k - 1) - p`` of padding either side (plus
+        ``output_padding`` after), and a stride-1 :class:`Conv2d` of the spatially flipped
+        kernel with in and out channels swapped per group. A 1x1 depthwise ConvTranspose of
+        ones without bias is a plain ZeroInsert (our export writes one so)."""
+        wname = onode.input[1]
+        w = np.asarray(self.const(onode, wname, "weight"), dtype=np.float32)
+        shp = self.shapes[x]
+        if w.ndim != 4 or len(shp) != 3:
+            raise self.fail(onode, f"only 2-D transposed convolutions of an (N, C, H, W) map "
+                                   f"are supported, got weight {w.shape} on {('N',) + shp}")
+        g = int(a.get("group", 1))
+        cin, cout_g, kh, kw = w.shape
+        if cin != shp[0] or cin % g:
+            raise self.fail(onode, f"weight {wname!r} {w.shape} does not fit {shp[0]} input "
+                                   f"channels in {g} groups")
+        if a.get("auto_pad", "NOTSET") not in ("NOTSET", "") or "output_shape" in a:
+            raise self.fail(onode, "auto_pad and output_shape are not supported; give pads "
+                                   "and output_padding")
+        stride = tuple(a.get("strides", (1, 1)))
+        dil = tuple(a.get("dilations", (1, 1)))
+        pads = tuple(a.get("pads", (0, 0, 0, 0)))
+        extra = tuple(a.get("output_padding", (0, 0)))
+        has_bias = len(onode.input) > 2 and onode.input[2]
+        if (kh, kw) == (1, 1) and g == cin and cout_g == 1 and np.all(w == 1) and not has_bias \
+                and not any(pads) and not any(extra):
+            return ZeroInsert(name=name, inputs=(x,), stride=stride)
+        spread = self.fresh(f"{name}.zeros")
+        self.emit(onode, ZeroInsert(name=spread, inputs=(x,), stride=stride))
+        conv_pads = []
+        for ax, k in ((0, kh), (1, kw)):
+            reach = dil[ax] * (k - 1)
+            before, after = reach - pads[ax], reach - pads[2 + ax] + extra[ax]
+            if before < 0 or after < 0:
+                raise self.fail(onode, f"pads {pads} exceed the kernel's reach {reach} "
+                                       f"(cropping); not supported")
+            conv_pads.append((before, after))
+        (pt, pb), (pl, pr) = conv_pads
+        flipped = (w[:, :, ::-1, ::-1].reshape(g, cin // g, cout_g, kh, kw)
+                   .transpose(0, 2, 1, 3, 4).reshape(g * cout_g, cin // g, kh, kw))
+        bias = self.param(onode, onode.input[2], "bias") if has_bias else None
+        return Conv2d(name=name, inputs=(spread,), weight=self.param(
+                          onode, wname, "weight", np.ascontiguousarray(flipped)),
+                      bias=bias, padding=(pt, pl, pb, pr), dilation=dil, groups=g)
+
+    def resize(self, onode, a: dict, name: str, x: str) -> Upsample:
+        """Resize that repeats each pixel an integer number of times: mode nearest, with
+        integer scales (or sizes), and a coordinate mode whose index map is ``i // s``."""
+        shp = self.shapes[x]
+        if len(shp) != 3:
+            raise self.fail(onode, f"only a Resize of an (N, C, H, W) map is supported, got "
+                                   f"{('N',) + shp}")
+        mode = a.get("mode", "nearest")
+        if mode != "nearest":
+            raise self.fail(onode, f"mode={mode!r} is not supported; only nearest-neighbour "
+                                   f"upsampling by integer factors is")
+        ins = list(onode.input) + [""] * 4
+        if ins[2]:
+            scales = [float(v) for v in np.asarray(self.const(onode, ins[2], "scales"))]
+        elif ins[3]:
+            sizes = [int(v) for v in np.asarray(self.const(onode, ins[3], "sizes"))]
+            full = (1,) + shp
+            scales = [s / f for s, f in zip(sizes, full)]
+        else:
+            raise self.fail(onode, "neither scales nor sizes are given")
+        if len(scales) != 4 or scales[:2] != [1.0, 1.0] or any(
+                s < 1 or s != int(s) for s in scales[2:]):
+            raise self.fail(onode, f"scales {scales}: only integer upsampling of H and W is "
+                                   f"supported")
+        factors = (int(scales[2]), int(scales[3]))
+        coord = a.get("coordinate_transformation_mode", "half_pixel")
+        rounding = a.get("nearest_mode", "round_prefer_floor")
+        for size, s in zip(shp[1:], factors):
+            want = np.arange(size * s) // s
+            got = _nearest_indices(size, s, coord, rounding)
+            if got is None or not np.array_equal(got, want):
+                raise self.fail(onode, f"coordinate_transformation_mode={coord!r} with "
+                                       f"nearest_mode={rounding!r} does not repeat each pixel "
+                                       f"{s} times; not supported")
+        return Upsample(name=name, inputs=(x,), scale=factors)
+
+
+def _nearest_indices(size: int, s: int, coord: str, rounding: str):
+    """The input index of each output pixel of an ONNX nearest Resize by integer ``s`` (None
+    for a mode not handled here)."""
+    i = np.arange(size * s, dtype=np.float64)
+    if coord == "asymmetric":
+        orig = i / s
+    elif coord in ("half_pixel", "pytorch_half_pixel"):
+        orig = (i + 0.5) / s - 0.5
+    elif coord == "align_corners":
+        orig = i * (size - 1) / max(size * s - 1, 1)
+    else:
+        return None
+    if rounding == "floor":
+        idx = np.floor(orig)
+    elif rounding == "ceil":
+        idx = np.ceil(orig)
+    elif rounding == "round_prefer_floor":
+        idx = np.where(orig - np.floor(orig) == 0.5, np.floor(orig), np.round(orig))
+    elif rounding == "round_prefer_ceil":
+        idx = np.where(orig - np.floor(orig) == 0.5, np.ceil(orig), np.round(orig))
+    else:
+        return None
+    return np.clip(idx, 0, size - 1).astype(np.int64)
 
 
 def _input_dims(source: str, inp, dims, input_shape) -> tuple[int, ...]:

@@ -360,3 +360,47 @@ def test_constant_divided_by_an_activation_is_refused():
                {"c": np.ones((3, 1), np.float32)}, ("N", 2, 3, 3), ("N", 2, 3, 3))
     with pytest.raises(InputError, match=r"'rowwise'.*does not broadcast per channel"):
         onnx_to_graph(m)
+
+
+@pytest.mark.parametrize("stride,padding,extra,groups,dilation", [
+    (2, 1, 1, 1, 1),             # the usual 2x upsampling deconvolution
+    (3, 0, 0, 2, 1),             # grouped, no padding
+    (2, 2, 0, 1, 2),             # dilated
+    (1, 1, 0, 1, 1),             # stride 1
+])
+def test_conv_transpose_is_a_convolution_of_the_zero_inserted_map(tmp_path, stride, padding,
+                                                                  extra, groups, dilation):
+    net = nn.Sequential(nn.ConvTranspose2d(4, 6, 3, stride=stride, padding=padding,
+                                           output_padding=extra, groups=groups,
+                                           dilation=dilation), nn.ReLU())
+    path = export(net, tmp_path / "deconv.onnx", (4, 5, 7))
+    g = check_against_ort_and_round_trip(path, (4, 5, 7), ["zero_insert", "conv"])
+    conv = next(n for n in g.nodes if n.op == "conv")
+    assert conv.stride == (1, 1) and conv.groups == groups
+
+
+def test_nearest_upsampling_imports_as_repeats(tmp_path):
+    class Up(nn.Module):
+        def forward(self, x):
+            return F.interpolate(x, scale_factor=(2, 3), mode="nearest") + 1.0
+
+    g = check_against_ort_and_round_trip(export(Up(), tmp_path / "up.onnx", (3, 4, 5)),
+                                         (3, 4, 5), ["upsample"])
+    assert next(n for n in g.nodes if n.op == "upsample").scale == (2, 3)
+
+
+@pytest.mark.parametrize("kind,match", [
+    ("bilinear", "mode='linear' is not supported"),
+    ("fractional", r"only integer upsampling"),
+])
+def test_resize_that_is_not_a_repeat_is_refused(tmp_path, kind, match):
+    class Up(nn.Module):
+        def forward(self, x):
+            if kind == "bilinear":
+                return F.interpolate(x, scale_factor=2, mode="bilinear")
+            return F.interpolate(x, scale_factor=1.5, mode="nearest")
+
+    path = export(Up(), tmp_path / "up.onnx", (3, 4, 4))
+    with pytest.raises(InputError, match=match) as err:
+        load_onnx(path)
+    assert "up.onnx" in str(err.value) and "Resize" in str(err.value)
