@@ -9,17 +9,20 @@ and these functions against external integer oracles (tests/test_golden.py).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .errors import InputError, WidthError
-from .intops import round_shift
+from .intops import round_div, round_shift
 from .quant import program as P
 from .series import split_integer
 from .tile import GemmTile, TileResult
 
 __all__ = ["reference_tile", "requantize", "requantize_channels", "conv2d", "matmul",
            "lane_products", "add_requant", "maxpool2d", "sumpool2d", "global_sum",
-           "lookup", "mul_requant", "pad2d", "run_layer", "run_program"]
+           "lookup", "mul_requant", "pad2d", "head_matmul", "softmax_int", "layernorm_int",
+           "run_layer", "run_program"]
 
 
 def _as_pyint(a) -> np.ndarray:
@@ -321,7 +324,12 @@ def _gemm_acc(q, x, fin, lanes: str, zero_point: int = 0) -> np.ndarray:
 
 def _gemm(q, args, tensors, lanes):
     xin = tensors[q.inputs[0]]
-    acc = _gemm_acc(q, args[0], xin.fmt, lanes, xin.zero_point)
+    x = args[0]
+    if isinstance(q, P.Linear) and np.ndim(x) == 3:     # per token: (N*T, F) rows
+        n, t, _ = x.shape
+        out = _gemm(q, [np.asarray(x).reshape(n * t, -1)], tensors, lanes)
+        return out.reshape(n, t, -1)
+    acc = _gemm_acc(q, x, xin.fmt, lanes, xin.zero_point)
     if q.requant is None:
         return acc
     rq = q.requant
@@ -376,12 +384,95 @@ def _concat(q, args, tensors, lanes):
 
 def _scale(q, args, tensors, lanes):
     x = _as_pyint(args[0]) - int(tensors[q.inputs[0]].zero_point)
-    shape = (1, -1) + (1,) * (x.ndim - 2)
+    axis = 2 if x.ndim == 3 else 1                  # a (N, T, F) sequence: F, the last
+    shape = [1] * x.ndim
+    shape[axis] = -1
     acc = (x * _as_pyint(q.sign).reshape(shape) * (1 << q.frac_bits)
            + _as_pyint(q.bias).reshape(shape))
     rq = q.requant
     return requantize_channels(acc, rq.multiplier, rq.shift, rq.lo, rq.hi, rq.zero_point,
-                               rq.mode, axis=1)
+                               rq.mode, axis=axis)
+
+
+def head_matmul(a, b, heads: int, transpose_b: bool) -> np.ndarray:
+    """Exact per-head products of integer sequences on Python integers (object array out).
+
+    ``transpose_b``: ``a (N, T, H*d)``, ``b (N, S, H*d)`` -> ``(N, T, H*S)``, block ``h`` =
+    ``a_h b_h^T``; else ``a (N, T, H*S)``, ``b (N, S, H*d)`` -> ``(N, T, H*d)``, block ``h`` =
+    ``a_h b_h``. Each output is ``sum_i a[n, t, i] b[n, s, i]`` over the head's block."""
+    a, b = _as_pyint(a), _as_pyint(b)
+    n, t, fa = a.shape
+    s_len, fb = b.shape[1], b.shape[2]
+    if transpose_b:
+        d = fa // heads
+        out = np.empty((n, t, heads * s_len), dtype=object)
+        for h in range(heads):
+            blk = slice(h * d, (h + 1) * d)
+            for i in range(n):
+                out[i, :, h * s_len:(h + 1) * s_len] = a[i, :, blk].dot(b[i, :, blk].T)
+        return out
+    d = fb // heads
+    out = np.empty((n, t, heads * d), dtype=object)
+    for h in range(heads):
+        for i in range(n):
+            out[i, :, h * d:(h + 1) * d] = (a[i, :, h * s_len:(h + 1) * s_len]
+                                            .dot(b[i, :, h * d:(h + 1) * d]))
+    return out
+
+
+def _matmul(q, args, tensors, lanes):
+    za, zb = (int(tensors[i].zero_point) for i in q.inputs)
+    acc = head_matmul(_as_pyint(args[0]) - za, _as_pyint(args[1]) - zb, q.heads,
+                      q.transpose_b)
+    if any(abs(int(v)) > q.acc_bound for v in acc.ravel()):
+        raise WidthError(f"layer {q.name!r}: matmul accumulator beyond its proved bound")
+    return mul_requant(acc, np.ones(acc.shape, dtype=np.int64), q.m0, q.shift, q.out.lo,
+                       q.out.hi, q.out.zero_point, q.mode)
+
+
+def softmax_int(x, groups: int, exp_table, out_hi: int, mode: str = "rne") -> np.ndarray:
+    """Integer softmax of each of ``groups`` blocks of the last axis of ``x`` (any rank):
+    ``d = max(block) - x``, ``e = exp_table[d]``, ``out = round_div(e * out_hi, sum(e))``
+    on Python integers; int64 out in ``[0, out_hi]``."""
+    x = _int64(x, "softmax x")
+    table = [int(v) for v in np.asarray(exp_table).ravel()]
+    flat = x.reshape(-1, x.shape[-1])
+    blk = flat.shape[1] // groups
+    out = np.empty(flat.shape, dtype=np.int64)
+    for r in range(flat.shape[0]):
+        for g in range(groups):
+            vals = [int(v) for v in flat[r, g * blk:(g + 1) * blk]]
+            top = max(vals)
+            e = [table[top - v] for v in vals]
+            total = sum(e)
+            for j, ej in enumerate(e):
+                out[r, g * blk + j] = round_div(ej * int(out_hi), total, mode)
+    return out.reshape(x.shape)
+
+
+def layernorm_int(x, gain, offset, pre_shift: int, sqrt_bits: int, frac_bits: int,
+                  eps_int: int, lo: int, hi: int, zero_point: int = 0,
+                  mode: str = "rne") -> np.ndarray:
+    """Integer LayerNorm over the last axis (docs/numerics.md, "Transformer ops") on Python
+    integers: ``c_i = round_shift(F x_i - sum x, pre_shift)``, ``r = max(1, isqrt(sum c^2
+    4^sqrt_bits + eps_int))``, ``out_i = clamp(round_div(c_i G_i + B_i r, r 2^frac_bits) +
+    zero_point, lo, hi)``; int64 out."""
+    x = _int64(x, "layernorm x")
+    g = [int(v) for v in gain]
+    b = [int(v) for v in offset]
+    flat = x.reshape(-1, x.shape[-1])
+    f = flat.shape[1]
+    out = np.empty(flat.shape, dtype=np.int64)
+    for r_i in range(flat.shape[0]):
+        vals = [int(v) for v in flat[r_i]]
+        total = sum(vals)
+        c = [round_shift(f * v - total, pre_shift, mode) for v in vals]
+        r = max(1, math.isqrt(sum(ci * ci for ci in c) * 4 ** sqrt_bits + eps_int))
+        den = r << frac_bits
+        for i in range(f):
+            v = round_div(c[i] * g[i] + b[i] * r, den, mode) + zero_point
+            out[r_i, i] = min(max(v, lo), hi)
+    return out.reshape(x.shape)
 
 
 def pad2d(x, padding, value: int) -> np.ndarray:
@@ -419,6 +510,12 @@ _RUN = {
     P.Concat: _concat,
     P.Scale: _scale,
     P.Pad: lambda q, a, t, lanes: pad2d(a[0], q.padding, q.value),
+    P.MatMul: _matmul,
+    P.Softmax: lambda q, a, t, lanes: softmax_int(a[0], q.groups, q.exp_table, q.out.hi,
+                                                  q.mode),
+    P.LayerNorm: lambda q, a, t, lanes: layernorm_int(
+        a[0], q.gain, q.offset, q.pre_shift, q.sqrt_bits, q.frac_bits, q.eps_int, q.out.lo,
+        q.out.hi, q.out.zero_point, q.mode),
 }
 P.check_handlers(_RUN, "golden")
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import FormatError, InputError
 from ..float_exec import to_nchw, to_nhwc
+from ..intops import round_shift
 from ..quant import program as P
 from . import kernels
 from .gemm import OrtMatMul, gemm_int, plan_layer
@@ -45,7 +46,8 @@ from .pool import WorkerPool
 from .profile import PhaseTimes, no_tick
 from .widths import WidthConfig, accumulator_bounds, analyze_widths, combine_kernel
 
-__all__ = ["Simulator", "PATHS", "storage_dtype", "to_nchw", "to_nhwc"]
+__all__ = ["Simulator", "PATHS", "storage_dtype", "to_nchw", "to_nhwc", "isqrt_int64",
+           "round_div_rows"]
 
 #: Lane-grouping paths.
 PATHS = ("combined", "lanes", "model")
@@ -501,7 +503,13 @@ class Simulator:
         returns its (NHWC / (N, F)) output in the narrowest dtype holding its range
         (:func:`storage_dtype`; int64 for an accumulator)."""
         if isinstance(q, P.GemmOp):
-            return self.plans[q.name](args[0], self.orders[q.name], self._tick)
+            x = args[0]
+            if isinstance(q, P.Linear) and x.ndim == 3:      # per token: (N*T, F) rows
+                n, t, f = x.shape
+                out = self.plans[q.name](np.ascontiguousarray(x).reshape(n * t, f),
+                                         self.orders[q.name], self._tick)
+                return out.reshape(n, t, -1)
+            return self.plans[q.name](x, self.orders[q.name], self._tick)
         t = time.perf_counter()
         out = _RUN[type(q)](self, q, args)
         self._tick(q.name, q.kind, t)
@@ -659,6 +667,74 @@ def _pad(sim, q, args):
     return out
 
 
+# -- the transformer ops, on (N, T, F) sequences ----------------------------------------------
+
+def isqrt_int64(v: np.ndarray) -> np.ndarray:
+    """``floor(sqrt(v))`` exactly for int64 ``0 <= v < 2^62``: the float64 root (within one of
+    the integer root: ``v`` rounds by at most 2^-53 relative, the root by less than 2^-21
+    absolute below 2^31) corrected by comparing squares in int64 (``(r + 1)^2 <= 2^62``)."""
+    v = np.asarray(v, dtype=np.int64)
+    r = np.floor(np.sqrt(v.astype(np.float64))).astype(np.int64)
+    for _ in range(2):
+        r = r - (r * r > v)
+        r = r + ((r + 1) * (r + 1) <= v)
+    return r
+
+
+def round_div_rows(num: np.ndarray, den: np.ndarray, mode: str) -> np.ndarray:
+    """``num / den`` rounded exactly (``rne`` or ``half_up``) for int64 ``num`` and positive
+    int64 ``den`` (broadcast), ``|num|, 2 den < 2^63``: floor division, then the remainder."""
+    q = np.floor_divide(num, den)
+    rem2 = 2 * (num - q * den)
+    if mode == "half_up":
+        up = rem2 >= den
+    else:
+        up = (rem2 > den) | ((rem2 == den) & ((q & 1) == 1))
+    return q + up
+
+
+def _matmul(sim, q, args):
+    za, zb = (sim.tensors[i].zero_point for i in q.inputs)
+    a = args[0].astype(np.int64) - za
+    b = args[1].astype(np.int64) - zb           # |acc| <= q.acc_bound < 2^61: proved
+    n, t, fa = a.shape
+    s_len, fb = b.shape[1], b.shape[2]
+    h = q.heads
+    if q.transpose_b:
+        d = fa // h
+        acc = np.matmul(a.reshape(n, t, h, d).transpose(0, 2, 1, 3),
+                        b.reshape(n, s_len, h, d).transpose(0, 2, 3, 1))   # (N, H, T, S)
+    else:
+        d = fb // h
+        acc = np.matmul(a.reshape(n, t, h, s_len).transpose(0, 2, 1, 3),
+                        b.reshape(n, s_len, h, d).transpose(0, 2, 1, 3))   # (N, H, T, d)
+    acc = np.ascontiguousarray(acc.transpose(0, 2, 1, 3)).reshape(n, t, -1)
+    return _requant_flat(acc, [q.m0], q.shift, q.out.lo, q.out.hi, q.out.zero_point, q.mode)
+
+
+def _softmax(sim, q, args):
+    x = args[0].astype(np.int64)
+    shape = x.shape
+    x = x.reshape(-1, q.groups, shape[-1] // q.groups)
+    e = q.exp_table[x.max(axis=2, keepdims=True) - x]
+    total = e.sum(axis=2, keepdims=True)               # <= block 2^E < 2^62: proved
+    out = round_div_rows(e * np.int64(q.out.hi), total, q.mode)
+    return out.reshape(shape).astype(storage_dtype(q.out.lo, q.out.hi))
+
+
+def _layernorm(sim, q, args):
+    x = args[0].astype(np.int64)
+    shape = x.shape
+    x = x.reshape(-1, shape[-1])
+    c = round_shift(shape[-1] * x - x.sum(axis=1, keepdims=True), q.pre_shift, q.mode)
+    v = (c * c).sum(axis=1, keepdims=True) * np.int64(4 ** q.sqrt_bits) + np.int64(q.eps_int)
+    r = np.maximum(isqrt_int64(v), 1)                  # every bound < 2^62: proved
+    num = c * q.gain[None, :] + q.offset[None, :] * r
+    out = round_div_rows(num, r << np.int64(q.frac_bits), q.mode) + q.out.zero_point
+    return np.clip(out, q.out.lo, q.out.hi).reshape(shape).astype(
+        storage_dtype(q.out.lo, q.out.hi))
+
+
 def _no_input(sim, q, args):
     raise InputError(f"Simulator.run_layer: layer {q.name!r} quantizes the float input; "
                      f"use QProgram.quantize_input")
@@ -681,5 +757,8 @@ _RUN = {
     P.Concat: _concat,
     P.Scale: _scale,
     P.Pad: _pad,
+    P.MatMul: _matmul,
+    P.Softmax: _softmax,
+    P.LayerNorm: _layernorm,
 }
 P.check_handlers(_RUN, "intsim")

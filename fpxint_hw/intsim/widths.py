@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import FormatError, WidthError
-from ..intops import round_shift_bound, width_for_interval
+from ..intops import acc_intervals, round_shift_bound, width_for_interval
 from ..quant import program as P
 from ..spec import SeriesFormat
 
@@ -151,10 +151,16 @@ def int8_product_rows(layer: str, name: str, a_hi: int, w_lo: int, w_hi: int, co
 def accumulator_bounds(q, xin) -> list[int]:
     """Per output channel of conv/linear ``q`` on input tensor ``xin``, the largest
     ``|acc + bias|`` (Python ints): with every lane on, ``sum_i |W_ci| max|x| + |b_c|`` of
-    the combined weights; with a lane mask, the sum over the active lanes of
+    the combined weights (on a zero-point input, whose bias holds ``-z sum w``, the tight
+    interval of ``sum_i W_ci x_i + b_c``); with a lane mask, the sum over the active lanes of
     ``m_k n_j sum_i |q_k[c, i]| max|p_j|`` plus ``|b_c|``."""
     mask = q.lanes_on(xin.fmt.terms)
     o = q.out_channels
+    if mask.all() and xin.zero_point:
+        # the bias holds -z sum w: only the interval of sum w x + bias is tight (the
+        # lowering's requantization bound), |x| <= maxabs would double it
+        lo_c, hi_c = acc_intervals(q.w_combined(), xin.lo, xin.hi, q.bias)
+        return [max(-a, b, 0) for a, b in zip(lo_c, hi_c)]
     if mask.all():
         wc = np.abs(q.w_combined().reshape(o, -1)).sum(axis=1)
         return [int(s) * xin.maxabs + abs(int(b)) for s, b in zip(wc, q.bias)]
@@ -253,6 +259,24 @@ def _scale_rows(q, tensors, config) -> list[WidthRow]:
                  prod + _half(q.requant.shift), config.acc_bits)]
 
 
+def _matmul_rows(q, tensors, config) -> list[WidthRow]:
+    return [_row(q.name, "per-head sum of (a - za)(b - zb)", q.acc_bound, config.acc_bits),
+            _row(q.name, "matmul accumulator * M0 + rounding",
+                 q.acc_bound * q.m0 + _half(q.shift), config.acc_bits)]
+
+
+def _softmax_rows(q, tensors, config) -> list[WidthRow]:
+    top = 1 << q.exp_bits
+    return [_row(q.name, "softmax exp * out.hi (numerator)", top * q.out.hi, config.acc_bits)]
+
+
+def _layernorm_rows(q, tensors, config) -> list[WidthRow]:
+    cs, dsum, num = q.bounds
+    return [_row(q.name, "layernorm sum of squared centred values (+ eps)", dsum,
+                 config.acc_bits),
+            _row(q.name, "layernorm c G + B r (numerator)", num, config.acc_bits)]
+
+
 def _no_rows(q, tensors, config) -> list[WidthRow]:
     return []
 
@@ -260,7 +284,8 @@ def _no_rows(q, tensors, config) -> list[WidthRow]:
 _ROWS = {P.Quantize: _no_rows, P.Conv: _gemm_rows, P.Linear: _gemm_rows, P.Add: _add_rows,
          P.MaxPool: _no_rows, P.AvgPool: _pool_rows, P.GlobalAvgPool: _pool_rows,
          P.Clamp: _no_rows, P.Flatten: _no_rows, P.Lookup: _no_rows, P.Mul: _mul_rows,
-         P.Concat: _concat_rows, P.Scale: _scale_rows, P.Pad: _no_rows}
+         P.Concat: _concat_rows, P.Scale: _scale_rows, P.Pad: _no_rows,
+         P.MatMul: _matmul_rows, P.Softmax: _softmax_rows, P.LayerNorm: _layernorm_rows}
 P.check_handlers(_ROWS, "intsim.widths")
 
 

@@ -521,6 +521,12 @@ class _Writer:
                            rq.zero_point, f"{q.name}/shifted")
         self.clip(x, rq.lo, rq.hi, q.name)
 
+    def unsupported(self, q) -> None:
+        """The transformer ops have no integer ONNX form yet: refuse, naming the layer."""
+        raise InputError(f"int-onnx export: layer {q.name!r} is a {q.kind!r} (graph op "
+                         f"{self.p.graph.node(q.node).op!r}), which has no integer ONNX form "
+                         f"yet; run it with the simulator or the golden model")
+
     def pad_op(self, q) -> None:
         x = self.pad(q.inputs[0], q.padding, q.value, np.int64, q.name)
         if x != q.name:
@@ -532,7 +538,9 @@ _WRITERS = {"quantize": _Writer.quantize, "conv": _Writer.gemm, "linear": _Write
             "add": _Writer.add, "maxpool": _Writer.maxpool, "avgpool": _Writer.avgpool,
             "global_avgpool": _Writer.global_avgpool, "clamp": _Writer.clamp,
             "flatten": _Writer.flatten, "lookup": _Writer.lookup, "mul": _Writer.mul_op,
-            "concat": _Writer.concat, "scale": _Writer.scale, "pad": _Writer.pad_op}
+            "concat": _Writer.concat, "scale": _Writer.scale, "pad": _Writer.pad_op,
+            "matmul": _Writer.unsupported, "softmax": _Writer.unsupported,
+            "layernorm": _Writer.unsupported}
 #: Op kinds the writer handles.
 KINDS = tuple(_WRITERS)
 

@@ -38,28 +38,41 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import FormatError, InputError, WidthError
-from ..graph import (Add, AvgPool, Clip, Concat, Conv2d, Flatten, GlobalAvgPool, Graph,
-                     HardSigmoid, HardSwish, Input, LeakyRelu, Linear, MaxPool, Mul, Pad, PRelu,
-                     Relu, Scale, Sigmoid, fold_batchnorm, folded_batchnorms)
+from ..graph import (Add, AvgPool, Clip, Concat, Conv2d, Flatten, Gelu, GlobalAvgPool, Graph,
+                     HardSigmoid, HardSwish, Input, LayerNorm, LeakyRelu, Linear, MatMul,
+                     MaxPool, Mul, Pad, PRelu, Relu, Scale, Sigmoid, Softmax, channels,
+                     fold_batchnorm, folded_batchnorms)
 from ..intops import ROUNDING_MODES
 from ..series import expand, split_integer
 from ..spec import SeriesFormat
 from . import program as P
 from .ranges import FixedRanges, StatisticalRanges, calibrated_ranges
 from .requant import conv_acc_bounds, derive_requant
-from .tables import check_table_size, function_table, function_values
+from .tables import check_table_size, exp_table, function_table, function_values
 
 #: Fraction bits of a Scale's accumulator: ``(x - z) 2^F`` leaves the bias ``2^-F`` of an
 #: input step to round to (its error, ``|w| u_in 2^-(F+1)``, far below the output's).
 SCALE_FRACTION_BITS = 8
 
-__all__ = ["LayerFormats", "TensorExpansion", "expand_graph"]
+#: Fraction bits of the softmax's exponential table at most (fewer when a block is long).
+SOFTMAX_EXP_BITS = 30
+#: The largest ``|c|`` a LayerNorm keeps (24 bits): a wider centred sum is rounded right
+#: first, so that ``D = sum c^2`` of up to 2^13 features stays inside 2^62.
+LAYERNORM_CENTRED_BITS = 24
+#: The most fraction bits of a LayerNorm's gain and bias (fewer when the products are wide).
+LAYERNORM_FRACTION_BITS = 30
+#: Every LayerNorm product, sum and divisor is proved below this bound (room for 2 r in the
+#: rounding of the integer division).
+_LN_LIMIT = 1 << 62
+
+__all__ = ["LayerFormats", "TensorExpansion", "expand_graph", "matmul_requant",
+           "layernorm_constants", "SOFTMAX_EXP_BITS"]
 
 #: Graph ops whose integer form subtracts an input zero point (quant/program.py
 #: ZERO_POINT_READERS), and those whose output keeps it (the global pool, flatten: their
 #: readers must take it too).
 _TAKES_ZERO_POINT = (Conv2d, Linear, Add, HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu,
-                     Mul, Scale)
+                     Mul, Scale, Gelu, LayerNorm, Softmax, MatMul)
 _KEEPS_ZERO_POINT = (GlobalAvgPool, Flatten)
 
 
@@ -438,7 +451,7 @@ class _Lowering:
 
     def scale(self, n, ins):
         qin = self.tensors[ins[0]]
-        c = self.g.node(n.inputs[0]).shape[0]
+        c = channels(self.g.node(n.inputs[0]).shape)       # F of a (T, F) sequence
         p = self.g.params
         w = np.broadcast_to(p[n.weight].astype(np.float64).reshape(-1), (c,))
         b = (np.broadcast_to(p[n.bias].astype(np.float64).reshape(-1), (c,))
@@ -470,6 +483,52 @@ class _Lowering:
         out = P.QTensor(qin.fmt, qin.unit, min(qin.lo, v), max(qin.hi, v), qin.zero_point)
         return P.Pad(name=n.name, inputs=ins, out=out, node=n.name,
                      padding=tuple(n.padding), value=int(v))
+
+
+    # -- the transformer ops ----------------------------------------------------------------
+
+    def matmul(self, n, ins):
+        qa, qb = self.tensors[ins[0]], self.tensors[ins[1]]
+        sa, sb = self.g.node(n.inputs[0]).shape, self.g.node(n.inputs[1]).shape
+        inner = sa[1] // n.heads if n.transpose_b else sb[0]
+        corners = [x * y for x in qa.real_range for y in qb.real_range]
+        out = self.value_tensor(n, (inner * min(corners), inner * max(corners)))
+        m0, shift, bound = matmul_requant(f"layer {n.name!r} (matmul)", inner, qa, qb, out,
+                                          self.mode, self.host_mbits)
+        return P.MatMul(name=n.name, inputs=ins, out=out, node=n.name, heads=n.heads,
+                        transpose_b=n.transpose_b, m0=m0, shift=shift, acc_bound=bound,
+                        mode=self.mode)
+
+    def softmax(self, n, ins):
+        qin = self.tensors[ins[0]]
+        block = self.g.node(n.inputs[0]).shape[-1] // n.groups
+        fmt = self.afmt_of(n.name)
+        out = _grid(fmt, self.signed, 0.0, 1.0)           # unit 1 / hi: [0, 1] exactly
+        out = dataclasses.replace(out, lo=0)
+        self.used[n.name] = (0.0, 1.0)
+        self.proven.add(n.name)
+        # s <= block 2^E and e * hi <= 2^E hi stay inside int64
+        bits = min(SOFTMAX_EXP_BITS, 62 - int(block).bit_length(), 62 - out.hi.bit_length())
+        if bits < 1:
+            raise WidthError(f"layer {n.name!r} (softmax): blocks of {block} values on a grid "
+                             f"of {out.hi} steps leave no bits for the exponential table")
+        check_table_size(qin.lo, qin.hi, f"layer {n.name!r} (softmax)")
+        table = exp_table(qin.hi - qin.lo + 1, qin.unit, bits)
+        return P.Softmax(name=n.name, inputs=ins, out=out, node=n.name, groups=n.groups,
+                         exp_table=table, exp_bits=bits, mode=self.mode)
+
+    def layernorm(self, n, ins):
+        qin = self.tensors[ins[0]]
+        p = self.g.params
+        gamma = p[n.weight].astype(np.float64)
+        beta = p[n.bias].astype(np.float64)
+        f = gamma.shape[0]
+        reach = math.sqrt(max(f - 1, 0))                  # the largest |normalised value|
+        out = self.value_tensor(n, (float(np.min(beta - np.abs(gamma) * reach)),
+                                    float(np.max(beta + np.abs(gamma) * reach))))
+        k = layernorm_constants(f"layer {n.name!r} (layernorm)", f, qin, out, gamma, beta,
+                                float(n.eps), self.mode)
+        return P.LayerNorm(name=n.name, inputs=ins, out=out, node=n.name, mode=self.mode, **k)
 
     # -- the walk ---------------------------------------------------------------------------
 
@@ -505,8 +564,14 @@ class _Lowering:
             return self.clamp(n, ins)
         if isinstance(n, Flatten):
             return P.Flatten(name=n.name, inputs=ins, out=self.tensors[ins[0]], node=n.name)
-        if isinstance(n, (HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu)):
+        if isinstance(n, (HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu, Gelu)):
             return self.lookup(n, ins)
+        if isinstance(n, MatMul):
+            return self.matmul(n, ins)
+        if isinstance(n, Softmax):
+            return self.softmax(n, ins)
+        if isinstance(n, LayerNorm):
+            return self.layernorm(n, ins)
         if isinstance(n, Mul):
             return self.mul(n, ins)
         if isinstance(n, Concat):
@@ -517,6 +582,68 @@ class _Lowering:
             return self.pad(n, ins)
         raise InputError(f"expand_graph: node {n.name!r} has op {n.op!r}, which the "
                          f"integer program does not support (fold BatchNorms first)")
+
+
+def matmul_requant(what: str, inner: int, qa: P.QTensor, qb: P.QTensor, out: P.QTensor,
+                   mode: str = "rne", multiplier_bits: int = 31) -> tuple[int, int, int]:
+    """``(m0, shift, acc_bound)`` of an activation x activation product of ``inner`` terms:
+    ``acc_bound = inner max|a - za| max|b - zb|`` bounds the exact accumulator, ``m0 /
+    2^shift ~ u_a u_b / u_out`` (:func:`derive_requant`). WidthError naming ``what`` when
+    ``acc * m0`` cannot fit int64 with a multiplier of at least 2 bits (an accumulator bound
+    of 2^60 or more)."""
+    bound = int(inner) * max(map(abs, qa.steps)) * max(map(abs, qb.steps))
+    rq = derive_requant([qa.unit * qb.unit / out.unit], bound, out.lo, out.hi, mode,
+                        multiplier_bits, f"{what}: accumulator up to {bound}",
+                        zero_point=out.zero_point)
+    return int(rq.multiplier[0]), int(rq.shift), bound
+
+
+def layernorm_constants(what: str, features: int, qin: P.QTensor, out: P.QTensor,
+                        gamma: np.ndarray, beta: np.ndarray, eps: float,
+                        mode: str = "rne") -> dict:
+    """The constants of :class:`~fpxint_hw.quant.program.LayerNorm` (its docstring has the
+    semantics), each bound proved below 2^62 with Python ints:
+
+    * ``pre_shift``: the fewest bits that take ``|F x_i - sum x| <= (F - 1)(hi - lo)`` to at
+      most :data:`LAYERNORM_CENTRED_BITS` bits;
+    * ``sqrt_bits``: the most (up to 20) with ``D 4^p + eps_int < 2^62`` for the largest
+      ``D = F c_max^2``: extra bits of the square root;
+    * ``frac_bits``: the most (up to :data:`LAYERNORM_FRACTION_BITS`) with ``c_max G_max +
+      B_max r_max`` and ``r_max 2^f`` below 2^62.
+
+    WidthError naming ``what`` when no choice fits.
+    """
+    f = int(features)
+    span = int(qin.hi) - int(qin.lo)
+    cmax = max(f - 1, 1) * span
+    pre = max(0, cmax.bit_length() - LAYERNORM_CENTRED_BITS)
+    cs = (cmax >> pre) + 1                               # |round_shift(c, pre)| <= cs
+    dmax = f * cs * cs
+    u_in = Fraction(float(qin.unit))
+    eps_q = Fraction(float(eps)) * f ** 3 / (u_in * u_in * 4 ** pre)
+    sqrt_bits, eps_int = None, 0
+    for p in range(20, -1, -1):
+        e = round(eps_q * 4 ** p)
+        if dmax * 4 ** p + e < _LN_LIMIT:
+            sqrt_bits, eps_int = p, int(e)
+            break
+    if sqrt_bits is None:
+        raise WidthError(f"{what}: the variance sum of {f} features up to {dmax} (plus eps "
+                         f"{round(eps_q)}) leaves int64; give the input fewer bits")
+    rmax = max(1, math.isqrt(dmax * 4 ** sqrt_bits + eps_int))
+    root_f = math.sqrt(f)
+    for fb in range(LAYERNORM_FRACTION_BITS, -1, -1):
+        g = np.rint(gamma * root_f * 2.0 ** (sqrt_bits + fb) / float(out.unit))
+        b = np.rint(beta * 2.0 ** fb / float(out.unit))
+        gmax = int(np.max(np.abs(g), initial=0))
+        bmax = int(np.max(np.abs(b), initial=0))
+        num = cs * gmax + bmax * rmax
+        if num < _LN_LIMIT and rmax << fb < _LN_LIMIT and gmax < _LN_LIMIT:
+            return dict(gain=g.astype(np.int64), offset=b.astype(np.int64), pre_shift=pre,
+                        sqrt_bits=sqrt_bits, frac_bits=fb, eps_int=eps_int,
+                        bounds=(cs, dmax * 4 ** sqrt_bits + eps_int, num))
+    raise WidthError(f"{what}: gain and bias on the output grid (unit {float(out.unit):g}) "
+                     f"need products beyond int64; give the output a coarser grid")
 
 
 def expand_graph(graph: Graph, w_fmt: SeriesFormat, a_fmt: SeriesFormat,

@@ -20,6 +20,10 @@ integer tensor (:class:`QTensor`: ``real ~ unit * (value - zero_point)``, ``valu
 :class:`Concat`         each input ``clamp(round_shift((x - z) m_i, shift) + zp)``, joined on C
 :class:`Scale`          per channel ``clamp(round_shift((s_c (x - z) 2^F + B_c) M0_c, n) + zp)``
 :class:`Pad`            constant padding with ``value``, an integer of the input's grid
+:class:`MatMul`         per head, the exact ``sum (a - za)(b - zb)`` of two activations, one
+                        requantization (attention scores and context)
+:class:`Softmax`        per head block of a token: ``round(exp_table[max - x] H / sum)``
+:class:`LayerNorm`      per token: integer mean, variance, exact isqrt, one division
 ======================  ==========================================================================
 
 Every engine that runs a program (golden model, fast simulator, width analysis, tile cutter)
@@ -47,7 +51,7 @@ from ..tile import Requant
 
 __all__ = ["QTensor", "QOp", "Quantize", "GemmOp", "Conv", "Linear", "Add", "WindowOp",
            "MaxPool", "AvgPool", "GlobalAvgPool", "Clamp", "Flatten", "Lookup", "Mul", "Concat",
-           "Scale", "Pad", "OPS", "QProgram",
+           "Scale", "Pad", "MatMul", "Softmax", "LayerNorm", "OPS", "QProgram",
            "ArrayTarget", "window_out", "check_handlers", "LEVELS"]
 
 #: Expansion granularities: ``tensor`` (float activations), ``layer`` and ``model`` (integers).
@@ -446,16 +450,89 @@ class Pad(QOp):
     value: int
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class MatMul(QOp):
+    """Per-head product of two activation sequences ``(N, T, F)`` (no weights), one rounding:
+
+        acc[n, t, h-block] = sum_i (a[n, t, i] - za) (b[n, s, i] - zb)      (exact, int64)
+        out = clamp(round_shift(acc m0, shift, mode) + out.zero_point, out.lo, out.hi)
+
+    ``transpose_b``: ``a (T, H*d)``, ``b (S, H*d)`` -> ``(T, H*S)``, head ``h``'s block
+    ``a_h b_h^T`` (the attention scores); else ``a (T, H*S)``, ``b (S, H*d)`` -> ``(T, H*d)``,
+    ``a_h b_h`` (the context, heads merged). The sum of the combined integers equals the sum
+    of the ``T_a x T_b`` lane products. ``m0 / 2^shift ~ u_a u_b / u_out``; the lowering
+    proves ``inner max|a - za| max|b - zb| m0 + 2^(shift-1) < 2^63`` (``acc_bound`` is the
+    accumulator's bound ``inner max|a - za| max|b - zb|``)."""
+
+    kind: ClassVar[str] = "matmul"
+
+    heads: int
+    transpose_b: bool
+    m0: int
+    shift: int
+    acc_bound: int
+    mode: str = "rne"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Softmax(QOp):
+    """Softmax of each of ``groups`` blocks of the last axis, per token, in integers:
+
+        d = max(x_block) - x >= 0                 (stored integers; the zero point cancels)
+        e = exp_table[d]                          (round(exp(-u_in d) 2^exp_bits), compile time)
+        s = sum_block e                           (exact int64, >= 2^exp_bits)
+        out = round_div(e * out.hi, s, mode)      (unit 1 / out.hi: [0, 1] on the grid)
+
+    ``exp_table`` is int64 ``(L,)``, ``L = in.hi - in.lo + 1`` (every possible ``d``)."""
+
+    kind: ClassVar[str] = "softmax"
+
+    groups: int
+    exp_table: np.ndarray
+    exp_bits: int
+    mode: str = "rne"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class LayerNorm(QOp):
+    """LayerNorm over the last axis (F features) of each token, in integers:
+
+        c_i  = round_shift(F x_i - sum_j x_j, pre_shift)      (F times the centred value)
+        D    = sum_i c_i^2                                      (exact int64)
+        r    = max(1, isqrt(D 4^sqrt_bits + eps_int))          (exact integer square root)
+        out  = clamp(round_div(c_i G_i + B_i r, r 2^frac_bits) + out.zero_point, lo, hi)
+
+    with ``G_i = round(gamma_i sqrt(F) 2^(sqrt_bits + frac_bits) / u_out)``, ``B_i =
+    round(beta_i 2^frac_bits / u_out)`` and ``eps_int = round(eps F^3 4^sqrt_bits /
+    (u_in^2 4^pre_shift))``: ``c_i sqrt(F) 2^sqrt_bits / r`` is ``(x_i - mean) /
+    sqrt(var + eps)``. The input zero point cancels in ``c``. The lowering proves every
+    product and sum below 2^62 (``bounds``: the largest ``|c|``, ``D``, ``|numerator|``)."""
+
+    kind: ClassVar[str] = "layernorm"
+
+    gain: np.ndarray
+    offset: np.ndarray
+    pre_shift: int
+    sqrt_bits: int
+    frac_bits: int
+    eps_int: int
+    bounds: tuple[int, int, int]
+    mode: str = "rne"
+
+
 #: Every operation class a program may hold.
 OPS: tuple[type[QOp], ...] = (Quantize, Conv, Linear, Add, MaxPool, AvgPool, GlobalAvgPool,
-                              Clamp, Flatten, Lookup, Mul, Concat, Scale, Pad)
+                              Clamp, Flatten, Lookup, Mul, Concat, Scale, Pad, MatMul,
+                              Softmax, LayerNorm)
 
 #: The integer ops that read a zero-point input (``real ~ unit (value - z)``): the arithmetic
 #: ones subtract ``z`` (a conv pads with it and carries ``-z sum w`` in its bias, a lookup's
 #: table is indexed by the stored value), the global pool, flatten, a same-grid concat and
-#: the pad keep it in their output. Every other op is refused one.
+#: the pad keep it in their output; a matmul subtracts it, a softmax's and a layernorm's
+#: differences cancel it. Every other op is refused one.
 ZERO_POINT_READERS: tuple[type[QOp], ...] = (Conv, Linear, Add, GlobalAvgPool, Flatten,
-                                             Lookup, Mul, Concat, Scale, Pad)
+                                             Lookup, Mul, Concat, Scale, Pad, MatMul,
+                                             Softmax, LayerNorm)
 
 
 def check_handlers(handlers: Mapping[type, object], engine: str) -> None:

@@ -20,11 +20,13 @@ the normalised pre-activation; a layer without one uses ``mean = b + W mu`` and
   (:data:`WIDE_TAILS`) that allows a channel to spread twice as wide as its statistics say:
   there a mis-estimated spread, not rounding, is what the error is made of;
 * the mobile-network ops: a one-input function ``f`` (HardSigmoid, HardSwish, Sigmoid,
-  LeakyRelu, PRelu) gives ``f(mean)`` and ``L std``, ``L`` its Lipschitz constant
-  (``|alpha|``, 3/2, 1/4, ``max(1, |slope|)``): a sound bound on the standard deviation; a
+  LeakyRelu, PRelu, Gelu) gives the Gaussian moments of ``f(X)`` (Gauss-Hermite); a
   Scale ``w mean + b`` and ``|w| std``; a Mul the moments of a product of independent
   factors; a Concat its inputs' channels side by side; a Pad keeps its input's. The lowering
   then caps each range at the op's provable interval (``[0, 1]`` after a HardSigmoid);
+* the transformer ops: a LayerNorm resets to ``(beta, |gamma|)`` like a BatchNorm; a Softmax
+  block of S values has mean ``1/S`` and the spread of a one-hot row; a MatMul the moments
+  of a sum of ``inner`` products of independent factors (per head);
 * ``"sigma"``: ``mean_c +- z std_c`` over the channels (``z = range_sigmas``), whatever the
   resolution, with a residual join's variances added as if independent (the rule before
   ``"mse"``; tighter at one term).
@@ -42,8 +44,9 @@ import numpy as np
 
 from ..errors import FormatError, InputError
 from ..spec import SeriesFormat
-from ..graph import (Add, BatchNorm, Clip, Concat, Conv2d, Flatten, Graph, HardSigmoid,
-                     HardSwish, Input, LeakyRelu, Linear, Mul, PRelu, Relu, Scale, Sigmoid)
+from ..graph import (Add, BatchNorm, Clip, Concat, Conv2d, Flatten, Gelu, Graph, HardSigmoid,
+                     HardSwish, Input, LayerNorm, LeakyRelu, Linear, MatMul, Mul, PRelu, Relu,
+                     Scale, Sigmoid, Softmax, channels)
 
 __all__ = ["RANGE_RULES", "StatisticalRanges", "FixedRanges", "activation_ranges",
            "calibrated_ranges", "laplace_mse_clip", "WIDE_TAILS", "WIDE_TAILS_ABOVE"]
@@ -91,11 +94,11 @@ def _moments(graph: Graph, input_std: float, correlated_joins: bool) -> dict[str
     p = graph.params
     for n in graph.nodes:
         if isinstance(n, Input):
-            c = n.shape[0]
+            c = channels(n.shape)                   # F of a (T, F) sequence
             st[n.name] = (np.zeros(c), np.full(c, float(input_std)), None)
             continue
         mu, sd = st[n.inputs[0]][:2] if n.inputs else (None, None)
-        if isinstance(n, BatchNorm):
+        if isinstance(n, (BatchNorm, LayerNorm)):
             st[n.name] = (p[n.bias].astype(np.float64), np.abs(p[n.weight].astype(np.float64)),
                           None)
         elif isinstance(n, (Conv2d, Linear)):
@@ -128,7 +131,16 @@ def _moments(graph: Graph, input_std: float, correlated_joins: bool) -> dict[str
             shp = graph.node(n.inputs[0]).shape
             rep = int(np.prod(shp[1:])) if len(shp) == 3 else 1
             st[n.name] = (np.repeat(mu, rep), np.repeat(sd, rep), None)
-        elif isinstance(n, (HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu)):
+        elif isinstance(n, Softmax):
+            # in [0, 1], mean 1/S; the spread of a peaked (one-hot) row: sqrt(p (1 - p))
+            s = graph.node(n.name).shape[-1] // n.groups
+            c = mu.shape[0]
+            st[n.name] = (np.full(c, 1.0 / s), np.full(c, math.sqrt((1.0 / s) * (1 - 1.0 / s))),
+                          None)
+        elif isinstance(n, MatMul):
+            st[n.name] = _matmul_moments(graph, n, st[n.inputs[0]][:2], st[n.inputs[1]][:2]) \
+                + (None,)
+        elif isinstance(n, (HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu, Gelu)):
             st[n.name] = _elementwise_moments(n, p, mu, sd) + (None,)
         elif isinstance(n, Scale):
             w = np.broadcast_to(p[n.weight].astype(np.float64).reshape(-1), mu.shape)
@@ -148,6 +160,24 @@ def _moments(graph: Graph, input_std: float, correlated_joins: bool) -> dict[str
     return st
 
 
+def _matmul_moments(graph: Graph, n, a, b):
+    """Per output feature ``(mean, std)`` of a per-head :class:`MatMul`: a sum of ``inner``
+    products of independent factors (``Var(XY) = sx^2 sy^2 + sx^2 my^2 + sy^2 mx^2``)."""
+    (ma, sa), (mb, sb) = a, b
+    h = n.heads
+    if n.transpose_b:                  # (T, H*d) x (S, H*d) -> (T, H*S): per head, all s
+        s_len = graph.node(n.inputs[1]).shape[0]
+        mean = (ma * mb).reshape(h, -1).sum(axis=1)
+        var = (sa * sa * sb * sb + sa * sa * mb * mb + sb * sb * ma * ma).reshape(h, -1).sum(axis=1)
+        return np.repeat(mean, s_len), np.sqrt(np.repeat(var, s_len))
+    s_len = graph.node(n.inputs[1]).shape[0]      # (T, H*S) x (S, H*d) -> (T, H*d)
+    ma, sa = ma.reshape(h, s_len, 1), sa.reshape(h, s_len, 1)
+    mb, sb = mb.reshape(h, 1, -1), sb.reshape(h, 1, -1)
+    mean = (ma * mb).sum(axis=1)
+    var = (sa * sa * sb * sb + sa * sa * mb * mb + sb * sb * ma * ma).sum(axis=1)
+    return mean.reshape(-1), np.sqrt(var.reshape(-1))
+
+
 def _elementwise_function(n, params, channels: int):
     """The float function of a one-input elementwise node, on arrays ``(channels, ...)``."""
     if isinstance(n, HardSigmoid):
@@ -156,6 +186,9 @@ def _elementwise_function(n, params, channels: int):
         return lambda x: x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)
     if isinstance(n, Sigmoid):
         return lambda x: 0.5 * (1.0 + np.tanh(0.5 * x))
+    if isinstance(n, Gelu):
+        erf = np.vectorize(math.erf, otypes=[np.float64])
+        return lambda x: 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
     slope = (np.float64(n.alpha) if isinstance(n, LeakyRelu)
              else np.broadcast_to(params[n.slope].astype(np.float64).reshape(-1),
                                   (channels,)).reshape(-1, 1))

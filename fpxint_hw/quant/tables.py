@@ -1,5 +1,6 @@
 """Lookup tables of the one-input elementwise functions (HardSigmoid, HardSwish, Sigmoid,
-LeakyRelu, PRelu), built once at compile time and stored in the program.
+LeakyRelu, PRelu, Gelu) and of the softmax's exponential, built once at compile time and
+stored in the program.
 
 A table covers the input tensor's whole stored range ``[lo, hi]``: entry ``i`` is the output
 integer of input ``q = lo + i``,
@@ -9,9 +10,10 @@ integer of input ``q = lo + i``,
 with one rounding (the program's mode: ties to even, or up). HardSigmoid, HardSwish, LeakyRelu
 and PRelu are computed exactly: every float32 parameter and float64 unit is a dyadic rational,
 so ``f(u_in d) / u_out`` is a ratio of Python integers and its rounding is exact (the table is
-the same on every platform). Sigmoid needs ``exp``: it is computed in float64 (numpy), so an
-entry within an ulp of a rounding tie could differ between platforms' libm; the engines share
-the stored table, never recompute it.
+the same on every platform). Sigmoid needs ``exp`` and Gelu ``erf``: they are computed in
+float64 (numpy ``exp``, Python ``math.erf``), so an entry within an ulp of a rounding tie could
+differ between platforms' libm; the engines share the stored table, never recompute it. The
+softmax's table (:func:`exp_table`) is ``round(exp(-u d) 2^E)`` in float64 the same way.
 """
 
 from __future__ import annotations
@@ -24,14 +26,30 @@ import numpy as np
 from ..errors import WidthError
 
 __all__ = ["MAX_TABLE_ENTRIES", "TABLE_FUNCTIONS", "function_table", "function_values",
-           "check_table_size"]
+           "check_table_size", "exp_table"]
 
 #: Most entries one table may have (one per stored input value): 2^20 int64 entries are
 #: 8 MiB; an input of more than 20 bits (e.g. three 8-bit terms) is refused.
 MAX_TABLE_ENTRIES = 1 << 20
 
 #: The graph ops lowered to a table.
-TABLE_FUNCTIONS = ("hardsigmoid", "hardswish", "sigmoid", "leakyrelu", "prelu")
+TABLE_FUNCTIONS = ("hardsigmoid", "hardswish", "sigmoid", "leakyrelu", "prelu", "gelu")
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """The exact (erf) GELU in float64: ``x (1 + erf(x / sqrt 2)) / 2``."""
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+
+
+def exp_table(length: int, unit: float, bits: int) -> np.ndarray:
+    """``round(exp(-unit d) 2^bits)`` for ``d = 0 .. length - 1`` (int64, float64 ``exp``,
+    ties to even): the softmax's exponential of a stored-integer distance below the row's
+    maximum. Entry 0 is exactly ``2^bits``; the entries never increase."""
+    check_table_size(0, length - 1, "softmax exp table")
+    d = np.arange(int(length), dtype=np.float64)
+    return np.rint(np.exp(-float(unit) * d) * 2.0 ** int(bits)).astype(np.int64)
 
 
 def check_table_size(lo: int, hi: int, what: str) -> None:
@@ -91,8 +109,9 @@ def function_table(fn: str, lo: int, hi: int, zero_in: int, unit_in: float, unit
     """
     check_table_size(lo, hi, f"{fn} table")
     d = np.arange(int(lo) - int(zero_in), int(hi) - int(zero_in) + 1, dtype=np.int64)
-    if fn == "sigmoid":
-        v = 1.0 / (1.0 + np.exp(-float(unit_in) * d.astype(np.float64))) / float(unit_out)
+    if fn in ("sigmoid", "gelu"):
+        x = float(unit_in) * d.astype(np.float64)
+        v = (1.0 / (1.0 + np.exp(-x)) if fn == "sigmoid" else _gelu(x)) / float(unit_out)
         r = np.rint(v) if mode == "rne" else np.floor(v + 0.5)
         return np.clip(r + zero_out, out_lo, out_hi).astype(np.int64)
     if fn == "hardsigmoid":
@@ -115,6 +134,8 @@ def function_values(fn: str, x: np.ndarray, param=None) -> np.ndarray:
         return x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)
     if fn == "sigmoid":
         return 1.0 / (1.0 + np.exp(-x))
+    if fn == "gelu":
+        return _gelu(x)
     if fn in ("leakyrelu", "prelu"):
         return np.where(x >= 0, x, float(param) * x)
     raise ValueError(f"no table function {fn!r}")
