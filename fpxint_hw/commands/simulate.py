@@ -48,6 +48,9 @@ def register(subparsers) -> None:
     add_program_options(p)
     p.add_argument("--images", type=positive_int, default=None, metavar="N",
                    help="number of built-in sample inputs (default: all)")
+    p.add_argument("--text", action="append", default=None, metavar="SENTENCE",
+                   help="a sentence for a text model (minilm); repeat for more (default: "
+                        "a fixed list of 8)")
     add_input_option(p)
     p.add_argument("--batch", type=positive_int, default=8, help="inputs per simulator call")
     p.add_argument("--threads", type=positive_int, default=None, help="simulator threads")
@@ -166,6 +169,10 @@ def main(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
     if dataset_requested(args):
         return main_dataset(args)
+    if args.model == "minilm":
+        return main_text(args)
+    if args.text:
+        raise InputError(f"--text applies to text models (minilm), not {args.model!r}")
     from ..workflows.network import input_range, load_inputs, load_network
     tiles = bool(args.dump_tiles)
     check_program_options(args)
@@ -250,6 +257,59 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, result)
     return 1 if result["golden_check"] and result["golden_check"]["mismatches"] else 0
+
+
+def main_text(args: argparse.Namespace) -> int:
+    """``fpxint simulate --model minilm``: each sentence's integer program in the simulator,
+    per term count the embedding cosine with float and the pair-similarity ranking; with
+    ``--check golden`` every tensor of the first sentence against the golden model."""
+    from ..models.minilm import load_minilm
+    from ..workflows.simulate import MINILM_SENTENCES, minilm_fidelity
+    for flag, dest in (("--spec", "spec"), ("--dump-tiles", "dump_tiles"),
+                       ("--save-outputs", "save_outputs"), ("--input", "input"),
+                       ("--calibrate", "calibrate"), ("--override", "override"),
+                       ("--overrides", "overrides")):
+        if getattr(args, dest, None):
+            raise InputError(f"{flag} is not supported with --model minilm (sentences run one "
+                             f"graph per length; give formats with --w-bits/--a-bits ...)")
+    check_program_options(args)
+    if args.check == "golden" and args.level == "tensor":
+        raise InputError("--check golden needs --level layer or model (tensor level runs in "
+                         "float)")
+    t_start = time.perf_counter()
+    _, _, w_fmt, a_fmt = program_formats(args)
+    texts = list(args.text) if args.text else list(MINILM_SENTENCES)
+    if args.images:
+        texts = texts[:args.images]
+    res = minilm_fidelity(texts, w_fmt, a_fmt, args.level, model=load_minilm(args.weights),
+                          terms=[max(w_fmt.terms, a_fmt.terms)] if args.no_per_term else None,
+                          check_golden=args.check == "golden", rounding=args.rounding,
+                          range_rule=args.range_rule, threads=args.threads)
+    print(f"minilm: {args.level}-level, W{w_fmt.bits}x{w_fmt.terms} / A{a_fmt.bits}x"
+          f"{a_fmt.terms}, calibration-free {args.range_rule} ranges, {len(texts)} "
+          f"sentence(s) of {min(res['tokens'])}..{max(res['tokens'])} tokens")
+    table = [[f"W x{r['w_terms']} / A x{r['a_terms']}"]
+             + (["refused", "-", "-"] if r["error"] else
+                [f"{r['mean_cosine']:.4f}", f"{r['min_cosine']:.4f}", f"{r['spearman']:.3f}"])
+             + [f"{r['seconds']:.1f}"] for r in res["rows"]]
+    print(format_table(["terms", "mean cosine", "min cosine", "pair Spearman", "s"], table))
+    for r in res["rows"]:
+        if r["error"]:
+            print(f"  W x{r['w_terms']} / A x{r['a_terms']}: {r['error']}")
+    gc = res["golden_check"]
+    if args.check == "golden":
+        if gc is None:
+            raise InputError("--check golden: the full-term program was refused; nothing "
+                             "to check")
+        print(f"golden check: {gc['layers_checked']} layers, {gc['mismatches']} mismatches"
+              + (f" (first: {gc['first']})" if gc["first"] else ""))
+    result = {"model": "minilm", "level": args.level, "w_bits": w_fmt.bits,
+              "w_terms": w_fmt.terms, "a_bits": a_fmt.bits, "a_terms": a_fmt.terms,
+              "sentences": texts, "tokens": res["tokens"], "per_term": res["rows"],
+              "golden_check": gc, "seconds": time.perf_counter() - t_start}
+    if args.json:
+        write_json(args.json, result)
+    return 1 if gc and gc["mismatches"] else 0
 
 
 def _program_text(args, spec, spec_name, w_fmt, a_fmt, overrides) -> str:

@@ -10,6 +10,7 @@ the golden model.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import numpy as np
@@ -19,7 +20,8 @@ from ..report import progress
 from ..spec import ArraySpec, SeriesFormat
 
 __all__ = ["fidelity", "compile_program", "compile_terms", "run_simulation", "int_outputs",
-           "golden_check", "spec_with_terms"]
+           "golden_check", "spec_with_terms", "minilm_fidelity", "spearman",
+           "MINILM_SENTENCES"]
 
 
 def fidelity(ref: np.ndarray, got: np.ndarray, labels=None) -> dict:
@@ -173,3 +175,94 @@ def golden_check(program, sim, x, layers=None) -> dict:
                 diff = np.argwhere(np.asarray(want) != env[q.name])[0]
                 first = {"layer": q.name, "element": [int(v) for v in diff]}
     return {"layers_checked": checked, "mismatches": bad, "first": first}
+
+
+#: Sentences ``fpxint simulate --model minilm`` encodes when no ``--text`` is given: pairs
+#: that are close, related and unrelated, so the similarity ranking means something.
+MINILM_SENTENCES = (
+    "A man is playing a guitar.",
+    "Someone is playing an instrument.",
+    "A woman is slicing an onion in the kitchen.",
+    "A person is cutting vegetables.",
+    "The stock market fell sharply today.",
+    "Share prices dropped on Wall Street.",
+    "A cat sleeps on the sofa.",
+    "The weather is sunny and warm.",
+)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two equal-length vectors (average ranks for ties)."""
+    def ranks(v):
+        v = np.asarray(v, dtype=np.float64)
+        order = np.argsort(v, kind="mergesort")
+        r = np.empty(v.size)
+        r[order] = np.arange(v.size)
+        for val in np.unique(v):                      # ties share their mean rank
+            tie = v == val
+            r[tie] = r[tie].mean()
+        return r
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = math.sqrt(float(ra @ ra) * float(rb @ rb))
+    return float(ra @ rb / den) if den else 1.0
+
+
+def _pair_similarities(emb: np.ndarray) -> np.ndarray:
+    """Cosines of every sentence pair ``i < j`` of unit-norm embeddings ``(N, F)``."""
+    sims = emb @ emb.T
+    return sims[np.triu_indices(emb.shape[0], 1)]
+
+
+def minilm_fidelity(texts, w_fmt: SeriesFormat, a_fmt: SeriesFormat, level: str = "layer",
+                    *, model=None, terms=None, check_golden: bool = False,
+                    rounding: str = "rne", range_rule: str = "mse",
+                    threads: int | None = None) -> dict:
+    """The MiniLM sentence encoder as an integer program, sentence by sentence (one graph per
+    length): per term count ``k`` (``terms``, default 1..T), the mean and least cosine of
+    each integer embedding with the float one and the Spearman rank agreement of the
+    sentence-pair similarities. ``level`` ``"tensor"`` runs the series weights in float.
+
+    With ``check_golden``, every tensor of the first sentence at the full term count is
+    recomputed by the golden model (``{"layers_checked", "mismatches", "first"}``).
+    Returns ``{"rows": [...], "golden_check": ... or None, "tokens": [T per sentence]}``.
+    """
+    from ..float_exec import FloatExecutor
+    from ..intsim import Simulator
+    from ..models.minilm import embed_tokens, load_minilm, mean_pool_normalize, tokenize
+    from ..quant import expand_graph
+    model = load_minilm() if model is None else model
+    ids = tokenize(list(texts))
+    xs = [embed_tokens(i, model.weights)[None] for i in ids]
+    ref = np.stack([mean_pool_normalize(FloatExecutor(model.graph(x.shape[1]))(x)[0])
+                    for x in xs])
+    full = max(w_fmt.terms, a_fmt.terms)
+    rows, check = [], None
+    for k in (terms or range(1, full + 1)):
+        t0 = time.perf_counter()
+        wf, af = w_fmt.with_terms(min(k, w_fmt.terms)), a_fmt.with_terms(min(k, a_fmt.terms))
+        emb, error = [], None
+        for si, x in enumerate(xs):
+            g = model.graph(x.shape[1])
+            try:
+                prog = expand_graph(g, wf, af, level, mode=rounding, range_rule=range_rule)
+            except ValueError as exc:             # a width this format cannot prove
+                error = str(exc)
+                break
+            if level == "tensor":
+                hidden = prog.executor()(x)[0]
+            else:
+                sim = Simulator(prog, threads=threads)
+                hidden = prog.dequantize_output(sim(x))[0]
+                if check_golden and si == 0 and k == full:
+                    check = golden_check(prog, sim, x)
+            emb.append(mean_pool_normalize(hidden.astype(np.float64)))
+        row = {"w_terms": wf.terms, "a_terms": af.terms, "error": error,
+               "seconds": time.perf_counter() - t0}
+        if error is None:
+            emb = np.stack(emb)
+            cos = np.sum(emb * ref, axis=1) / np.linalg.norm(emb, axis=1)
+            row.update(mean_cosine=float(cos.mean()), min_cosine=float(cos.min()),
+                       spearman=spearman(_pair_similarities(ref), _pair_similarities(emb)))
+        rows.append(row)
+    return {"rows": rows, "golden_check": check, "tokens": [int(x.shape[1]) for x in xs]}
