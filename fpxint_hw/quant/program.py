@@ -647,12 +647,13 @@ class QProgram:
         return np.clip(v, q.lo, q.hi).astype(np.int32)
 
     def dequantize_output(self, y: np.ndarray) -> np.ndarray:
-        """Integer program output (NCHW or (N, F)) -> real values (float64)."""
+        """Integer program output (NCHW, (N, F) or (N, T, F)) -> real values (float64)."""
         last = self.output_layer
         y = np.asarray(y, dtype=np.float64)
         if last.out is None:
             u = np.asarray(last.out_unit, dtype=np.float64)
-            shape = (1, -1) + (1,) * (y.ndim - 2)
+            # the channel axis: C of NCHW, F of (N, F) and of an (N, T, F) sequence
+            shape = (1, 1, -1) if y.ndim == 3 else (1, -1) + (1,) * (y.ndim - 2)
             return y * u.reshape(shape)
         return last.out.real(y)
 

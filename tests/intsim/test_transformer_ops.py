@@ -75,3 +75,23 @@ def test_round_div_rows_matches_python_rounding_at_ties_and_extremes(mode):
         x = Fraction(n, d)
         ref = round(x) if mode == "rne" else math.floor(x + Fraction(1, 2))
         assert g == ref, (n, d)
+
+
+def test_sequence_ending_in_a_linear_layer_gives_its_exact_accumulators():
+    from fpxint_hw.float_exec import FloatExecutor
+    from fpxint_hw.graph import Graph, Input, LayerNorm, Linear
+    rng = np.random.default_rng(4)
+    p = {"w": rng.uniform(0.5, 1.5, 8).astype(np.float32),
+         "b": (rng.standard_normal(8) * 0.1).astype(np.float32),
+         "fc.weight": (rng.standard_normal((6, 8)) * 0.4).astype(np.float32),
+         "fc.bias": (rng.standard_normal(6) * 0.1).astype(np.float32)}
+    g = Graph((Input(name="x", shape=(5, 8)),
+               LayerNorm(name="ln", inputs=("x",), weight="w", bias="b", eps=1e-5),
+               Linear(name="fc", inputs=("ln",), weight="fc.weight", bias="fc.bias")), p)
+    prog = expand_graph(g, *FORMATS[1])
+    x = tiny_inputs(2, 9)
+    ref, _ = golden.run_program(prog, x)
+    out = Simulator(prog)(x)
+    assert out.shape == (2, 5, 6) and out.dtype == np.int64 and np.array_equal(out, ref)
+    # per output feature units: the dequantized accumulators are the float layer's outputs
+    np.testing.assert_allclose(prog.dequantize_output(out), FloatExecutor(g)(x), atol=0.02)

@@ -218,3 +218,8 @@ def test_integer_onnx_export_refuses_the_transformer_ops():
     from fpxint_hw.io.int_onnx import int_onnx_model
     with pytest.raises(InputError, match="'ln0'.*layernorm"):
         int_onnx_model(_program(FORMATS[0]))
+
+
+def test_softmax_refuses_an_input_wider_than_its_table_naming_the_layer():
+    with pytest.raises(WidthError, match="'probs' \\(softmax\\).*2\\^20"):
+        expand_graph(tiny_encoder(), SeriesFormat(8, 3, per_channel=True), SeriesFormat(8, 3))
