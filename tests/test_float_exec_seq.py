@@ -149,19 +149,6 @@ def test_shape_rules_refuse_mismatches_naming_node_and_shapes():
     assert [n.shape for n in g.nodes] == [(4, 6), (4, 12), (4, 12), (4, 6), (4, 6)]
 
 
-def test_the_lowering_refuses_sequence_ops_naming_the_op():
-    from fpxint_hw.quant import expand_graph
-    from fpxint_hw.series import SeriesFormat
-
-    rng = np.random.default_rng(4)
-    g = _graph([Input(name="x", shape=(4, 6)),
-                LayerNorm(name="ln", inputs=("x",), weight="w", bias="b")],
-               {"w": np.ones(6), "b": np.zeros(6)})
-    fmt = SeriesFormat(bits=4, terms=2)
-    with pytest.raises(InputError, match=r"'ln'.*'layernorm'"):
-        expand_graph(g, fmt, fmt, calibration=rng.standard_normal((2, 4, 6)).astype(np.float32))
-
-
 def test_sequence_graphs_round_trip_through_npz_and_onnx_export_refuses_them(tmp_path):
     from fpxint_hw.graph import graphs_equal
     from fpxint_hw.io.native import load_graph_npz, save_graph_npz
