@@ -21,7 +21,7 @@ from .tile import GemmTile, TileResult
 
 __all__ = ["reference_tile", "requantize", "requantize_channels", "conv2d", "matmul",
            "lane_products", "add_requant", "maxpool2d", "sumpool2d", "global_sum",
-           "lookup", "mul_requant", "pad2d", "head_matmul", "softmax_int", "layernorm_int",
+           "lookup", "mul_requant", "pad2d", "zero_insert2d", "upsample2d", "head_matmul", "softmax_int", "layernorm_int",
            "run_layer", "run_program"]
 
 
@@ -475,6 +475,24 @@ def layernorm_int(x, gain, offset, pre_shift: int, sqrt_bits: int, frac_bits: in
     return out.reshape(x.shape)
 
 
+def zero_insert2d(x, stride, value: int) -> np.ndarray:
+    """NCHW ``x`` with ``stride - 1`` positions holding ``value`` between neighbouring pixels:
+    ``(N, C, (H - 1) sh + 1, (W - 1) sw + 1)``."""
+    x = _int64(x, "zero_insert x")
+    sh, sw = _pair(stride, "stride")
+    n, c, h, w = x.shape
+    out = np.full((n, c, (h - 1) * sh + 1, (w - 1) * sw + 1), int(value), dtype=np.int64)
+    out[:, :, ::sh, ::sw] = x
+    return out
+
+
+def upsample2d(x, scale) -> np.ndarray:
+    """NCHW ``x`` with each pixel repeated ``scale`` ``(sh, sw)`` times."""
+    x = _int64(x, "upsample x")
+    sh, sw = _pair(scale, "scale")
+    return x.repeat(sh, axis=2).repeat(sw, axis=3)
+
+
 def pad2d(x, padding, value: int) -> np.ndarray:
     """NCHW ``x`` padded by ``(top, left, bottom, right)`` positions holding ``value``."""
     x = _int64(x, "pad x")
@@ -510,6 +528,8 @@ _RUN = {
     P.Concat: _concat,
     P.Scale: _scale,
     P.Pad: lambda q, a, t, lanes: pad2d(a[0], q.padding, q.value),
+    P.ZeroInsert: lambda q, a, t, lanes: zero_insert2d(a[0], q.stride, q.out.zero_point),
+    P.Upsample: lambda q, a, t, lanes: upsample2d(a[0], q.scale),
     P.MatMul: _matmul,
     P.Softmax: lambda q, a, t, lanes: softmax_int(a[0], q.groups, q.exp_table, q.out.hi,
                                                   q.mode),

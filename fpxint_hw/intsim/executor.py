@@ -657,6 +657,20 @@ def _scale(sim, q, args):
                          q.bias)
 
 
+def _zero_insert(sim, q, args):
+    x, (sh, sw) = args[0], q.stride
+    n, h, w, c = x.shape
+    out = np.full((n, (h - 1) * sh + 1, (w - 1) * sw + 1, c), q.out.zero_point,
+                  dtype=storage_dtype(q.out.lo, q.out.hi))
+    out[:, ::sh, ::sw] = x
+    return out
+
+
+def _upsample(sim, q, args):
+    sh, sw = q.scale
+    return args[0].repeat(sh, axis=1).repeat(sw, axis=2)
+
+
 def _pad(sim, q, args):
     x = args[0]
     top, left, bottom, right = q.padding
@@ -757,6 +771,8 @@ _RUN = {
     P.Concat: _concat,
     P.Scale: _scale,
     P.Pad: _pad,
+    P.ZeroInsert: _zero_insert,
+    P.Upsample: _upsample,
     P.MatMul: _matmul,
     P.Softmax: _softmax,
     P.LayerNorm: _layernorm,

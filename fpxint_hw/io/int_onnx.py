@@ -527,6 +527,36 @@ class _Writer:
                          f"{self.p.graph.node(q.node).op!r}), which has no integer ONNX form "
                          f"yet; run it with the simulator or the golden model")
 
+    def _split_pixels(self, q, x: str) -> tuple[str, int, int]:
+        """``x`` (N, C, H, W) reshaped to (N, C, H, 1, W, 1), and its H, W."""
+        _, h, w = self.p.graph.node(self.p.graph.node(q.node).inputs[0]).shape
+        shape = self.b.const(f"{q.name}/pixels_shape", [0, 0, h, 1, w, 1], np.int64)
+        return self.b.node("Reshape", [x, shape], f"{q.name}/pixels"), h, w
+
+    def zero_insert(self, q) -> None:
+        """Each pixel padded with ``stride - 1`` zero points after it along H and W, the
+        trailing ones cut: (N, C, H, 1, W, 1) -> Pad -> (N, C, H sh, W sw) -> Slice."""
+        (sh, sw), z = q.stride, q.out.zero_point
+        x, h, w = self._split_pixels(q, q.inputs[0])
+        pads = self.b.const(f"{q.name}/gaps", [0] * 9 + [sh - 1, 0, sw - 1], np.int64)
+        x = self.b.node("Pad", [x, pads, self.b.const(f"{q.name}/z", z, np.int64)],
+                        f"{q.name}/spread", mode="constant")
+        flat = self.b.const(f"{q.name}/spread_shape", [0, 0, h * sh, w * sw], np.int64)
+        x = self.b.node("Reshape", [x, flat], f"{q.name}/grid")
+        self.b.node("Slice", [x, self.b.const(f"{q.name}/starts", [0, 0], np.int64),
+                              self.b.const(f"{q.name}/ends", [(h - 1) * sh + 1,
+                                                               (w - 1) * sw + 1], np.int64),
+                              self.b.const(f"{q.name}/axes", [2, 3], np.int64)], q.name)
+
+    def upsample(self, q) -> None:
+        """(N, C, H, 1, W, 1) expanded to (N, C, H, sh, W, sw), then (N, C, H sh, W sw)."""
+        (sh, sw) = q.scale
+        x, h, w = self._split_pixels(q, q.inputs[0])
+        x = self.b.node("Expand", [x, self.b.const(f"{q.name}/repeats", [1, 1, 1, sh, 1, sw],
+                                                   np.int64)], f"{q.name}/repeated")
+        flat = self.b.const(f"{q.name}/out_shape", [0, 0, h * sh, w * sw], np.int64)
+        self.b.node("Reshape", [x, flat], q.name)
+
     def pad_op(self, q) -> None:
         x = self.pad(q.inputs[0], q.padding, q.value, np.int64, q.name)
         if x != q.name:
@@ -539,6 +569,7 @@ _WRITERS = {"quantize": _Writer.quantize, "conv": _Writer.gemm, "linear": _Write
             "global_avgpool": _Writer.global_avgpool, "clamp": _Writer.clamp,
             "flatten": _Writer.flatten, "lookup": _Writer.lookup, "mul": _Writer.mul_op,
             "concat": _Writer.concat, "scale": _Writer.scale, "pad": _Writer.pad_op,
+            "zero_insert": _Writer.zero_insert, "upsample": _Writer.upsample,
             "matmul": _Writer.unsupported, "softmax": _Writer.unsupported,
             "layernorm": _Writer.unsupported}
 #: Op kinds the writer handles.

@@ -39,9 +39,9 @@ import numpy as np
 
 from ..errors import FormatError, InputError, WidthError
 from ..graph import (Add, AvgPool, Clip, Concat, Conv2d, Flatten, Gelu, GlobalAvgPool, Graph,
-                     HardSigmoid, HardSwish, Input, LayerNorm, LeakyRelu, Linear, MatMul,
-                     MaxPool, Mul, Pad, PRelu, Relu, Scale, Sigmoid, Softmax, channels,
-                     fold_batchnorm, folded_batchnorms)
+                     HardSigmoid, HardSwish, Input, LayerNorm, LeakyRelu, Linear, MatMul, MaxPool,
+                     Mul, Pad, PRelu, Relu, Scale, Sigmoid, Softmax, Upsample, ZeroInsert,
+                     channels, fold_batchnorm, folded_batchnorms)
 from ..intops import ROUNDING_MODES
 from ..series import expand, split_integer
 from ..spec import SeriesFormat
@@ -69,11 +69,11 @@ __all__ = ["LayerFormats", "TensorExpansion", "expand_graph", "matmul_requant",
            "layernorm_constants", "SOFTMAX_EXP_BITS"]
 
 #: Graph ops whose integer form subtracts an input zero point (quant/program.py
-#: ZERO_POINT_READERS), and those whose output keeps it (the global pool, flatten: their
-#: readers must take it too).
+#: ZERO_POINT_READERS), and those whose output keeps it (the global pool, flatten, pad, zero
+#: insertion, upsampling: their readers must take it too).
 _TAKES_ZERO_POINT = (Conv2d, Linear, Add, HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu,
                      Mul, Scale, Gelu, LayerNorm, Softmax, MatMul)
-_KEEPS_ZERO_POINT = (GlobalAvgPool, Flatten)
+_KEEPS_ZERO_POINT = (GlobalAvgPool, Flatten, Pad, ZeroInsert, Upsample)
 
 
 @dataclass(frozen=True)
@@ -474,6 +474,18 @@ class _Lowering:
         return P.Scale(name=n.name, inputs=ins, out=out, node=n.name,
                        sign=np.sign(w).astype(np.int64), bias=bias, frac_bits=f, requant=rq)
 
+    def spread(self, n, ins):
+        """Zero insertion (the inserted values are the input's zero point, real 0) and
+        nearest upsampling: data movement on the input's grid."""
+        qin = self.tensors[ins[0]]
+        if isinstance(n, Upsample):
+            return P.Upsample(name=n.name, inputs=ins, out=qin, node=n.name,
+                              scale=tuple(n.scale))
+        z = qin.zero_point
+        out = P.QTensor(qin.fmt, qin.unit, min(qin.lo, z), max(qin.hi, z), z)
+        return P.ZeroInsert(name=n.name, inputs=ins, out=out, node=n.name,
+                            stride=tuple(n.stride))
+
     def pad(self, n, ins):
         qin = self.tensors[ins[0]]
         flo, fhi = qin.fmt.combined_range
@@ -580,6 +592,8 @@ class _Lowering:
             return self.scale(n, ins)
         if isinstance(n, Pad):
             return self.pad(n, ins)
+        if isinstance(n, (ZeroInsert, Upsample)):
+            return self.spread(n, ins)
         raise InputError(f"expand_graph: node {n.name!r} has op {n.op!r}, which the "
                          f"integer program does not support (fold BatchNorms first)")
 

@@ -20,6 +20,8 @@ integer tensor (:class:`QTensor`: ``real ~ unit * (value - zero_point)``, ``valu
 :class:`Concat`         each input ``clamp(round_shift((x - z) m_i, shift) + zp)``, joined on C
 :class:`Scale`          per channel ``clamp(round_shift((s_c (x - z) 2^F + B_c) M0_c, n) + zp)``
 :class:`Pad`            constant padding with ``value``, an integer of the input's grid
+:class:`ZeroInsert`     ``stride - 1`` zero points (real 0) between pixels (a deconvolution)
+:class:`Upsample`       each pixel repeated ``scale`` times (nearest)
 :class:`MatMul`         per head, the exact ``sum (a - za)(b - zb)`` of two activations, one
                         requantization (attention scores and context)
 :class:`Softmax`        per head block of a token: ``round(exp_table[max - x] H / sum)``
@@ -51,7 +53,7 @@ from ..tile import Requant
 
 __all__ = ["QTensor", "QOp", "Quantize", "GemmOp", "Conv", "Linear", "Add", "WindowOp",
            "MaxPool", "AvgPool", "GlobalAvgPool", "Clamp", "Flatten", "Lookup", "Mul", "Concat",
-           "Scale", "Pad", "MatMul", "Softmax", "LayerNorm", "OPS", "QProgram",
+           "Scale", "Pad", "ZeroInsert", "Upsample", "MatMul", "Softmax", "LayerNorm", "OPS", "QProgram",
            "ArrayTarget", "window_out", "check_handlers", "LEVELS"]
 
 #: Expansion granularities: ``tensor`` (float activations), ``layer`` and ``model`` (integers).
@@ -451,6 +453,26 @@ class Pad(QOp):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
+class ZeroInsert(QOp):
+    """``stride - 1`` copies of the zero point (real 0) between neighbouring pixels of an
+    NCHW tensor, ``out[:, :, i sh, j sw] = x[:, :, i, j]``: the first step of a transposed
+    convolution, whose convolution then runs like any other."""
+
+    kind: ClassVar[str] = "zero_insert"
+
+    stride: tuple[int, int]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Upsample(QOp):
+    """Each pixel of an NCHW tensor repeated ``scale`` ``(sh, sw)`` times (nearest)."""
+
+    kind: ClassVar[str] = "upsample"
+
+    scale: tuple[int, int]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class MatMul(QOp):
     """Per-head product of two activation sequences ``(N, T, F)`` (no weights), one rounding:
 
@@ -522,17 +544,17 @@ class LayerNorm(QOp):
 
 #: Every operation class a program may hold.
 OPS: tuple[type[QOp], ...] = (Quantize, Conv, Linear, Add, MaxPool, AvgPool, GlobalAvgPool,
-                              Clamp, Flatten, Lookup, Mul, Concat, Scale, Pad, MatMul,
-                              Softmax, LayerNorm)
+                              Clamp, Flatten, Lookup, Mul, Concat, Scale, Pad, ZeroInsert,
+                              Upsample, MatMul, Softmax, LayerNorm)
 
 #: The integer ops that read a zero-point input (``real ~ unit (value - z)``): the arithmetic
 #: ones subtract ``z`` (a conv pads with it and carries ``-z sum w`` in its bias, a lookup's
-#: table is indexed by the stored value), the global pool, flatten, a same-grid concat and
-#: the pad keep it in their output; a matmul subtracts it, a softmax's and a layernorm's
-#: differences cancel it. Every other op is refused one.
+#: table is indexed by the stored value), the global pool, flatten, a same-grid concat, the
+#: pad, the zero insertion and the upsampling keep it in their output; a matmul subtracts
+#: it, a softmax's and a layernorm's differences cancel it. Every other op is refused one.
 ZERO_POINT_READERS: tuple[type[QOp], ...] = (Conv, Linear, Add, GlobalAvgPool, Flatten,
-                                             Lookup, Mul, Concat, Scale, Pad, MatMul,
-                                             Softmax, LayerNorm)
+                                             Lookup, Mul, Concat, Scale, Pad, ZeroInsert,
+                                             Upsample, MatMul, Softmax, LayerNorm)
 
 
 def check_handlers(handlers: Mapping[type, object], engine: str) -> None:
