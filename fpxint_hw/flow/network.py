@@ -253,7 +253,7 @@ def _layer_output(q, in_shape, outs: list[np.ndarray]) -> np.ndarray:
     out = np.concatenate(outs, axis=1)
     dtype = np.int32 if q.requant is not None else np.int64
     if isinstance(q, P.Linear):
-        return out.astype(dtype)
+        return out.reshape(*in_shape[:-1], -1).astype(dtype)
     ho, wo = q.out_hw(in_shape[1], in_shape[2])
     return out.reshape(in_shape[0], ho, wo, -1).astype(dtype)
 

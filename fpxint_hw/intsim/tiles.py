@@ -73,7 +73,7 @@ def layer_tiles(program, layer: str, xi: np.ndarray, sim: Simulator) -> list[Gem
     """A conv/linear ``layer`` on its integer input ``xi`` as whole-layer GEMM tiles.
 
     ``xi`` is the layer's input as the simulator holds it (channels-last int32: NHWC, or
-    ``(N, F)`` for a linear layer). One tile per conv group (a depthwise conv of C channels
+    ``(N, F)`` / ``(N, T, F)`` for a linear layer, whose ``N * T`` tokens are the rows). One tile per conv group (a depthwise conv of C channels
     is C tiles of one column): ``M = N * Ho * Wo`` im2col rows of the group's input
     channels, ``K = kh * kw * C/g`` in (kh, kw, C) order, ``N = O/g``, with the group's
     bias and requantization; a final layer without requantization gets acc-only constants
@@ -92,6 +92,7 @@ def layer_tiles(program, layer: str, xi: np.ndarray, sim: Simulator) -> list[Gem
     tiles = []
     for g in range(groups):
         cols = plan.im2col(np.asarray(xi, dtype=np.int32), np.int32, g, xin.zero_point)
+        cols = cols.reshape(-1, cols.shape[-1])          # a sequence's tokens are rows too
         n0, n1 = g * og, (g + 1) * og
         if rq is not None:
             req = Requant(rq.multiplier[n0:n1], rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode,

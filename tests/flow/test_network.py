@@ -212,3 +212,35 @@ def test_an_onnx_file_with_symbolic_size_runs_whole_on_the_rtl(tmp_path, capsys)
     res = json.loads(out.read_text())
     assert res["mismatches"] == 0 and res["outputs_equal"]
     assert res["layers_checked"] == res["gemm_layers"] == 4 and not res["host_layers"]
+
+
+def test_a_transformer_encoders_projections_run_on_the_rtl():
+    """The tiny encoder (Q/K/V/output projections and the MLP, per token) on the small
+    array: every linear layer on the RTL, its tokens as GEMM rows, bit-exact, the cycles
+    the model's; attention's activation x activation products stay on the host."""
+    from transformer_helpers import tiny_encoder, tiny_inputs
+    spec = load_array_spec("small")
+    prog = for_array(tiny_encoder(2), spec)
+    assert not prog.target.misfits
+    run = run_network(prog, tiny_inputs(2, seed=3), build(spec))
+    assert run.mismatch is None and run.outputs_equal
+    assert {lay.node for lay in run.layers} == {q.node for q in prog.gemm_layers()}
+    assert len(run.layers) >= 6
+    for lay in run.layers:
+        assert lay.cycles == lay.model_cycles, lay.name
+
+
+@pytest.mark.slow
+def test_minilm_projections_run_on_the_rtl():
+    """MiniLM-L6's 36 linear layers with its real weights, one sentence, on the default
+    array: bit-exact, cycles the model's (about a minute)."""
+    from fpxint_hw.models.minilm import embed_tokens, load_minilm, tokenize
+    m = load_minilm()
+    ids = tokenize(["A man is playing a guitar."])[0]
+    x = embed_tokens(ids, m.weights)[None].astype(np.float32)
+    spec = load_array_spec("default")
+    prog = for_array(m.graph(len(ids)), spec)
+    run = run_network(prog, x, build(spec))
+    assert run.mismatch is None and run.outputs_equal and len(run.layers) == 36
+    for lay in run.layers:
+        assert lay.cycles == lay.model_cycles, lay.name
