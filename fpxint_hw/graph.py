@@ -312,18 +312,22 @@ class BatchNorm(Node):
         return shp
 
 
-@dataclass(frozen=True, kw_only=True)
-class Relu(Node):
-    """``max(x, 0)``."""
-
-    op: ClassVar[str] = "relu"
+class _Elementwise(Node):
+    """A node whose output has its (first) input's shape."""
 
     def infer_shape(self, in_shapes, params):
         return in_shapes[0]
 
 
 @dataclass(frozen=True, kw_only=True)
-class Clip(Node):
+class Relu(_Elementwise):
+    """``max(x, 0)``."""
+
+    op: ClassVar[str] = "relu"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Clip(_Elementwise):
     """``min(max(x, lo), hi)``; ReLU6 is ``Clip(lo=0, hi=6)``. Bounds stored as float32 values."""
 
     lo: float
@@ -337,9 +341,6 @@ class Clip(Node):
             raise InputError(f"{owner}: lo={lo} must be <= hi={hi}")
         object.__setattr__(self, "lo", lo)
         object.__setattr__(self, "hi", hi)
-
-    def infer_shape(self, in_shapes, params):
-        return in_shapes[0]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -468,7 +469,7 @@ def _broadcast_channels(node, shp, p: np.ndarray, pname: str) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class HardSigmoid(Node):
+class HardSigmoid(_Elementwise):
     """``clip(alpha x + beta, 0, 1)``; torch's ``hardsigmoid`` is ``alpha=1/6, beta=0.5``
     (ONNX's defaults are 0.2 and 0.5). ``alpha`` and ``beta`` stored as float32."""
 
@@ -481,32 +482,23 @@ class HardSigmoid(Node):
         object.__setattr__(self, "alpha", _float32_value(owner, "alpha", self.alpha))
         object.__setattr__(self, "beta", _float32_value(owner, "beta", self.beta))
 
-    def infer_shape(self, in_shapes, params):
-        return in_shapes[0]
-
 
 @dataclass(frozen=True, kw_only=True)
-class HardSwish(Node):
+class HardSwish(_Elementwise):
     """``x * clip(x / 6 + 1/2, 0, 1)`` (ONNX HardSwish, torch ``hardswish``)."""
 
     op: ClassVar[str] = "hardswish"
 
-    def infer_shape(self, in_shapes, params):
-        return in_shapes[0]
-
 
 @dataclass(frozen=True, kw_only=True)
-class Sigmoid(Node):
+class Sigmoid(_Elementwise):
     """``1 / (1 + exp(-x))``."""
 
     op: ClassVar[str] = "sigmoid"
 
-    def infer_shape(self, in_shapes, params):
-        return in_shapes[0]
-
 
 @dataclass(frozen=True, kw_only=True)
-class LeakyRelu(Node):
+class LeakyRelu(_Elementwise):
     """``x`` where ``x >= 0``, else ``alpha x`` (``alpha`` stored as float32; ONNX default
     0.01)."""
 
@@ -516,9 +508,6 @@ class LeakyRelu(Node):
 
     def _check(self, owner):
         object.__setattr__(self, "alpha", _float32_value(owner, "alpha", self.alpha))
-
-    def infer_shape(self, in_shapes, params):
-        return in_shapes[0]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -703,14 +692,11 @@ class LayerNorm(Node):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Gelu(Node):
+class Gelu(_Elementwise):
     """``x / 2 * (1 + erf(x / sqrt(2)))``, the exact (erf) GELU of BERT and torch's
     ``gelu(approximate="none")``."""
 
     op: ClassVar[str] = "gelu"
-
-    def infer_shape(self, in_shapes, params):
-        return in_shapes[0]
 
 
 @dataclass(frozen=True, kw_only=True)
