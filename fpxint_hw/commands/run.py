@@ -34,10 +34,10 @@ def register(subparsers) -> None:
         description="Run a network in float32 with fpxint's executor. Prints the top-5 "
                     "classes per input (ImageNet names for 1000-class models), or the "
                     "held-out accuracy for mnist-resnet on its built-in digits.")
+    from ..models import model_names
     p.add_argument("--model", required=True, metavar="NAME|FILE",
-                   help="zoo model (resnet18, resnet50, efficientnet-lite0, mnist-resnet, "
-                        "minilm with --text), an "
-                        ".onnx file, or a graph .npz written by fpxint")
+                   help=f"zoo model ({', '.join(model_names())}; minilm with --text), an "
+                        f".onnx file, or a graph .npz written by fpxint")
     add_weights_option(p)
     add_input_shape_option(p)
     add_input_option(p)
