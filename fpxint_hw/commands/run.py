@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -18,10 +17,11 @@ from ..errors import FormatError, InputError
 from ..float_exec import FloatExecutor
 from ..graph import Graph
 from ..report import format_table, write_json
+from ..workflows.network import load_network
 
 from . import add_input_option, add_input_shape_option, add_weights_option, positive_int
 
-__all__ = ["register", "load_network", "prepare_inputs", "classify"]
+__all__ = ["register", "prepare_inputs", "classify"]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,35 +50,6 @@ def register(subparsers) -> None:
     p.add_argument("--keep-bn", action="store_true",
                    help="keep BatchNorm nodes instead of folding them into the convolutions")
     p.set_defaults(func=_run)
-
-
-def load_network(model: str, weights: str | None = None, fold_bn: bool = True,
-                 input_shape: str | None = None):
-    """``(graph, ModelInfo or None)`` for a zoo name, an ``.onnx`` file or a graph ``.npz``;
-    ``input_shape`` (``--input-shape`` text) sizes an ``.onnx`` file's symbolic axes."""
-    from ..models import build_model, get_model_info
-    from ..workflows.network import parse_input_shape
-
-    path = Path(model)
-    if path.suffix.lower() in (".onnx", ".npz") or path.is_file():
-        if weights is not None:
-            raise InputError(f"--weights {weights}: only zoo models take separate weights; "
-                             f"{model} carries its own")
-        if path.suffix.lower() == ".npz":
-            from ..graph import fold_batchnorm
-            from ..io.native import load_graph_npz
-            g = load_graph_npz(path)
-            return (fold_batchnorm(g) if fold_bn else g), None
-        if input_shape is not None and path.suffix.lower() != ".onnx":
-            raise InputError(f"--input-shape applies to .onnx files, not {model}")
-        from ..io.onnx_import import load_onnx
-        shape = None if input_shape is None else parse_input_shape(input_shape)
-        return load_onnx(path, fold_bn=fold_bn, input_shape=shape), None
-    if input_shape is not None:
-        raise InputError(f"--input-shape applies to .onnx files; zoo model {model!r} has a "
-                         f"fixed input shape")
-    info = get_model_info(model)
-    return build_model(model, weights, fold_bn=fold_bn), info
 
 
 def _task(graph: Graph, info) -> str:
@@ -157,8 +128,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise FormatError(f"--limit must be >= 1, got {args.limit}")
-    graph, info = load_network(args.model, args.weights, fold_bn=not args.keep_bn,
-                                input_shape=args.input_shape)
+    graph, info = load_network(args.model, args.weights, args.input_shape,
+                               fold_bn=not args.keep_bn)
     task = _task(graph, info)
     samples = prepare_inputs(graph, info, args.input, args.limit)
     t0 = time.perf_counter()

@@ -25,25 +25,39 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def load_network(model: str, weights: str | None = None, input_shape=None):
-    """``(unfolded graph, ModelInfo or None)`` for a zoo name or an ONNX file.
+def load_network(model: str, weights: str | None = None, input_shape=None,
+                 fold_bn: bool = False):
+    """``(graph, ModelInfo or None)`` for a zoo name, an ONNX file or a graph ``.npz``
+    written by fpxint; BatchNorms unfolded (their statistics give the ranges) unless
+    ``fold_bn``.
 
     ``input_shape``: ``--input-shape`` text or a ``(C, H, W)`` tuple sizing an ONNX file's
     symbolic input axes (see :func:`~fpxint_hw.io.onnx_import.onnx_to_graph`).
     """
+    from pathlib import Path
     if isinstance(input_shape, str):
         input_shape = parse_input_shape(input_shape)
-    if model.lower().endswith(".onnx"):
-        from ..io.onnx_import import load_onnx
+    path = Path(model)
+    suffix = path.suffix.lower()
+    if suffix in (".onnx", ".npz") or path.is_file():
         if weights:
-            raise InputError("--weights applies to zoo models; an ONNX file carries its own")
-        return load_onnx(model, fold_bn=False, input_shape=input_shape), None
+            raise InputError(f"--weights {weights}: only zoo models take separate weights; "
+                             f"{model} carries its own")
+        if input_shape is not None and suffix != ".onnx":
+            raise InputError(f"--input-shape applies to .onnx files, not {model}")
+        if suffix == ".npz":
+            from ..graph import fold_batchnorm
+            from ..io.native import load_graph_npz
+            g = load_graph_npz(path)
+            return (fold_batchnorm(g) if fold_bn else g), None
+        from ..io.onnx_import import load_onnx
+        return load_onnx(path, fold_bn=fold_bn, input_shape=input_shape), None
     if input_shape is not None:
         raise InputError(f"--input-shape applies to .onnx files; zoo model {model!r} has a "
                          f"fixed input shape")
     from ..models import build_model, get_model_info
     info = get_model_info(model)
-    return build_model(model, weights, fold_bn=False), info
+    return build_model(model, weights, fold_bn=fold_bn), info
 
 
 def input_range(info) -> tuple[float, float] | None:
