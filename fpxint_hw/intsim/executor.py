@@ -569,14 +569,9 @@ class Simulator:
 def _scaled(sums: np.ndarray, q) -> np.ndarray:
     """``clamp(round_shift((sums - count z) * m0, shift) + z)`` of a pool's int64 window
     sums (NHWC), ``z`` the zero point its output shares with its input."""
-    c = sums.shape[-1]
-    flat = sums.reshape(-1, c)
-    out = np.empty(flat.shape, dtype=storage_dtype(q.out.lo, q.out.hi))
-    z = q.out.zero_point
-    kernels.requant_rows(flat, np.full(c, -q.count * z, dtype=np.int64),
-                         np.full(c, q.m0, dtype=np.int64), q.shift, q.out.lo, q.out.hi, z,
-                         q.mode == "half_up", out, np.zeros(c, dtype=np.int64))
-    return out.reshape(sums.shape)
+    c, z = sums.shape[-1], q.out.zero_point
+    return _requant_flat(sums, np.full(c, q.m0), q.shift, q.out.lo, q.out.hi, z, q.mode,
+                         bias=np.full(c, -q.count * z))
 
 
 def _add(sim, q, args):
