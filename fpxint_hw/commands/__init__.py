@@ -53,8 +53,9 @@ def add_model_option(parser) -> None:
 def add_input_shape_option(parser) -> None:
     """The ``--input-shape`` option of the commands that load an .onnx file."""
     parser.add_argument("--input-shape", metavar="NxCxHxW",
-                        help="input size for an .onnx file whose H/W (or C) are symbolic, "
-                             "e.g. 1x3x224x224 (the batch N is not used)")
+                        help="input size for an .onnx file whose H/W (or C, or tokens T) "
+                             "are symbolic, e.g. 1x3x224x224, or 1x12x384 (NxTxF) for a "
+                             "sequence of 12 tokens (the batch N is not used)")
 
 
 def add_input_option(parser) -> None:

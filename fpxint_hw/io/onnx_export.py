@@ -5,9 +5,14 @@ parameters become initializers under their own names; Clip bounds become scalar 
 ``<node>.clip_min`` / ``<node>.clip_max``, a Pad's pads and value ``<node>.pads`` /
 ``<node>.pad_value``. A per-channel PRelu slope or Scale weight/bias of a ``(C, H, W)`` map is
 written as ``(C, 1, 1)`` (what ONNX broadcasting reads per channel). A Scale becomes a Mul by
-its weight, and with a bias an Add (node ``<node>.bias_add``) whose output carries the name. The input's batch axis is symbolic (``N``) unless a
-fixed ``batch`` is given. :func:`~fpxint_hw.io.onnx_import.onnx_to_graph` reads the result back
-to an equal graph, parameters bit for bit.
+its weight, and with a bias an Add (node ``<node>.bias_add``) whose output carries the
+name.
+A Linear on a sequence is a MatMul by its Transposed weight (then such an Add); a LayerNorm a
+LayerNormalization; a Gelu the erf chain ``x * (1 + Erf(x / sqrt 2)) * 0.5``; a per-head
+MatMul or Softmax the Reshape to ``(N, T, H, d)``, Transposes and Reshape back that exporters
+write around it. The input's batch axis is symbolic (``N``) unless a fixed ``batch`` is given.
+:func:`~fpxint_hw.io.onnx_import.onnx_to_graph` reads the result back to an equal graph,
+parameters bit for bit.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError, missing_tool
-from ..graph import (Add, AvgPool, BatchNorm, Clip, Concat, Conv2d, Flatten, GlobalAvgPool,
-                     Graph, HardSigmoid, HardSwish, Input, LeakyRelu, Linear, MaxPool, Mul, Pad,
-                     PRelu, Relu, Scale, Sigmoid, Upsample, ZeroInsert)
+from ..graph import (Add, AvgPool, BatchNorm, Clip, Concat, Conv2d, Flatten, Gelu,
+                     GlobalAvgPool, Graph, HardSigmoid, HardSwish, Input, LayerNorm, LeakyRelu,
+                     Linear, MatMul, MaxPool, Mul, Pad, PRelu, Relu, Scale, Sigmoid, Softmax,
+                     Upsample, ZeroInsert)
 
 __all__ = ["graph_to_onnx", "save_onnx", "ONNX_OPSET"]
 
@@ -67,6 +73,33 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
                              f"nodes that need different ONNX layouts")
         arrays[pname] = v.reshape(want)
         return pname
+    def const(name: str, value) -> str:
+        """A helper initializer ``name`` holding ``value``."""
+        inits.append(numpy_helper.from_array(np.asarray(value), extra(name)))
+        return name
+
+    def heads(src: str, h: int, perm, tag: str) -> str:
+        """Sequence ``src`` (N, T, H*d) as per-head tensors, Transposed by ``perm`` from
+        (N, T, H, d)."""
+        t, f = graph.node(src).shape
+        split = extra(f"{tag}.split")
+        nodes.append(helper.make_node(
+            "Reshape", [src, const(f"{tag}.split_shape", np.array([0, t, h, f // h]))],
+            [split], name=split))
+        out = extra(f"{tag}.heads")
+        nodes.append(helper.make_node("Transpose", [split], [out], name=out, perm=list(perm)))
+        return out
+
+    def merged(src: str, n, perm) -> None:
+        """Per-head ``src`` Transposed by ``perm`` to (N, T, H, d), merged into node ``n``'s
+        output (N, T, H*d)."""
+        t, f = n.shape
+        back = extra(f"{n.name}.merge")
+        nodes.append(helper.make_node("Transpose", [src], [back], name=back, perm=list(perm)))
+        nodes.append(helper.make_node(
+            "Reshape", [back, const(f"{n.name}.merge_shape", np.array([0, t, f]))], [n.name],
+            name=extra(f"{n.name}.merge_reshape")))
+
     for n in graph.nodes:
         ins = list(n.inputs)
         kw: dict = {}
@@ -103,6 +136,18 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
             op = "GlobalAveragePool"
         elif isinstance(n, Add):
             op = "Add"
+        elif isinstance(n, Linear) and len(n.shape) == 2:
+            # per token: Gemm takes matrices only, so MatMul by the transposed weight
+            wt = extra(f"{n.name}.weight_t")
+            nodes.append(helper.make_node("Transpose", [n.weight], [wt], name=wt, perm=[1, 0]))
+            op, ins = "MatMul", ins + [wt]
+            if n.bias is not None:
+                product = extra(f"{n.name}.matmul")
+                nodes.append(helper.make_node(op, ins, [product], name=n.name))
+                op, ins = "Add", [product, n.bias]
+                nodes.append(helper.make_node(op, ins, [n.name],
+                                              name=extra(f"{n.name}.bias_add")))
+                continue
         elif isinstance(n, Linear):
             op = "Gemm"
             ins += [n.weight] + ([n.bias] if n.bias else [])
@@ -159,6 +204,36 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
             ins += ["", scales]
             kw = dict(mode="nearest", coordinate_transformation_mode="asymmetric",
                       nearest_mode="floor")
+        elif isinstance(n, LayerNorm):
+            op, ins = "LayerNormalization", ins + [n.weight, n.bias]
+            kw = dict(axis=-1, epsilon=n.eps)
+        elif isinstance(n, Gelu):
+            # opset 17 has no Gelu: x * (1 + erf(x / sqrt 2)) * 0.5, as exporters write it
+            x, tag = ins[0], n.name
+            steps = [("Div", [x, const(f"{tag}.sqrt2", np.float32(np.sqrt(2.0)))], "div"),
+                     ("Erf", [f"{tag}.div"], "erf"),
+                     ("Add", [f"{tag}.erf", const(f"{tag}.one", np.float32(1.0))], "add"),
+                     ("Mul", [x, f"{tag}.add"], "mul")]
+            for kind, args, suffix in steps:
+                nodes.append(helper.make_node(kind, args, [extra(f"{tag}.{suffix}")],
+                                              name=f"{tag}.{suffix}"))
+            op, ins = "Mul", [f"{tag}.mul", const(f"{tag}.half", np.float32(0.5))]
+        elif isinstance(n, Softmax):
+            op, kw = "Softmax", dict(axis=-1)
+            if n.groups > 1:
+                src = heads(ins[0], n.groups, (0, 2, 1, 3), n.name)
+                out = extra(f"{n.name}.probs")
+                nodes.append(helper.make_node(op, [src], [out], name=n.name, axis=-1))
+                merged(out, n, (0, 2, 1, 3))
+                continue
+        elif isinstance(n, MatMul):
+            a = heads(ins[0], n.heads, (0, 2, 1, 3), f"{n.name}.a")
+            b = heads(ins[1], n.heads, (0, 2, 3, 1) if n.transpose_b else (0, 2, 1, 3),
+                      f"{n.name}.b")
+            out = extra(f"{n.name}.product")
+            nodes.append(helper.make_node("MatMul", [a, b], [out], name=n.name))
+            merged(out, n, (0, 2, 1, 3))
+            continue
         else:  # pragma: no cover - every op of graph.OPS is handled above
             raise InputError(f"export of {graph.name!r}: node {n.name!r} has op {n.op!r}, "
                              f"which has no ONNX form")

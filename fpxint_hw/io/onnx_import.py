@@ -12,6 +12,11 @@ by its reciprocal), Concat along the channel axis and Pad in constant mode over 
 A constant of Mul/Add/Sub/Div/PRelu must hold one value or one per channel.
 Identity and Dropout are skipped. Weights must be initializers or Constant nodes.
 
+Transformer encoder layers (:mod:`fpxint_hw.io.onnx_sequence`): an ``(N, T, F)`` input is a
+sequence; LayerNormalization, Gelu, Softmax, attention's head Reshape/Transpose and MatMul of
+two per-head tensors; decomposed LayerNorm and erf GELU chains are fused first
+(:mod:`fpxint_hw.io.onnx_patterns`).
+
 Shape computations as exporters write them (``x.view(x.size(0), -1)``, ``F.pad``) are folded
 at import time: Shape of an activation (its batch taken as 1), and Gather, Unsqueeze, Squeeze,
 Concat, Cast, Slice, Reshape, Transpose, ConstantOfShape, Constant and integer Add, Sub, Mul,
@@ -38,7 +43,9 @@ from ..errors import InputError, missing_tool
 from ..graph import (MAX_TENSOR_ELEMENTS, Add, AvgPool, BatchNorm, Clip, Concat, Conv2d,
                      Flatten, GlobalAvgPool, Graph, HardSigmoid, HardSwish, Input, LeakyRelu,
                      Linear, MaxPool, Mul, Node, Pad, PRelu, Relu, Scale, Sigmoid, Upsample,
-                     ZeroInsert, fold_batchnorm)
+                     ZeroInsert, channels, fold_batchnorm)
+from .onnx_patterns import constant_node_value, fuse_decomposed
+from .onnx_sequence import SequenceOps
 
 __all__ = ["load_onnx", "onnx_to_graph", "read_onnx", "SUPPORTED_ONNX_OPS"]
 
@@ -48,7 +55,8 @@ SUPPORTED_ONNX_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "MaxPool", "
                       "MatMul", "Flatten", "Reshape", "Squeeze", "Identity", "Dropout",
                       "Constant", "HardSigmoid", "HardSwish", "Sigmoid", "LeakyRelu", "PRelu",
                       "Concat", "Pad", "ConvTranspose", "Resize", "Shape", "Gather",
-                      "Unsqueeze", "Cast", "Slice", "Transpose", "ConstantOfShape")
+                      "Unsqueeze", "Cast", "Slice", "Transpose", "ConstantOfShape",
+                      "Softmax", "LayerNormalization", "Gelu")
 
 #: Ops evaluated at import time when every input is a constant (shape computations).
 FOLDABLE_OPS = ("Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Reshape",
@@ -103,7 +111,7 @@ def read_onnx(path) -> Any:
 
 def load_onnx(path, *, fold_bn: bool = True, input_shape=None) -> Graph:
     """The network in the ONNX file at ``path`` as a Graph (BatchNorms folded unless told);
-    ``input_shape`` ``(C, H, W)`` or ``(F,)`` sizes symbolic input axes (see
+    ``input_shape`` ``(C, H, W)``, ``(T, F)`` or ``(F,)`` sizes symbolic input axes (see
     :func:`onnx_to_graph`)."""
     return onnx_to_graph(read_onnx(path), source=os.fspath(path), fold_bn=fold_bn,
                          input_shape=input_shape)
@@ -118,13 +126,17 @@ class _Importer:
         g = model.graph
         self.consts: dict[str, np.ndarray] = {
             t.name: numpy_helper.to_array(t) for t in g.initializer}
+        self.onnx_nodes, added = fuse_decomposed(g.node, self.consts)
+        self.consts.update(added)
+        self.seq = SequenceOps(self)
+        self.transposed: dict[str, str] = {}     # W.T folded -> the initializer W
         self.alias: dict[str, str] = {}          # ONNX tensor name -> our node name
         self.nodes: list[Node] = []
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.params: dict[str, np.ndarray] = {}
         self.names: set[str] = set()
         self.uses: dict[str, int] = {}
-        for n in g.node:
+        for n in self.onnx_nodes:
             for i in n.input:
                 self.uses[i] = self.uses.get(i, 0) + 1
         for o in g.output:
@@ -147,6 +159,8 @@ class _Importer:
         """Our node name for the ONNX activation tensor ``name``."""
         if name in self.alias:
             return self.alias[name]
+        if self.seq.is_view(name):
+            raise self.seq.view_error(onode, name)
         if name in self.consts:
             raise self.fail(onode, f"input {name!r} is a constant, expected an activation")
         raise self.fail(onode, f"input {name!r} is not produced by any earlier node")
@@ -235,6 +249,10 @@ class _Importer:
         if op in FOLDABLE_OPS and ins and all(i in self.consts for i in ins):
             out = self.fold(onode, op, a, [self.consts[i] if i else None for i in onode.input])
             self.consts[onode.output[0]] = out
+            if op == "Transpose" and out.ndim == 2 and ins[0] in self.consts:
+                self.transposed[onode.output[0]] = ins[0]     # a MatMul keeps its name
+            return
+        if self.seq.convert(onode, a):
             return
         if op in _CONST_ONLY_OPS:
             act = next(i for i in ins if i not in self.consts)
@@ -382,8 +400,12 @@ class _Importer:
             w = self.const(onode, wname, "weight")
             if w.ndim != 2:
                 raise self.fail(onode, f"weight {wname!r} has shape {w.shape}, expected 2-D")
-            node = Linear(name=name, inputs=(x,),
-                          weight=self.param(onode, wname, "weight", np.ascontiguousarray(w.T)))
+            if wname in self.transposed:                     # MatMul(x, Transpose(W))
+                src = self.transposed[wname]
+                weight = self.param(onode, src, "weight", self.consts[src])
+            else:
+                weight = self.param(onode, wname, "weight", np.ascontiguousarray(w.T))
+            node = Linear(name=name, inputs=(x,), weight=weight)
         elif op == "Flatten":
             if a.get("axis", 1) != 1:
                 raise self.fail(onode, f"only axis=1 is supported, got axis={a.get('axis')}")
@@ -422,12 +444,9 @@ class _Importer:
 
     def constant_value(self, onode, a) -> np.ndarray:
         """The tensor of a Constant node (any of its value attributes)."""
-        if "value" in a:
-            return self.numpy_helper.to_array(a["value"])
-        for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
-                           ("value_int", np.int64), ("value_ints", np.int64)):
-            if key in a:
-                return np.array(a[key], dtype=dtype)
+        value = constant_node_value(onode)
+        if value is not None:
+            return value
         raise self.fail(onode, f"only Constant value, value_float(s) and value_int(s) are "
                                f"supported, got {sorted(a)}")
 
@@ -437,6 +456,8 @@ class _Importer:
         src = onode.input[0]
         if src in self.consts:
             full = np.array(np.shape(self.consts[src]), np.int64)
+        elif self.seq.is_view(src):
+            full = np.array(self.seq.shape_of(src), np.int64)
         else:
             full = np.array((1,) + self.shapes[self.tensor(onode, src)], np.int64)
         start, end = a.get("start", 0), a.get("end")
@@ -510,16 +531,18 @@ class _Importer:
 
     def channel_values(self, onode, cname: str, x: str, what: str) -> np.ndarray:
         """Constant ``cname`` as a ``(1,)`` or ``(C,)`` array: what broadcasts against the
-        activation ``x`` (N, C, ...) with one value, or one value per channel."""
+        activation ``x`` (N, C, ...) with one value, or one value per channel (per feature
+        ``(F,)`` of a ``(N, T, F)`` sequence)."""
         c = np.asarray(self.consts[cname])
         shp = self.shapes[x]
         rank = len(shp) + 1
+        per_channel = ((1, shp[-1]) if len(shp) == 2 else
+                       (shp[0],) + (1,) * (rank - 2))
         if c.ndim <= rank:
             if c.size == 1:
                 return c.reshape(1)
-            if (1,) * (rank - c.ndim) + c.shape == (1, shp[0]) + (1,) * (rank - 2):
-                return c.reshape(shp[0])
-        per_channel = (shp[0],) + (1,) * (rank - 2)
+            if (1,) * (rank - c.ndim) + c.shape == (1,) + per_channel:
+                return c.reshape(channels(shp))
         raise self.fail(onode, f"{what} {cname!r} of shape {c.shape} does not broadcast per "
                                f"channel over {('N',) + shp}; only one value or one per "
                                f"channel {per_channel} is supported")
@@ -572,7 +595,7 @@ class _Importer:
                 or last.bias is not None or self.uses.get(t, 0) != 1):
             return False
         if isinstance(last, Linear):
-            b = np.broadcast_to(b, self.shapes[x]).copy()
+            b = np.broadcast_to(b, (channels(self.shapes[x]),)).copy()
         self.nodes[-1] = dataclasses.replace(last, bias=self.param(onode, bname, "bias", b))
         self.alias[onode.output[0]] = last.name
         return True
@@ -725,7 +748,7 @@ def _nearest_indices(size: int, s: int, coord: str, rounding: str):
 def _input_dims(source: str, inp, dims, input_shape) -> tuple[int, ...]:
     """Per-sample input shape: the model's fixed axes, symbolic ones from ``input_shape``."""
     per = dims[1:]
-    layout = "CHW" if len(per) == 3 else "F"
+    layout = {3: "CHW", 2: "TF"}.get(len(per), "F")
     given = None
     if input_shape is not None:
         try:
@@ -762,9 +785,9 @@ def onnx_to_graph(model, *, source: str = "<onnx model>", fold_bn: bool = True,
                   input_shape=None) -> Graph:
     """Convert an ``onnx.ModelProto`` to a Graph; ``source`` names it in error messages.
 
-    ``input_shape`` — ``(C, H, W)`` or ``(F,)``, without the batch axis — sizes the input's
-    symbolic axes (a model exported with dynamic H and W); axes the model fixes must agree
-    with it. Without it every axis but the batch must be fixed.
+    ``input_shape`` — ``(C, H, W)``, ``(T, F)`` or ``(F,)``, without the batch axis — sizes
+    the input's symbolic axes (a model exported with dynamic H and W, or tokens); axes the
+    model fixes must agree with it. Without it every axis but the batch must be fixed.
     """
     imp = _Importer(model, source)
     g = model.graph
@@ -778,9 +801,9 @@ def onnx_to_graph(model, *, source: str = "<onnx model>", fold_bn: bool = True,
         raise InputError(f"{source}: input {inp.name!r} has element type {tt.elem_type}, "
                          f"expected float32 (1)")
     dims = list(tt.shape.dim)
-    if len(dims) not in (2, 4):
+    if len(dims) not in (2, 3, 4):
         raise InputError(f"{source}: input {inp.name!r} has rank {len(dims)}, expected "
-                         f"(N, C, H, W) or (N, F)")
+                         f"(N, C, H, W), (N, T, F) or (N, F)")
     if dims[0].HasField("dim_value") and dims[0].dim_value not in (0, 1):
         raise InputError(f"{source}: input {inp.name!r} has a fixed batch of "
                          f"{dims[0].dim_value}; only batch 1 or a symbolic batch is supported")
@@ -793,7 +816,7 @@ def onnx_to_graph(model, *, source: str = "<onnx model>", fold_bn: bool = True,
     imp.names.add(inp.name)
     imp.shapes[inp.name] = first.shape
     imp.alias[inp.name] = inp.name
-    for onode in g.node:
+    for onode in imp.onnx_nodes:
         try:
             imp.convert(onode)
         except InputError as exc:
@@ -807,6 +830,9 @@ def onnx_to_graph(model, *, source: str = "<onnx model>", fold_bn: bool = True,
         raise InputError(f"{source}: expected one graph output, got "
                          f"{[o.name for o in g.output]}")
     out = g.output[0].name
+    if imp.seq.is_view(out):
+        raise InputError(f"{source}: output {out!r} is a per-head view; merge the heads "
+                         f"back to (N, T, F) before the output")
     if out not in imp.alias:
         raise InputError(f"{source}: output {out!r} is not computed by a supported node")
     try:

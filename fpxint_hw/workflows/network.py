@@ -10,17 +10,18 @@ __all__ = ["load_network", "input_range", "load_inputs", "parse_input_shape"]
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
-    """``--input-shape NxCxHxW`` (or ``NxF``) as the per-sample ``(C, H, W)`` / ``(F,)``.
+    """``--input-shape NxCxHxW`` (``NxTxF`` for a sequence of T tokens, ``NxF``) as the
+    per-sample ``(C, H, W)`` / ``(T, F)`` / ``(F,)``.
 
     The batch entry ``N`` may be any positive integer or ``N``: a graph is per sample, so it
     is not used. Raises InputError saying what was wrong with ``text``.
     """
     parts = str(text).strip().lower().split("x")
-    batch_ok = len(parts) in (2, 4) and (parts[0] == "n" or parts[0].isdigit()
+    batch_ok = len(parts) in (2, 3, 4) and (parts[0] == "n" or parts[0].isdigit()
                                          and int(parts[0]) >= 1)
     dims = [int(v) for v in parts[1:] if v.isdigit()]
     if not batch_ok or len(dims) != len(parts) - 1 or min(dims) < 1:
-        raise InputError(f"--input-shape {text!r}: expected NxCxHxW or NxF of positive "
+        raise InputError(f"--input-shape {text!r}: expected NxCxHxW, NxTxF or NxF of positive "
                          f"integers, e.g. 1x3x224x224 (the batch N is not used)")
     return tuple(dims)
 
