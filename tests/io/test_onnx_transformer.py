@@ -154,3 +154,25 @@ def test_a_per_head_tensor_read_by_another_op_is_refused_naming_it():
     with pytest.raises(InputError, match=r"node 'act' \(Relu\): input 'sp' is a per-head "
                                          r"view \(1, T, H, d\)"):
         onnx_to_graph(_graph(nodes, {"s": _SPLIT}), source="m.onnx")
+
+
+@pytest.mark.parametrize("half", [0.5, 0.25])
+def test_only_the_exact_gelu_chain_is_fused(half):
+    """``x * (1 + erf(x / sqrt 2)) * c`` is a GELU for c = 1/2 only; with another c the Erf
+    stays, and is refused naming it."""
+    consts = {"r2": np.array(np.sqrt(2.0), np.float32), "one": np.array(1.0, np.float32),
+              "c": np.array(half, np.float32)}
+    nodes = [helper.make_node("Div", ["x", "r2"], ["d"], name="div"),
+             helper.make_node("Erf", ["d"], ["e"], name="erf"),
+             helper.make_node("Add", ["e", "one"], ["a"], name="add"),
+             helper.make_node("Mul", ["x", "a"], ["p"], name="mul"),
+             helper.make_node("Mul", ["p", "c"], ["y"], name="half")]
+    m = _graph(nodes, consts)
+    if half == 0.5:
+        g = onnx_to_graph(m)
+        assert [n.op for n in g.nodes] == ["input", "gelu"]
+        x = tiny_inputs(1)
+        assert _rel(run_float(g, x), _ort(m, x)) <= 1e-4
+    else:
+        with pytest.raises(InputError, match=r"m.onnx: node 'erf' \(Erf\): unsupported op"):
+            onnx_to_graph(m, source="m.onnx")
