@@ -9,8 +9,8 @@ its weight, and with a bias an Add (node ``<node>.bias_add``) whose output carri
 name.
 A Linear on a sequence is a MatMul by its Transposed weight (then such an Add); a LayerNorm a
 LayerNormalization; a Gelu the erf chain ``x * (1 + Erf(x / sqrt 2)) * 0.5``; a per-head
-MatMul or Softmax the Reshape to ``(N, T, H, d)``, Transposes and Reshape back that exporters
-write around it. The input's batch axis is symbolic (``N``) unless a fixed ``batch`` is given.
+MatMul the Reshape to ``(N, T, H, d)``, Transposes and Reshape back that exporters write
+around it, a per-head Softmax the two Reshapes alone. The input's batch axis is symbolic (``N``) unless a fixed ``batch`` is given.
 :func:`~fpxint_hw.io.onnx_import.onnx_to_graph` reads the result back to an equal graph,
 parameters bit for bit.
 """
@@ -79,26 +79,39 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
         return name
 
     def heads(src: str, h: int, perm, tag: str) -> str:
-        """Sequence ``src`` (N, T, H*d) as per-head tensors, Transposed by ``perm`` from
-        (N, T, H, d)."""
+        """Sequence ``src`` (N, T, H*d) as per-head tensors (N, T, H, d), Transposed by
+        ``perm`` unless it is None."""
         t, f = graph.node(src).shape
         split = extra(f"{tag}.split")
         nodes.append(helper.make_node(
             "Reshape", [src, const(f"{tag}.split_shape", np.array([0, t, h, f // h]))],
             [split], name=split))
+        if perm is None:
+            return split
         out = extra(f"{tag}.heads")
         nodes.append(helper.make_node("Transpose", [split], [out], name=out, perm=list(perm)))
         return out
 
     def merged(src: str, n, perm) -> None:
-        """Per-head ``src`` Transposed by ``perm`` to (N, T, H, d), merged into node ``n``'s
-        output (N, T, H*d)."""
+        """Per-head ``src``, Transposed by ``perm`` (unless None) to (N, T, H, d), merged
+        into node ``n``'s output (N, T, H*d)."""
         t, f = n.shape
-        back = extra(f"{n.name}.merge")
-        nodes.append(helper.make_node("Transpose", [src], [back], name=back, perm=list(perm)))
+        back = src
+        if perm is not None:
+            back = extra(f"{n.name}.merge")
+            nodes.append(helper.make_node("Transpose", [src], [back], name=back,
+                                          perm=list(perm)))
         nodes.append(helper.make_node(
             "Reshape", [back, const(f"{n.name}.merge_shape", np.array([0, t, f]))], [n.name],
             name=extra(f"{n.name}.merge_reshape")))
+
+    def then_bias(op: str, ins, n, bias: str, suffix: str) -> None:
+        """``op(ins)`` into ``<node>.<suffix>``, then an Add of ``bias`` (node
+        ``<node>.bias_add``) whose output is node ``n``'s."""
+        product = extra(f"{n.name}.{suffix}")
+        nodes.append(helper.make_node(op, ins, [product], name=n.name))
+        nodes.append(helper.make_node("Add", [product, bias], [n.name],
+                                      name=extra(f"{n.name}.bias_add")))
 
     for n in graph.nodes:
         ins = list(n.inputs)
@@ -142,11 +155,7 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
             nodes.append(helper.make_node("Transpose", [n.weight], [wt], name=wt, perm=[1, 0]))
             op, ins = "MatMul", ins + [wt]
             if n.bias is not None:
-                product = extra(f"{n.name}.matmul")
-                nodes.append(helper.make_node(op, ins, [product], name=n.name))
-                op, ins = "Add", [product, n.bias]
-                nodes.append(helper.make_node(op, ins, [n.name],
-                                              name=extra(f"{n.name}.bias_add")))
+                then_bias(op, ins, n, n.bias, "matmul")
                 continue
         elif isinstance(n, Linear):
             op = "Gemm"
@@ -170,11 +179,7 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
         elif isinstance(n, Scale):
             op, ins = "Mul", ins + [per_channel(n, n.weight)]
             if n.bias is not None:
-                product = extra(f"{n.name}.mul")
-                nodes.append(helper.make_node("Mul", ins, [product], name=n.name))
-                op, ins = "Add", [product, per_channel(n, n.bias)]
-                nodes.append(helper.make_node(op, ins, [n.name],
-                                              name=extra(f"{n.name}.bias_add")))
+                then_bias(op, ins, n, per_channel(n, n.bias), "mul")
                 continue
         elif isinstance(n, Mul):
             op = "Mul"
@@ -220,11 +225,11 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
             op, ins = "Mul", [f"{tag}.mul", const(f"{tag}.half", np.float32(0.5))]
         elif isinstance(n, Softmax):
             op, kw = "Softmax", dict(axis=-1)
-            if n.groups > 1:
-                src = heads(ins[0], n.groups, (0, 2, 1, 3), n.name)
+            if n.groups > 1:                  # over each head's last axis of (N, T, H, S)
                 out = extra(f"{n.name}.probs")
-                nodes.append(helper.make_node(op, [src], [out], name=n.name, axis=-1))
-                merged(out, n, (0, 2, 1, 3))
+                nodes.append(helper.make_node(op, [heads(ins[0], n.groups, None, n.name)],
+                                              [out], name=n.name, axis=-1))
+                merged(out, n, None)
                 continue
         elif isinstance(n, MatMul):
             a = heads(ins[0], n.heads, (0, 2, 1, 3), f"{n.name}.a")

@@ -568,6 +568,13 @@ class _Importer:
             bias = vals if op == "Add" else -vals
             if self.merge_bias(onode, t, x, c if op == "Add" else f"{name}.bias", bias):
                 return
+        self.emit(onode, self.const_scale(onode, x, c, vals, const_first))
+
+    def const_scale(self, onode, x: str, c: str, vals: np.ndarray,
+                    const_first: bool) -> Scale:
+        """The Scale node of Add/Sub/Mul/Div (``onode``) of our tensor ``x`` and constant
+        ``c`` of values ``vals`` (float32 ``(1,)`` or per channel)."""
+        op, name = onode.op_type, self.node_name(onode)
         ones = np.ones(1, np.float32)
         if op == "Mul":
             weight, bias = self.param(onode, c, "constant", vals), None
@@ -585,7 +592,7 @@ class _Importer:
         else:                                               # x - c
             weight = self.param(onode, f"{name}.weight", "scale", ones)
             bias = self.param(onode, f"{name}.bias", "constant", -vals)
-        self.emit(onode, Scale(name=name, inputs=(x,), weight=weight, bias=bias))
+        return Scale(name=name, inputs=(x,), weight=weight, bias=bias)
 
     def merge_bias(self, onode, t: str, x: str, bname: str, b: np.ndarray) -> bool:
         """Make ``b`` the bias of the Linear (MatMul) or Scale node that produced ``t``

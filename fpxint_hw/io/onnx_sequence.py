@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..graph import Gelu, LayerNorm, MatMul, Scale, Softmax
+from ..graph import Gelu, LayerNorm, MatMul, Softmax
 
 __all__ = ["View", "SequenceOps", "SPLIT", "HEADS", "HEADS_T"]
 
@@ -259,17 +259,13 @@ class SequenceOps:
             raise imp.fail(onode, f"{op} of the constant {c!r} to the per-head tensor "
                                   f"{src!r} is supported only when it is all zeros (an "
                                   f"attention mask with nothing masked)")
-        if val.size != 1 or (op == "Div" and c == i0):
+        if val.size != 1 or (op == "Div" and c == i0) \
+                or not np.issubdtype(val.dtype, np.floating):
             raise imp.fail(onode, f"a per-head tensor is only multiplied or divided by one "
-                                  f"constant value, got {c!r} of shape {val.shape}")
-        s = float(val.reshape(()))
-        if op == "Div":
-            if s == 0:
-                raise imp.fail(onode, f"divisor {c!r} is zero")
-            s = 1.0 / s
-        name = imp.node_name(onode)
-        weight = imp.param(onode, f"{name}.weight", "scale", np.array([s], np.float32))
-        self._put(onode, Scale(name=name, inputs=(v.node,), weight=weight), v.order, v.heads)
+                                  f"float constant, got {c!r} of shape {val.shape} "
+                                  f"({val.dtype})")
+        node = imp.const_scale(onode, v.node, c, val.reshape(1).astype(np.float32), c == i0)
+        self._put(onode, node, v.order, v.heads)
 
 
 def _resolve(target, shape) -> tuple[int, ...] | None:
