@@ -25,8 +25,8 @@
    predicts next to the simulator's and the float model's;
 6. **synth**: the default array synthesized for ECP5 (yosys); with ``pnr=True`` also placed
    and routed for Fmax (several minutes on 2 cores; cached afterwards);
-7. **sweep**: a small sweep (the shipped ``tiny`` sweep: 2x2 arrays, 2..3 bits x 1..2 terms,
-   MNIST ResNet accuracy on 200 held-out digits);
+7. **sweep**: a small sweep (the shipped ``tiny`` sweep: 2x2 arrays, 2..3 bits x 1..2 terms
+   and the W8x1 / W4x1 baselines, MNIST ResNet accuracy on 200 held-out digits);
 8. **plots**: the sweep's figures.
 
 A step whose inputs or tools are missing is reported as ``skipped`` with the reason; a step

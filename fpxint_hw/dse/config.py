@@ -12,6 +12,8 @@ Example (close to the shipped ``fpxint_hw/data/sweeps/mnist-4x4.yaml``)::
       combine: [pe, column]    # where the lanes are combined
       m0_bits: [8, 16, 31]     # optional: requantization multiplier widths (default: base's)
       rounding: [rne, half_up] # optional: requantization rounding (default: base's)
+    baselines: [8x1, 4x1]      # conventional one-lane arrays added to the grid (the default;
+                               # [] for none)
     accuracy:                  # or: accuracy: false
       evaluator: fpxint_hw.dse.accuracy:simulate
       model: mnist-resnet
@@ -28,6 +30,13 @@ Example (close to the shipped ``fpxint_hw/data/sweeps/mnist-4x4.yaml``)::
 
 Only ``grid`` is required. Every grid list must be non-empty; values are checked against the
 ranges :class:`~fpxint_hw.spec.ArraySpec` accepts when the points are built.
+
+``baselines`` lists conventional single-term arrays, ``BITSx1`` (W8x1/A8x1 is ``8x1``; a bare
+``8`` means the same): for every array, scale, ``m0_bits`` and rounding of the grid, the
+point with that digit width, one term and the lanes combined in the PE (one lane per PE: a
+plain MAC array with the same PE grid and output units) joins the sweep as an ordinary
+point, marked ``baseline`` (:func:`fpxint_hw.dse.point.grid_points`). Default
+:data:`DEFAULT_BASELINES`.
 """
 
 from __future__ import annotations
@@ -42,7 +51,8 @@ from ..intops import ROUNDING_MODES
 from ..quant.ranges import RANGE_RULES
 from ..spec import read_yaml
 
-__all__ = ["SweepConfig", "load_sweep_config", "GRID_AXES", "DEFAULT_EVALUATOR"]
+__all__ = ["SweepConfig", "load_sweep_config", "GRID_AXES", "DEFAULT_EVALUATOR",
+           "DEFAULT_BASELINES"]
 
 #: Grid axes, in the order points are enumerated.
 GRID_AXES = ("bits", "terms", "array", "scale", "combine", "m0_bits", "rounding")
@@ -52,8 +62,12 @@ DEFAULT_EVALUATOR = "fpxint_hw.dse.accuracy:simulate"
 #: The evaluators a sweep file may name without ``allow_code``: name -> ``module:function``
 #: (the shipped files spell them out; either spelling is accepted).
 EVALUATORS = {"simulate": DEFAULT_EVALUATOR}
+#: Digit widths of the conventional one-term arrays every sweep compares against unless its
+#: file says otherwise: W8x1/A8x1 (the usual int8 accelerator) and W4x1/A4x1.
+DEFAULT_BASELINES = (8, 4)
 
-_TOP_KEYS = ("name", "base", "grid", "accuracy", "synthesis", "throughput", "workers")
+_TOP_KEYS = ("name", "base", "grid", "baselines", "accuracy", "synthesis", "throughput",
+             "workers")
 _ACC_KEYS = ("evaluator", "model", "weights", "images", "threads", "level", "per_channel",
              "overrides", "range_rule", "options")
 _SYN_KEYS = ("target", "pnr", "freq_mhz", "device", "seed", "lut_mult_below", "timeout")
@@ -82,6 +96,8 @@ class SweepConfig:
         Cycle-model options.
     workers : int
         Parallel points (local processes or Dask workers).
+    baselines : tuple of int
+        Digit widths (2..8) of the conventional one-term, one-lane arrays added to the grid.
     source : str
         The file the configuration came from.
     """
@@ -93,13 +109,15 @@ class SweepConfig:
     synthesis: dict | None = field(default_factory=lambda: {"target": "ecp5", "pnr": True})
     throughput: dict = field(default_factory=lambda: {"network": "resnet50", "batch": 1})
     workers: int = 1
+    baselines: tuple = DEFAULT_BASELINES
     source: str = "<config>"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as written into the sweep's output folder."""
         grid = dict(self.grid)
         grid["array"] = [f"{r}x{c}" for r, c in grid["array"]]
-        return {"name": self.name, "base": self.base, "grid": grid, "accuracy": self.accuracy,
+        return {"name": self.name, "base": self.base, "grid": grid,
+                "baselines": [f"{b}x1" for b in self.baselines], "accuracy": self.accuracy,
                 "synthesis": self.synthesis, "throughput": self.throughput,
                 "workers": self.workers}
 
@@ -136,6 +154,30 @@ def _array(source: str, where: str, value) -> tuple[int, int]:
     if not m:
         raise _fail(source, where, f"expected ROWSxCOLS like 8x8, got {value!r}")
     return (_int(source, where, int(m.group(1)), 1, 64), _int(source, where, int(m.group(2)), 1, 64))
+
+
+def _baselines(source: str, value) -> tuple[int, ...]:
+    """The ``baselines`` field: a list of ``BITSx1`` (or bare ``BITS``), bits 2..8."""
+    if not isinstance(value, list):
+        raise _fail(source, "baselines", f"expected a list like [8x1, 4x1] ([] for none), "
+                                         f"got {value!r}")
+    out = []
+    for i, v in enumerate(value):
+        where = f"baselines[{i}]"
+        if isinstance(v, int) and not isinstance(v, bool):
+            bits, terms = v, 1
+        else:
+            m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(v))
+            if not m:
+                raise _fail(source, where, f"expected BITSx1 like 8x1, got {v!r}")
+            bits, terms = int(m.group(1)), int(m.group(2))
+        if terms != 1:
+            raise _fail(source, where, f"a baseline is a conventional array of one term per "
+                                       f"weight and activation: write {bits}x1, got {v!r}")
+        out.append(_int(source, where, bits, 2, 8))
+    if len(set(out)) != len(out):
+        raise _fail(source, "baselines", f"lists a width twice: {value!r}")
+    return tuple(out)
 
 
 def config_from_dict(data: Any, source: str = "<config>",
@@ -265,12 +307,14 @@ def config_from_dict(data: Any, source: str = "<config>",
     if thr.get("m_tile") is not None:
         _int(source, "throughput.m_tile", thr["m_tile"], 1)
     workers = _int(source, "workers", data.get("workers", 1), 1, 256)
+    baselines = _baselines(source, data.get("baselines", list(DEFAULT_BASELINES)))
     name = data.get("name", Path(source).stem if source != "<config>" else "sweep")
     base = data.get("base", "default")
     if not isinstance(base, str):
         raise _fail(source, "base", f"expected an array spec name or path, got {base!r}")
     return SweepConfig(grid=grid, name=str(name), base=base, accuracy=acc, synthesis=syn,
-                       throughput=thr, workers=workers, source=source)
+                       throughput=thr, workers=workers, baselines=baselines,
+                       source=source)
 
 
 def load_sweep_config(path, allow_code: bool = False) -> SweepConfig:

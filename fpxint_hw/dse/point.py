@@ -53,6 +53,10 @@ class SweepPoint:
         Requantization multiplier width (None: the base spec's).
     rounding : {"rne", "half_up"} or None
         Requantization rounding (None: the base spec's).
+    baseline : bool
+        A conventional array the sweep compares the series points against (one term, lanes
+        combined in the PE: one lane per PE; the sweep file's ``baselines``). Not part of
+        the key: a grid point that is also a baseline is one point.
     """
 
     bits: int
@@ -63,6 +67,7 @@ class SweepPoint:
     combine: str
     m0_bits: int | None = None
     rounding: str | None = None
+    baseline: bool = False
 
     @property
     def key(self) -> str:
@@ -82,6 +87,8 @@ class SweepPoint:
             extra += f" M0 {self.m0_bits}b"
         if self.rounding is not None:
             extra += f" {self.rounding}"
+        if self.baseline:
+            extra += " baseline"
         return f"{self.bits}b x{self.terms} {self.rows}x{self.cols}{extra}"
 
     def to_dict(self) -> dict:
@@ -90,11 +97,25 @@ class SweepPoint:
 
 
 def grid_points(config: SweepConfig) -> list[SweepPoint]:
-    """Every point of the grid, in a fixed order (bits, terms, array, scale, combine)."""
+    """Every point of the sweep: the grid in a fixed order (bits, terms, array, scale,
+    combine, m0_bits, rounding), then the baselines (``config.baselines``: for each width,
+    one term combined in the PE on every array, scale, m0_bits and rounding of the grid)
+    that the grid does not already hold. A grid point that is a baseline is marked so."""
     g = config.grid
-    return [SweepPoint(b, t, r, c, s, cm, m0, rd) for b, t, (r, c), s, cm, m0, rd in
+    m0s, rds = g.get("m0_bits", [None]), g.get("rounding", [None])
+    grid = [SweepPoint(b, t, r, c, s, cm, m0, rd) for b, t, (r, c), s, cm, m0, rd in
             itertools.product(g["bits"], g["terms"], g["array"], g["scale"], g["combine"],
-                              g.get("m0_bits", [None]), g.get("rounding", [None]))]
+                              m0s, rds)]
+    index = {p.key: i for i, p in enumerate(grid)}
+    for b, (r, c), s, m0, rd in itertools.product(config.baselines, g["array"], g["scale"],
+                                                  m0s, rds):
+        p = SweepPoint(b, 1, r, c, s, "pe", m0, rd, baseline=True)
+        if p.key in index:
+            grid[index[p.key]] = p
+        else:
+            index[p.key] = len(grid)
+            grid.append(p)
+    return grid
 
 
 def _base_spec(config: SweepConfig) -> ArraySpec:

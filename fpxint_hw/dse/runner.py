@@ -6,7 +6,10 @@ the others (:func:`~fpxint_hw.dse.point.evaluate_point`) on ``workers`` local pr
 (``concurrent.futures``, spawned interpreters) or on a Dask cluster (``executor="dask"``:
 a scheduler address, or a local cluster started for the run), and appends each record the
 moment its point is done. Only this process writes the file, so records never interleave.
-A progress line per finished point goes to stderr.
+A progress line per finished point goes to stderr. A recorded point that the sweep file now
+names a baseline (a grid point of an older run, say W4x1/A4x1) is not computed again: a copy
+of its record marked ``point.baseline`` is appended, which :meth:`ResultsFile.load` takes
+as the point's record.
 
 Output folder: ``results.jsonl``, ``sweep.json`` (the configuration used; a folder resumes
 only a sweep with the same base, accuracy, synthesis and throughput settings) and ``cache/``
@@ -51,7 +54,8 @@ def dask_missing() -> str | None:
 
 class SweepSummary(dict):
     """What :func:`run_sweep` did: ``total``, ``skipped`` (already recorded), ``ran``,
-    ``errors`` (failed points among those run), ``seconds`` and ``results`` (the path)."""
+    ``errors`` (failed points among those run), ``marked`` (recorded points marked as
+    baselines), ``seconds`` and ``results`` (the path)."""
 
 
 #: The configuration fields that decide a point's result (the grid decides only which points
@@ -227,6 +231,9 @@ def run_sweep(config: SweepConfig, out_dir, *, workers: int | None = None,
     todo: list[SweepPoint] = [p for p in points if p.key not in have
                               or (retry_errors and have[p.key].get("status") != "ok")]
     skipped = len(points) - len(todo)
+    pending = {p.key for p in todo}
+    marked = [p for p in points if p.baseline and p.key in have and p.key not in pending
+              and not (have[p.key].get("point") or {}).get("baseline")]
     if limit is not None:
         todo = todo[:limit]
     t0 = time.perf_counter()
@@ -252,6 +259,10 @@ def run_sweep(config: SweepConfig, out_dir, *, workers: int | None = None,
              if executor == "dask" else f"{workers} local process{'es' * (workers > 1)}")
     say(f"sweep {config.name}: {len(points)} points, {skipped} already in {results.path}, "
         f"{len(todo)} to run on {where}")
+    for p in marked:                          # the same machine: relabel, do not recompute
+        rec = have[p.key]
+        results.append({**rec, "point": {**(rec.get("point") or {}), "baseline": True}})
+        say(f"{p.key}: recorded point marked as a baseline")
     cache_dir = str(out / "cache")
     if todo:
         if executor == "dask":
@@ -262,5 +273,6 @@ def run_sweep(config: SweepConfig, out_dir, *, workers: int | None = None,
     say(f"sweep {config.name}: ran {state['done']} points in {_fmt_s(secs)}"
         f" ({state['errors']} with errors); results in {results.path}")
     return SweepSummary(total=len(points), skipped=skipped, ran=state["done"],
-                        errors=state["errors"], seconds=secs, results=str(results.path))
+                        errors=state["errors"], marked=len(marked), seconds=secs,
+                        results=str(results.path))
 

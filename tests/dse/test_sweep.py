@@ -28,6 +28,7 @@ grid:
   terms: [1, 2, 3]
   array: [2x2]
   combine: [pe, column]
+baselines: {baselines}
 accuracy:
   evaluator: "sweep_helpers:evaluate"
   options: {{sleep: {sleep}}}
@@ -43,9 +44,10 @@ def load_sweep_config(path):
     return load_trusted(path, allow_code=True)
 
 
-def write_config(tmp_path, sleep=0.0, workers=1, text=None) -> Path:
+def write_config(tmp_path, sleep=0.0, workers=1, text=None, baselines="[]") -> Path:
     p = tmp_path / "sweep.yaml"
-    p.write_text(text if text is not None else CONFIG.format(sleep=sleep, workers=workers))
+    p.write_text(text if text is not None else CONFIG.format(sleep=sleep, workers=workers,
+                                                             baselines=baselines))
     return p
 
 
@@ -111,6 +113,90 @@ def test_grid_points_and_specs(tmp_path):
     assert (spec.rows, spec.cols, spec.combine) == (2, 2, "column")
 
 
+# -- baselines -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, field, words", [
+    ("baselines: 8x1", "baselines", "a list"),
+    ("baselines: [8x2]", "baselines[0]", "8x1"),
+    ("baselines: [4x1, 9x1]", "baselines[1]", "2..8"),
+    ("baselines: [1x1]", "baselines[0]", "2..8"),
+    ("baselines: [int8]", "baselines[0]", "BITSx1"),
+    ("baselines: [true]", "baselines[0]", "BITSx1"),
+    ("baselines: [8x1, 8]", "baselines", "twice"),
+])
+def test_baselines_field_errors_name_file_and_field(tmp_path, text, field, words):
+    p = write_config(tmp_path, text="grid: {bits: [2], terms: [1]}\n" + text)
+    with pytest.raises(FormatError) as exc:
+        load_sweep_config(p)
+    msg = str(exc.value)
+    assert str(p) in msg and f": {field}:" in msg and words in msg, msg
+
+
+@pytest.mark.parametrize("text, want", [
+    ("", (8, 4)), ("baselines: []", ()), ("baselines: [8x1]", (8,)),
+    ("baselines: [6, 2x1]", (6, 2)), ("baselines: [4X1]", (4,)),
+])
+def test_baselines_field(tmp_path, text, want):
+    p = write_config(tmp_path, text="grid: {bits: [2], terms: [1]}\n" + text)
+    assert load_sweep_config(p).baselines == want
+
+
+GRID2 = """
+grid: {bits: [2, 4], terms: [1, 2], array: [2x2, 4x4], scale: [pow2, free],
+       combine: [pe, column]}
+"""
+
+
+def test_baselines_join_the_grid_once_per_array_and_scale(tmp_path):
+    cfg = load_sweep_config(write_config(tmp_path, text=GRID2 + "baselines: [8x1, 4x1]"))
+    pts = grid_points(cfg)
+    keys = [p.key for p in pts]
+    assert len(keys) == len(set(keys)) == 2 * 2 * 2 * 2 * 2 + 4     # + W8x1 per array, scale
+    arrays_scales = [(a, s) for a in ("2x2", "4x4") for s in ("pow2", "free")]
+    want = {f"b{b}-t1-{a}-{s}-pe" for b in (8, 4) for a, s in arrays_scales}
+    assert {p.key for p in pts if p.baseline} == want
+    assert keys[-4:] == [f"b8-t1-{a}-{s}-pe" for a, s in arrays_scales]
+    assert not any(p.baseline for p in pts if p.combine == "column" or p.terms > 1)
+    spec = point_spec(pts[-1], cfg)                             # b8-t1-4x4-free-pe
+    assert (spec.w_bits, spec.a_bits, spec.out_bits, spec.lanes) == (8, 8, 8, 1)
+    assert (spec.rows, spec.combine, spec.scale) == (4, "pe", "free")
+    off = grid_points(load_sweep_config(write_config(tmp_path, text=GRID2 + "baselines: []")))
+    assert [p.key for p in off] == keys[:-4] and not any(p.baseline for p in off)
+
+
+def test_baselines_follow_swept_m0_bits_and_rounding(tmp_path):
+    text = ("grid: {bits: [3], terms: [2], m0_bits: [8, 16], rounding: [rne]}\n"
+            "baselines: [4x1]")
+    pts = grid_points(load_sweep_config(write_config(tmp_path, text=text)))
+    assert [p.key for p in pts if p.baseline] == ["b4-t1-8x8-pow2-pe-m8-rne",
+                                                  "b4-t1-8x8-pow2-pe-m16-rne"]
+
+
+def test_recorded_grid_point_becomes_a_baseline_without_recomputing(tmp_path, helpers_on_path,
+                                                                    monkeypatch):
+    log = tmp_path / "evals.log"
+    monkeypatch.setenv("FPXINT_TEST_EVAL_LOG", str(log))
+    out = tmp_path / "out"
+    s1 = run_sweep(load_sweep_config(write_config(tmp_path)), out, stream=None)
+    assert (s1["total"], s1["ran"], s1["marked"]) == (18, 18, 0)
+    before = ResultsFile(out / "results.jsonl").load()
+    assert len(log.read_text().splitlines()) == 9
+    cfg = load_sweep_config(write_config(tmp_path, baselines="[8x1, 4x1]"))
+    s2 = run_sweep(cfg, out, stream=None)
+    # W8x1 is new (one evaluation); W4x1 in the PE was a grid point: marked, not rerun
+    assert (s2["total"], s2["skipped"], s2["ran"], s2["marked"]) == (19, 18, 1, 1)
+    assert log.read_text().splitlines()[9:] == ["8 1 pow2"]
+    after = ResultsFile(out / "results.jsonl").load()
+    assert {k for k, r in after.items() if r["point"]["baseline"]} == \
+        {"b8-t1-2x2-pow2-pe", "b4-t1-2x2-pow2-pe"}
+    old, new = before["b4-t1-2x2-pow2-pe"], after["b4-t1-2x2-pow2-pe"]
+    assert {**old, "point": {**old["point"], "baseline": True}} == new
+    assert after["b8-t1-2x2-pow2-pe"]["spec"]["w_bits"] == 8
+    s3 = run_sweep(cfg, out, stream=None)
+    assert (s3["ran"], s3["marked"]) == (0, 0)
+    assert len(lines_of(out / "results.jsonl")) == 20
+
+
 def test_shipped_sweep_files_load():
     for p in sorted((REPO / "fpxint_hw" / "data" / "sweeps").glob("*.yaml")):
         cfg = load_sweep_config(p)
@@ -165,7 +251,7 @@ def test_sweep_runs_then_skips_everything(tmp_path, helpers_on_path, monkeypatch
 
 
 def test_failed_point_is_recorded_not_raised(tmp_path, helpers_on_path):
-    text = CONFIG.format(sleep=0, workers=1).replace("sweep_helpers:evaluate",
+    text = CONFIG.format(sleep=0, workers=1, baselines="[]").replace("sweep_helpers:evaluate",
                                                      "sweep_helpers:nonexistent")
     cfg = load_sweep_config(write_config(tmp_path, text=text))
     s = run_sweep(cfg, tmp_path / "out", stream=None, limit=2)
@@ -272,6 +358,7 @@ def test_sweep_accuracy_uses_each_points_m0_bits_and_rounding(tmp_path):
         "name": "m0-rounding", "base": "default",
         "grid": {"bits": [4], "terms": [2], "array": ["2x2"], "m0_bits": [3, 31],
                  "rounding": ["rne", "half_up"]},
+        "baselines": [],
         "accuracy": {"model": "mnist-resnet", "images": 40}, "synthesis": False,
         "throughput": {"clock_mhz": 100}}))
     cfg = load_sweep_config(cfg_path)
