@@ -12,6 +12,12 @@
 * ``throughput_per_lut``: ResNet-50 images per second per 1,000 LUT-equivalents at each
   point's Fmax, from the cycle model.
 
+Conventional baselines (records marked ``point.baseline``, the sweep file's ``baselines``)
+are ordinary points of every figure, drawn as stars (hatched bars) with a legend entry;
+digit widths that only baselines use are drawn in grey, so the series points keep their
+colours whether baselines are swept or not. The table that compares each series point with
+its cheapest baseline of equal or better accuracy is :mod:`fpxint_hw.dse.baselines`.
+
 Figures whose data is missing (no accuracy step, no synthesis) are skipped and named in the
 returned dict with the reason.
 """
@@ -32,8 +38,35 @@ FIGURES = ("accuracy_area", "sqnr_terms", "area_breakdown", "throughput_per_lut"
 
 _COMPONENT_COLORS = {"multipliers": "#4C72B0", "adders": "#DD8452", "requant": "#55A868",
                      "control": "#8C8C8C"}
+#: How baselines are marked: scatter marker, bar hatch, legend text.
+BASELINE_MARKER, BASELINE_HATCH = "*", "///"
+BASELINE_LEGEND = "conventional baseline (one term, one lane per PE)"
+_BASELINE_GREYS = ("0.35", "0.6", "0.15", "0.5")
+
 _COMPONENT_NAMES = {"multipliers": "digit multipliers", "adders": "adder trees + accumulators",
                     "requant": "requantization units", "control": "control + I/O (constant)"}
+
+
+def _is_baseline(r) -> bool:
+    from .dse.baselines import is_baseline
+    return is_baseline(r)
+
+
+def _group_colors(cmap, groups, records, group_of) -> dict:
+    """Colour per group (a digit width, or width and scale): the colour map spread over the
+    groups that have non-baseline points (as without baselines), greys for the others."""
+    series = sorted({group_of(r) for r in records if not _is_baseline(r)})
+    colors = {g: cmap(i / max(1, len(series) - 1) * 0.85) for i, g in enumerate(series)}
+    for i, g in enumerate(g for g in groups if g not in colors):
+        colors[g] = _BASELINE_GREYS[i % len(_BASELINE_GREYS)]
+    return colors
+
+
+def _hatch_baselines(bars, recs) -> None:
+    for bar, r in zip(bars, recs):
+        if _is_baseline(r):
+            bar.set_hatch(BASELINE_HATCH)
+            bar.set_edgecolor("0.15")
 
 
 def _mpl():
@@ -134,12 +167,13 @@ def _save(fig, out: Path, name: str) -> list[str]:
     return paths
 
 
-def _label(r, combine: bool = True) -> str:
-    """``<bits>b×<terms> <rows>x<cols>`` plus ``free`` and ``col`` (lanes combined per
-    column) where they apply."""
+def _label(r, combine: bool = True, baseline: bool = True) -> str:
+    """``<bits>b×<terms> <rows>x<cols>`` plus ``free``, ``col`` (lanes combined per
+    column) and ``baseline`` where they apply."""
     p = r["point"]
     extra = (" free" if p["scale"] == "free" else "") + \
-        (" col" if combine and p["combine"] == "column" else "")
+        (" col" if combine and p["combine"] == "column" else "") + \
+        (" baseline" if baseline and _is_baseline(r) else "")
     return f"{p['bits']}b×{p['terms']} {p['rows']}x{p['cols']}{extra}"
 
 
@@ -153,15 +187,23 @@ def plot_accuracy_area(records, out: Path) -> list[str] | str:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.2),
                                    gridspec_kw={"width_ratios": [1, 1.6]})
     bits = sorted({r["point"]["bits"] for r in recs})
-    cmap = plt.get_cmap("viridis")
-    colors = {b: cmap(i / max(1, len(bits) - 1) * 0.85) for i, b in enumerate(bits)}
+    colors = _group_colors(plt.get_cmap("viridis"), bits, recs, lambda r: r["point"]["bits"])
     for b in bits:
         by_t = {}
         for r in recs:
             if r["point"]["bits"] == b:
                 by_t.setdefault(r["point"]["terms"], _acc_value(r)[0])
         ts = sorted(by_t)
+        if all(_is_baseline(r) for r in recs if r["point"]["bits"] == b):
+            continue                                   # drawn below as baseline stars
         ax1.plot(ts, [by_t[t] for t in ts], "o-", color=colors[b], label=f"{b}-bit terms")
+    base = [r for r in recs if _is_baseline(r)]
+    if base:
+        ax1.scatter([r["point"]["terms"] for r in base], [_acc_value(r)[0] for r in base],
+                    marker=BASELINE_MARKER, s=150, c=[colors[r["point"]["bits"]] for r in base],
+                    edgecolors="k", linewidths=0.6, zorder=4)
+        ax1.plot([], [], ls="", marker=BASELINE_MARKER, ms=11, color="0.3",
+                 markeredgecolor="k", markeredgewidth=0.6, label=BASELINE_LEGEND)
     fl = [(r.get("accuracy") or {}).get("float_accuracy") for r in recs]
     fl = [v for v in fl if v is not None]
     if fl and "accuracy" in ylab:
@@ -179,6 +221,10 @@ def plot_accuracy_area(records, out: Path) -> list[str] | str:
     markers = {1: "o", 2: "s", 3: "^", 4: "D"}
     for r, x, y in zip(recs, xs, ys):
         c = colors[r["point"]["bits"]]
+        if _is_baseline(r):
+            ax2.scatter(x, y, c=[c], edgecolors="k", linewidths=0.6, marker=BASELINE_MARKER,
+                        s=150, zorder=3)
+            continue
         hollow = r["point"]["combine"] == "column"
         ax2.scatter(x, y, facecolors="white" if hollow else c, edgecolors=c, linewidths=1.3,
                     marker=markers.get(r["point"]["terms"], "P"), s=40, zorder=3)
@@ -193,7 +239,11 @@ def plot_accuracy_area(records, out: Path) -> list[str] | str:
     from matplotlib.lines import Line2D
     handles = [Line2D([], [], color="crimson", lw=1.5, label="Pareto front")]
     handles += [Line2D([], [], ls="", marker=markers.get(t, "P"), color="0.3",
-                       label=f"T = {t}") for t in sorted({r["point"]["terms"] for r in recs})]
+                       label=f"T = {t}") for t in sorted({r["point"]["terms"] for r in recs
+                                                          if not _is_baseline(r)})]
+    if base:
+        handles.append(Line2D([], [], ls="", marker=BASELINE_MARKER, ms=11, color="0.3",
+                              markeredgecolor="k", markeredgewidth=0.6, label=BASELINE_LEGEND))
     if any(r["point"]["combine"] == "column" for r in recs):
         handles += [Line2D([], [], ls="", marker="o", color="0.3", label="lanes combined in PE"),
                     Line2D([], [], ls="", marker="o", markerfacecolor="white", color="0.3",
@@ -206,11 +256,22 @@ def plot_accuracy_area(records, out: Path) -> list[str] | str:
     ax2.set_title("accuracy vs area (label: bits×terms array; marker: terms; colour: bits)",
                   fontsize=10)
     fig.tight_layout()
-    # one label per (formats, array): the PE- and column-combined variants sit side by side
+    # one label per (formats, array): the PE- and column-combined variants sit side by side;
+    # the label goes on the baseline where one of them is
+    # baselines get a bold label below them, with an arrow (the series labels crowd the top)
     first = {}
     for i, r in enumerate(recs):
-        first.setdefault(_label(r, combine=False), i)
+        k = _label(r, combine=False, baseline=False)
+        if k not in first or (_is_baseline(r) and not _is_baseline(recs[first[k]])):
+            first[k] = i
     idx = sorted(first.values())
+    for i in idx:
+        if _is_baseline(recs[i]):
+            ax2.annotate(_label(recs[i], combine=False), (xs[i], ys[i]), xytext=(8, -30),
+                         textcoords="offset points", fontsize=7, fontweight="bold",
+                         color="0.1", arrowprops={"arrowstyle": "-", "color": "0.3",
+                                                  "lw": 0.7, "shrinkB": 6})
+    idx = [i for i in idx if not _is_baseline(recs[i])]
     place_labels(ax2, [xs[i] for i in idx], [ys[i] for i in idx],
                  [_label(recs[i], combine=False) for i in idx])
     return _save(fig, out, "accuracy_area")
@@ -222,12 +283,29 @@ def plot_sqnr_terms(records, out: Path) -> list[str] | str:
     if not recs:
         return "no point has an SQNR (no accuracy step)"
     plt = _mpl()
-    fig, ax = plt.subplots(figsize=(8, 5.2))
-    groups = sorted({(r["point"]["bits"], r["point"]["scale"]) for r in recs})
-    cmap = plt.get_cmap("viridis")
-    for i, (b, sc) in enumerate(groups):
-        col = cmap(i / max(1, len(groups) - 1) * 0.85)
-        sel = [r for r in recs if (r["point"]["bits"], r["point"]["scale"]) == (b, sc)]
+    base = [r for r in recs if _is_baseline(r)]
+    fig, ax = plt.subplots(figsize=(10.5 if base else 8, 5.2))
+
+    def group_of(r):
+        return r["point"]["bits"], r["point"]["scale"]
+    groups = sorted({group_of(r) for r in recs})
+    colors = _group_colors(plt.get_cmap("viridis"), groups, recs, group_of)
+    for b, sc in groups:
+        col = colors[(b, sc)]
+        sel = [r for r in recs if group_of(r) == (b, sc)]
+        # baselines: stars, weights filled and logits hollow; a group of baselines only
+        # (one term) has no per-term gain to draw
+        only_base = all(_is_baseline(r) for r in sel)
+        for field, fill, what in (("weight_sqnr_db", col, "weights"),
+                                  ("logit_sqnr_db", "white", "logits")):
+            pts = [(r["point"]["terms"], r["accuracy"][field]) for r in sel
+                   if _is_baseline(r) and r["accuracy"].get(field) is not None]
+            if pts:
+                ax.plot(*zip(*pts), ls="", marker=BASELINE_MARKER, ms=12, color=col,
+                        markerfacecolor=fill, markeredgecolor="k", markeredgewidth=0.6,
+                        zorder=4, label=f"{b}-bit {sc} baseline: {what}")
+        if only_base:
+            continue
         wt, lt = {}, {}
         for r in sel:
             t = r["point"]["terms"]
@@ -254,7 +332,10 @@ def plot_sqnr_terms(records, out: Path) -> list[str] | str:
     ax.set_title(f"{model}: SQNR vs terms (weights: all conv/linear layers pooled)")
     ax.set_xticks(sorted({r["point"]["terms"] for r in recs}))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    if base:                          # the baselines' stars sit where the legend would go
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return _save(fig, out, "sqnr_terms")
 
@@ -285,8 +366,9 @@ def plot_area_breakdown(records, model, out: Path) -> list[str] | str:
     bottom = np.zeros(len(recs))
     for comp in ("multipliers", "adders", "requant", "control"):
         vals = np.array([model.breakdown(ArraySpec.from_dict(r["spec"]))[comp] for r in recs])
-        ax.bar(x, vals, 0.7, bottom=bottom, color=_COMPONENT_COLORS[comp],
-               label=_COMPONENT_NAMES[comp])
+        bars = ax.bar(x, vals, 0.7, bottom=bottom, color=_COMPONENT_COLORS[comp],
+                      label=_COMPONENT_NAMES[comp])
+        _hatch_baselines(bars, recs)
         bottom += vals
     ax.scatter(x, [r["synth"]["logic"] for r in recs], marker="_", s=300, color="k", lw=2,
                zorder=3, label="synthesized (yosys)")
@@ -297,7 +379,12 @@ def plot_area_breakdown(records, model, out: Path) -> list[str] | str:
     ax.set_title(f"area by component (model fitted on {len(model.samples)} synthesis points; "
                  f"mean error {100 * err['logic_mape']:.1f} %)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    handles, _ = ax.get_legend_handles_labels()
+    if any(_is_baseline(r) for r in recs):
+        from matplotlib.patches import Patch
+        handles.append(Patch(facecolor="white", edgecolor="0.15", hatch=BASELINE_HATCH,
+                             label=BASELINE_LEGEND))
+    ax.legend(handles=handles, fontsize=8)
     fig.tight_layout()
     return _save(fig, out, "area_breakdown")
 
@@ -315,15 +402,20 @@ def plot_throughput_per_lut(records, out: Path) -> list[str] | str:
     arrays = sorted({(r["point"]["rows"], r["point"]["cols"]) for r in recs})
     cmap = plt.get_cmap("tab10")
     cols = {a: cmap(i) for i, a in enumerate(arrays)}
-    ax.bar(x, eff, 0.7, color=[cols[(r["point"]["rows"], r["point"]["cols"])] for r in recs])
+    bars = ax.bar(x, eff, 0.7,
+                  color=[cols[(r["point"]["rows"], r["point"]["cols"])] for r in recs])
+    _hatch_baselines(bars, recs)
     for xi, r, e in zip(x, recs, eff):
         t = r["throughput"]
         ax.annotate(f"{t['clock_mhz']:.0f} MHz", (xi, e), xytext=(0, 2),
                     textcoords="offset points", ha="center", fontsize=6, rotation=90,
                     va="bottom")
     from matplotlib.patches import Patch
-    ax.legend(handles=[Patch(color=cols[a], label=f"{a[0]}x{a[1]} array") for a in arrays],
-              fontsize=8)
+    handles = [Patch(color=cols[a], label=f"{a[0]}x{a[1]} array") for a in arrays]
+    if any(_is_baseline(r) for r in recs):
+        handles.append(Patch(facecolor="white", edgecolor="0.15", hatch=BASELINE_HATCH,
+                             label=BASELINE_LEGEND))
+    ax.legend(handles=handles, fontsize=8)
     ax.set_xticks(x)
     ax.set_xticklabels([_label(r) for r in recs], rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("ResNet-50 images/s per 1,000 LUT-equivalents")

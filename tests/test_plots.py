@@ -87,3 +87,61 @@ def test_labels_do_not_overlap():
             h = min(a.y1, b.y1) - max(a.y0, b.y0)
             assert w <= 0 or h <= 0, f"labels {i} and {j} overlap"
     plt.close(fig)
+
+
+def _with_baselines():
+    """The records above with W4x1 on each array marked a baseline and a W8x1 baseline added."""
+    recs = _records()
+    for r in recs:
+        r["point"]["baseline"] = (r["point"]["bits"], r["point"]["terms"]) == (4, 1)
+    extra = []
+    for r in recs:
+        if r["point"]["baseline"]:
+            e = {**r, "key": r["key"].replace("b4-", "b8-"),
+                 "point": {**r["point"], "bits": 8},
+                 "spec": {**r["spec"], "w_bits": 8, "a_bits": 8, "out_bits": 8},
+                 "accuracy": {**r["accuracy"], "accuracy": 0.999}}
+            extra.append(e)
+    return recs + extra
+
+
+def _svg_text(paths):
+    return open(next(p for p in paths if p.endswith(".svg"))).read()
+
+
+def test_baselines_are_labelled_on_every_figure(tmp_path):
+    """Stars (hatched bars) and a legend entry for the baselines; none without them."""
+    import matplotlib
+    with matplotlib.rc_context({"svg.fonttype": "none"}):      # text stays text in the SVG
+        res = write_plots(_with_baselines(), tmp_path / "with")
+        plain = write_plots(_records(), tmp_path / "plain")
+    for name in ("accuracy_area", "sqnr_terms", "area_breakdown", "throughput_per_lut"):
+        assert "baseline" in _svg_text(res[name]), name
+        assert "baseline" not in _svg_text(plain[name]), name
+    acc = _svg_text(res["accuracy_area"])
+    assert "conventional baseline (one term, one lane per PE)" in acc
+    assert "8b×1 2x2 baseline" in acc and "4b×1 4x4 baseline" in acc
+    assert acc.count("conventional baseline (one term, one lane per PE)") == 2   # both panels
+    assert "8-bit pow2 baseline: weights" in _svg_text(res["sqnr_terms"])
+    # four baseline machines (W4x1, W8x1 on 2x2 and 4x4): their bars hatched (every
+    # component of the area bars), plus the legend's patch
+    for name, bars in (("area_breakdown", 4 * 4), ("throughput_per_lut", 4)):
+        text = _svg_text(res[name])
+        assert "8b×1 4x4 baseline" in text, name
+        assert text.count("url(#h") == bars + 1, name
+        assert "url(#h" not in _svg_text(plain[name]), name
+
+
+def test_series_colours_do_not_move_with_baselines():
+    """A digit width that only baselines use is grey; the others keep the colours they have
+    without baselines."""
+    import matplotlib
+    from fpxint_hw.plots import _group_colors
+    cmap = matplotlib.colormaps["viridis"]
+    with_b = _with_baselines()
+    bits = sorted({r["point"]["bits"] for r in with_b})
+    colors = _group_colors(cmap, bits, with_b, lambda r: r["point"]["bits"])
+    plain = _group_colors(cmap, [2, 3, 4], _records(), lambda r: r["point"]["bits"])
+    assert {b: colors[b] for b in (2, 3, 4)} == plain
+    assert plain[2] == cmap(0.0) and plain[4] == cmap(0.85)
+    assert isinstance(colors[8], str) and colors[8] not in plain.values()

@@ -2,7 +2,10 @@
 
 Reads ``DIR/results.jsonl`` written by ``fpxint sweep`` and writes accuracy vs terms vs area
 (Pareto front), SQNR vs terms against theory, area by component and throughput per LUT, plus
-``area_model.json`` (the model fitted on the sweep's synthesis results and its errors).
+``area_model.json`` (the model fitted on the sweep's synthesis results and its errors) and
+``baselines.md`` / ``baselines.json``: each series point next to the cheapest conventional
+baseline of its array with equal or better accuracy, and every point's area per lane-MAC
+and per ResNet-50 image/s (:mod:`fpxint_hw.dse.baselines`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def register(subparsers) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
+    from ..dse.baselines import baselines_markdown, compare_baselines
     from ..dse.results import ResultsFile
     from ..plots import write_plots
     folder = Path(args.dir)
@@ -66,4 +70,28 @@ def main(args: argparse.Namespace) -> int:
               + f"; flip-flops {100 * err['ffs_mape']:.1f} %; coefficients "
               + ", ".join(f"{k} {v:.3g}" for k, v in model.logic_coef.items()))
         print(f"wrote {out / 'area_model.json'}")
+    table = compare_baselines(records)
+    write_text(out / "baselines.json", json.dumps(json_ready(table), indent=1) + "\n")
+    write_text(out / "baselines.md", baselines_markdown(table))
+    rows = []
+    for r in table["comparisons"]:
+        c, b = r["point"], r["baseline"]
+        rows.append((f"{c['name']} {c['array']}", _pct(c["accuracy"]),
+                     r["reason"] if b is None else b["name"],
+                     "" if b is None else _pct(b["accuracy"]), _x(r["area_ratio"]),
+                     _x(r["images_per_s_ratio"]), _x(r["images_per_s_per_area_ratio"])))
+    if rows:
+        print(format_table(("series point", "acc", "cheapest baseline >= acc", "acc",
+                            "area", "img/s", "img/s per area"), rows))
+    else:
+        print("baselines: no series point (terms >= 2) to compare")
+    print(f"wrote {out / 'baselines.md'}, {out / 'baselines.json'}")
     return 0
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _x(v) -> str:
+    return "-" if v is None else f"{v:.2f}x"

@@ -8,6 +8,9 @@
   model and its real data;
 * :mod:`~fpxint_hw.dse.results`: the append-only JSON-lines results file that makes a killed
   sweep resumable;
+* :mod:`~fpxint_hw.dse.baselines`: each series point against the cheapest conventional
+  one-term baseline of its array with equal or better accuracy, and every point's area per
+  lane-MAC and per ResNet-50 image/s;
 * :mod:`~fpxint_hw.dse.runner`: runs the pending points on local processes or a Dask cluster.
 """
 
