@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/fpxint demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --durations=20
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
