@@ -2,9 +2,10 @@
 
 For every point of the grid in ``--config``: accuracy of the expanded model from the bit-exact
 simulator, LUTs / flip-flops / DSPs and Fmax from synthesis and place and route, ResNet-50
-throughput from the cycle model at that Fmax. Each finished point is appended to
-``OUT/results.jsonl`` at once; running the same command again resumes where a killed sweep
-stopped, computing no point twice.
+throughput from the cycle model at that Fmax; the file's ``baselines`` (default W8x1/A8x1
+and W4x1/A4x1) add conventional one-term arrays on the same arrays. Each finished point is
+appended to ``OUT/results.jsonl`` at once; running the same command again resumes where a
+killed sweep stopped, computing no point twice.
 """
 
 from __future__ import annotations
@@ -52,5 +53,7 @@ def main(args: argparse.Namespace) -> int:
                         scheduler=args.scheduler, build_dir=args.build_dir,
                         retry_errors=args.retry_errors, limit=args.limit)
     print(f"{summary['total']} points: {summary['skipped']} were already done, "
-          f"{summary['ran']} ran ({summary['errors']} with errors); {summary['results']}")
+          f"{summary['ran']} ran ({summary['errors']} with errors)"
+          + (f", {summary['marked']} recorded marked as baselines" if summary["marked"] else "")
+          + f"; {summary['results']}")
     return 1 if summary["errors"] else 0
