@@ -46,6 +46,11 @@ def register(subparsers) -> None:
     net.add_argument("--processes", type=positive_int, metavar="P",
                      help="harness processes per layer, on independent column blocks "
                           "(default: the CPUs available)")
+    net.add_argument("--toggles", action="store_true",
+                     help="count the toggles of every signal bit (Verilator "
+                          "--coverage-toggle), per layer and per array block: a "
+                          "switching-activity proxy for dynamic energy; the model builds "
+                          "and runs several times slower")
     net.add_argument("--plot", metavar="DIR",
                      help="write the per-layer utilisation plot (png, svg) into DIR")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
@@ -102,16 +107,19 @@ def _run_model(args: argparse.Namespace) -> int:
     run, res = verify_network(args.model, args.spec, weights=args.weights, images=args.images,
                               files=args.input, layers=layers, processes=args.processes,
                               build_dir=args.build_dir, input_shape=args.input_shape,
-                              ready=args.ready, valid=args.valid, seed=args.seed)
+                              toggles=args.toggles, ready=args.ready, valid=args.valid,
+                              seed=args.seed)
     rows = [[r["node"], r["kind"], f"{r['m']}x{r['k']}x{r['n']}" + (f" g{r['groups']}"
                                                                     if r["groups"] > 1 else ""),
              r["passes"], r["cycles"], r["model_cycles"], f"{100 * r['utilisation']:.1f} %",
+             *([f"{r['toggles']:,}"] if args.toggles else []),
              f"{r['seconds']:.2f}", "ok" if not r["mismatches"] else "MISMATCH"]
             for r in res["layers"]]
     print(f"{res['model']} on array {args.spec} (Verilator), {res['images']} input(s), "
           f"{res['processes']} harness process(es)")
     print(format_table(["layer", "kind", "MxKxN", "passes", "cycles", "model cycles",
-                        "utilisation", "s", ""], rows))
+                        "utilisation", *(["toggles"] if args.toggles else []), "s", ""],
+                       rows))
     for name, why in res["host_layers"].items():
         print(f"host  {name}: {why}")
     if res["first_mismatch"] is not None:
@@ -130,6 +138,11 @@ def _run_model(args: argparse.Namespace) -> int:
         print(f"cycles {res['cycles']} measured, {res['model_cycles']} cycle model; "
               f"utilisation {100 * res['utilisation']:.1f} %; harness {res['hw_seconds']:.1f} s "
               f"({rate / 1e6:.3f} M cycles/s), total {res['seconds']:.1f} s")
+        if res["toggles"] is not None:
+            blocks = ", ".join(f"{b} {100 * n / res['toggles']:.0f} %"
+                               for b, n in res["toggles_by_block"].items())
+            print(f"toggles {res['toggles']:,} ({res['toggles_per_input']:,.0f} per input; "
+                  f"clock excluded): {blocks}")
         for i, name in enumerate(res["inputs"] or []):
             cls = f" ({res['classes_hw'][i]})" if res["classes_hw"] else ""
             print(f"  {name}: hardware top-1 {res['top1_hw'][i]}{cls}, simulator "

@@ -34,6 +34,7 @@ from ..hw import bits, layouts, timing
 from ..hw.program import mismatches, pass_count, plan
 from ..quant import program as P
 from ..report import progress
+from .toggles import by_block
 
 __all__ = ["LayerCheck", "NetworkRun", "run_network", "diagnose"]
 
@@ -60,6 +61,9 @@ class LayerCheck:
         Lines naming tile, element, row and column (empty: bit-exact).
     first_mismatch : dict or None
         :func:`diagnose` of the first difference.
+    toggles : dict of str -> int or None
+        Signal-bit toggles of the layer's run per array block
+        (:func:`fpxint_hw.flow.toggles.by_block`; None: the model does not count them).
     """
 
     name: str
@@ -76,6 +80,7 @@ class LayerCheck:
     hw_seconds: float = 0.0
     mismatches: list[str] = field(default_factory=list)
     first_mismatch: dict | None = None
+    toggles: dict[str, int] | None = None
 
     @property
     def macs(self) -> int:
@@ -141,6 +146,17 @@ class NetworkRun:
         """Useful MACs over PE-cycles of the measured total (0..1)."""
         macs = sum(lay.macs for lay in self.layers)
         return macs / (self.cycles * self.spec.rows * self.spec.cols) if self.cycles else 0.0
+
+    @property
+    def toggles(self) -> dict[str, int] | None:
+        """Signal-bit toggles of all layers per array block (None: not counted)."""
+        if not self.layers or any(lay.toggles is None for lay in self.layers):
+            return None
+        total: dict[str, int] = {}
+        for lay in self.layers:
+            for blk, n in lay.toggles.items():
+                total[blk] = total.get(blk, 0) + n
+        return dict(sorted(total.items(), key=lambda kv: -kv[1]))
 
 
 def run_network(program, x: np.ndarray, model, *, layers=None, processes: int = 2,
@@ -215,7 +231,8 @@ def _run_layers(program, spec, x, sim, run, host, bar, start, *, model, processe
                                        names=[f"{q.name}[{g}]" for g in range(len(tiles))])
         check = LayerCheck(q.name, q.node, q.kind, tiles[0].m, tiles[0].k, tiles[0].n,
                            len(tiles), passes=len(hw.passes), cycles=hw.cycles,
-                           hw_seconds=hw.seconds)
+                           hw_seconds=hw.seconds,
+                           toggles=None if hw.toggles is None else by_block(hw.toggles))
         check.model_cycles = gemm_cycles(spec, check.m, check.k, check.n, check.groups,
                                          name=q.name).cycles
         expected = [run_tile(t) for t in tiles]

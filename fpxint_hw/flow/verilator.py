@@ -22,6 +22,7 @@ import struct
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from ..hw import bits, layouts, timing
 from ..hw.passes import HwRun, PassCycles, run_tiles
 from ..hw.program import Job, chain_map
 from ..hw.top import TOP_NAME
-from . import verilog
+from . import toggles as toggle_counts, verilog
 
 __all__ = ["VerilatorError", "VerilatorModel", "VerilatorRun", "verilator_missing", "build",
            "run_jobs_verilator", "run_tiles_verilator", "run_tiles_verilator_timed",
@@ -96,12 +97,16 @@ class VerilatorModel:
     build_seconds : float
         Wall time of the build (0 when it came from the cache).
     cached : bool
+    toggles : bool
+        Built with toggle counting (:mod:`fpxint_hw.flow.toggles`): each run also returns
+        the design's toggle counts.
     """
 
     spec: ArraySpec
     exe: Path
     build_seconds: float
     cached: bool
+    toggles: bool = False
 
 
 def _build_root() -> Path:
@@ -109,20 +114,22 @@ def _build_root() -> Path:
 
 
 def build(spec: ArraySpec, build_dir=None, *, jobs: int = 2, verilog_text: str | None = None,
-          libraries=(), flags=()) -> VerilatorModel:
+          libraries=(), flags=(), toggles: bool = False) -> VerilatorModel:
     """Export ``spec`` to Verilog and build the harness with Verilator (cached).
 
     ``build_dir``: folder for the cached builds (default: see the module docstring).
     ``verilog_text``: the design to build instead of the exported Verilog of ``spec`` (e.g.
     a synthesized netlist of it, with the same top-level ports); ``libraries``: further
     Verilog files it needs (cell models), ``flags``: further Verilator arguments. All of
-    them are part of the cache key.
+    them are part of the cache key. ``toggles``: count every signal bit's toggles
+    (:mod:`fpxint_hw.flow.toggles`; builds and runs several times slower).
     Raises :class:`VerilatorError` when Verilator is missing or the build fails.
     """
     reason = verilator_missing()
     if reason:
         raise VerilatorError(f"cannot build a Verilator model: {reason}")
     text = verilog.convert(spec) if verilog_text is None else verilog_text
+    flags = (*flags, *toggle_counts.FLAGS) if toggles else tuple(flags)
     libraries = [Path(p) for p in libraries]
     harness = HARNESS.read_text()
     key = hashlib.sha256("\0".join((text, harness, CFLAGS, *map(str, flags),
@@ -132,7 +139,7 @@ def build(spec: ArraySpec, build_dir=None, *, jobs: int = 2, verilog_text: str |
     out = root / key
     exe = out / "obj" / "harness"
     if exe.exists():
-        return VerilatorModel(spec, exe, 0.0, True)
+        return VerilatorModel(spec, exe, 0.0, True, toggles)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{TOP_NAME}.v").write_text(text)
     cmd = [str(_root() / "bin" / "verilator"), "--cc", "--exe", "--build", "-j", str(jobs),
@@ -146,7 +153,7 @@ def build(spec: ArraySpec, build_dir=None, *, jobs: int = 2, verilog_text: str |
     if proc.returncode != 0 or not exe.exists():
         tail = (proc.stdout + proc.stderr)[-3000:]
         raise VerilatorError(f"verilator build in {out} failed (exit {proc.returncode}):\n{tail}")
-    return VerilatorModel(spec, exe, seconds, False)
+    return VerilatorModel(spec, exe, seconds, False, toggles)
 
 
 def _write_vectors(path: Path, spec: ArraySpec, jobs: list[Job], keep: list[bool]) -> None:
@@ -215,7 +222,7 @@ def _sequences(jobs: list[Job], parts: int) -> list[slice]:
 
 def run_jobs_verilator(model: VerilatorModel, jobs: list[Job], *, ready: float = 1.0,
                        valid: float = 1.0, seed: int = 0, keep: str = "last",
-                       processes: int = 1):
+                       processes: int = 1, toggles=None):
     """Run passes through a built model; returns ``(result beats per job, passes, cycles,
     seconds)`` where ``seconds`` is the harness's wall time (file I/O included).
 
@@ -226,7 +233,9 @@ def run_jobs_verilator(model: VerilatorModel, jobs: list[Job], *, ready: float =
     would run them back to back: a part starts as soon as the previous one could take new
     weights, i.e. ``FIFO_STAGES`` cycles before its last result (:mod:`fpxint_hw.hw.timing`);
     pass marks are shifted onto that one timeline. With random ``ready``/``valid`` each part
-    draws from its own seed (``seed + part``).
+    draws from its own seed (``seed + part``). ``toggles``: a Counter that, for a model built
+    with toggle counting, receives the run's counts (:func:`fpxint_hw.flow.toggles.
+    read_counts`, summed over the processes).
     """
     if not (0.0 < ready <= 1.0 and 0.0 < valid <= 1.0):
         raise ValueError(f"ready and valid probabilities must be in (0, 1], got {ready}, {valid}")
@@ -241,19 +250,23 @@ def run_jobs_verilator(model: VerilatorModel, jobs: list[Job], *, ready: float =
         for i, part in enumerate(parts):
             vin, vout = Path(tmp) / f"in{i}.bin", Path(tmp) / f"out{i}.bin"
             _write_vectors(vin, model.spec, jobs[part], kept[part])
-            procs.append((part, vout, [str(model.exe), str(vin), str(vout), repr(ready),
-                                       repr(valid), str(seed + i)]))
+            cov = Path(tmp) / f"cov{i}.dat"
+            procs.append((part, vout, cov, [str(model.exe), str(vin), str(vout), repr(ready),
+                                            repr(valid), str(seed + i)]
+                          + ([str(cov)] if model.toggles else [])))
         t0 = time.perf_counter()
         running = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True) for _, _, cmd in procs]
+                                    text=True) for *_, cmd in procs]
         logs = [p.communicate()[0] for p in running]
         seconds = time.perf_counter() - t0
         beats, passes, cycles = [], [], 0
-        for (part, vout, _), proc, log in zip(procs, running, logs):
+        for (part, vout, cov, _), proc, log in zip(procs, running, logs):
             if proc.returncode != 0:
                 raise VerilatorError(f"harness {model.exe} failed (exit {proc.returncode}): "
                                      f"{log[-2000:]}")
             b, p, c = _read_results(vout, model.spec, kept[part])
+            if model.toggles and toggles is not None:
+                toggles.update(toggle_counts.read_counts(cov))
             # this part starts as the previous one could take new weights (timing.back_to_back)
             offset = max(cycles - timing.FIFO_STAGES, 0)
             beats += b
@@ -265,10 +278,13 @@ def run_jobs_verilator(model: VerilatorModel, jobs: list[Job], *, ready: float =
 
 @dataclass(frozen=True, eq=False)
 class VerilatorRun(HwRun):
-    """An :class:`~fpxint_hw.hw.passes.HwRun` plus the harness's wall time in seconds."""
+    """An :class:`~fpxint_hw.hw.passes.HwRun` plus the harness's wall time in seconds and,
+    for a model built with toggle counting, the run's toggle counts (a Counter of
+    ``(instance, signal)``, :mod:`fpxint_hw.flow.toggles`; else None)."""
 
     seconds: float = 0.0
     build_seconds: float = 0.0
+    toggles: Counter | None = None
 
 
 def run_tiles_verilator_timed(spec: ArraySpec, tiles: list[GemmTile], *, names=None,
@@ -280,16 +296,18 @@ def run_tiles_verilator_timed(spec: ArraySpec, tiles: list[GemmTile], *, names=N
     and ``keep`` as for :func:`run_jobs_verilator`."""
     model = model or build(spec, build_dir)
     seconds = []
+    counts = Counter() if model.toggles else None
 
     def engine(jobs):
         beats, passes, cycles, wall = run_jobs_verilator(model, jobs, ready=ready, valid=valid,
                                                          seed=seed, processes=processes,
-                                                         keep=keep)
+                                                         keep=keep, toggles=counts)
         seconds.append(wall)
         return beats, passes, cycles
 
     run = run_tiles(spec, tiles, engine, names=names)
-    return VerilatorRun(run.results, run.passes, run.cycles, seconds[0], model.build_seconds)
+    return VerilatorRun(run.results, run.passes, run.cycles, seconds[0], model.build_seconds,
+                        counts)
 
 
 def run_tiles_verilator(spec: ArraySpec, tiles: list[GemmTile], **options) -> list[TileResult]:

@@ -29,7 +29,8 @@ def default_processes() -> int:
 
 def verify_network(model: str, spec_name: str, *, weights=None, images: int | None = 1,
                    files=None, layers=None, processes: int | None = None,
-                   build_dir=None, input_shape=None, **handshake) -> tuple[NetworkRun, dict]:
+                   build_dir=None, input_shape=None, toggles: bool = False,
+                   **handshake) -> tuple[NetworkRun, dict]:
     """Run ``model`` (a zoo name or an ONNX file) on the RTL of array ``spec_name``.
 
     ``input_shape``: the ``--input-shape`` of an ONNX file with symbolic H/W
@@ -37,6 +38,8 @@ def verify_network(model: str, spec_name: str, *, weights=None, images: int | No
     ``images``: built-in sample inputs (stratified; None: all) unless ``files`` (image
     paths) are given; ``layers``: conv/linear layer names to put on the hardware (default
     all); ``processes``: harness processes per layer (default :func:`default_processes`);
+    ``toggles``: build the model with toggle counting (:mod:`fpxint_hw.flow.toggles`) and
+    report the toggles per layer, per block and per input;
     ``handshake``: ``ready``, ``valid``, ``seed`` as for :func:`run_network`.
     Returns the :class:`~fpxint_hw.flow.network.NetworkRun` and its :func:`summary`.
     """
@@ -51,7 +54,7 @@ def verify_network(model: str, spec_name: str, *, weights=None, images: int | No
     graph, info = load_network(model, weights, input_shape)
     x, labels, names = load_inputs(graph, info, images, files)
     program = for_array(graph, spec, name=spec_name, input_range=input_range(info))
-    vmodel = build(spec, build_dir)
+    vmodel = build(spec, build_dir, toggles=toggles)
     run = run_network(program, x, vmodel, layers=layers,
                       processes=processes or default_processes(), **handshake)
     result = summary(run, program, model=info.name if info is not None else str(model),
@@ -78,8 +81,11 @@ def summary(run: NetworkRun, program, *, model: str, spec_name: str, names=None,
                "m": lay.m, "k": lay.k, "n": lay.n, "groups": lay.groups,
                "passes": lay.passes, "cycles": lay.cycles, "model_cycles": lay.model_cycles,
                "utilisation": lay.utilisation(spec), "seconds": lay.seconds,
-               "hw_seconds": lay.hw_seconds, "mismatches": len(lay.mismatches)}
+               "hw_seconds": lay.hw_seconds, "mismatches": len(lay.mismatches),
+               "toggles": None if lay.toggles is None else sum(lay.toggles.values())}
               for lay in run.layers]
+    toggles = run.toggles
+    n_inputs = len(names) if names else None
     hw_seconds = sum(lay.hw_seconds for lay in run.layers)
     classes = None
     top1_hw = _top1(program, run.output_hw)
@@ -90,7 +96,7 @@ def summary(run: NetworkRun, program, *, model: str, spec_name: str, names=None,
     bad = run.mismatch
     return {
         "model": model, "spec": spec_name, "spec_rows": spec.rows, "spec_cols": spec.cols,
-        "images": len(names) if names else None,
+        "images": n_inputs,
         "inputs": list(names) if names else None,
         "layers_checked": sum(1 for lay in run.layers if not lay.mismatches),
         "gemm_layers": len(program.gemm_layers()),
@@ -108,5 +114,9 @@ def summary(run: NetworkRun, program, *, model: str, spec_name: str, names=None,
         [int(v) for v in np.asarray(float_out).reshape(len(float_out), -1).argmax(axis=1)],
         "labels": None if labels is None else [int(v) for v in labels],
         "classes_hw": classes,
+        "toggles": None if toggles is None else sum(toggles.values()),
+        "toggles_per_input": None if toggles is None or not n_inputs else
+        sum(toggles.values()) / n_inputs,
+        "toggles_by_block": toggles,
         "layers": layers,
     }

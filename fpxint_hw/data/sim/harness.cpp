@@ -9,7 +9,10 @@
 // only field this program touches is the partial-sum chain (acc of pass c-1 -> psum of
 // pass c), whose bit positions come in the vector file.
 //
-// Usage: harness IN.bin OUT.bin [ready_prob valid_prob seed]
+// Usage: harness IN.bin OUT.bin [ready_prob valid_prob seed [COVERAGE.dat]]
+//
+// A model built with --coverage-toggle writes its toggle counts to COVERAGE.dat at the end
+// (fpxint_hw/flow/toggles.py reads them).
 //
 // IN.bin : "FPXVEC02", u32 w_bytes c_bytes a_bytes o_bytes, u32 n_chain,
 //          n_chain x (u32 src_bit dst_bit width),
@@ -21,6 +24,9 @@
 
 #include "Vtop.h"
 #include "verilated.h"
+#if VM_COVERAGE
+#include "verilated_cov.h"
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -138,7 +144,7 @@ struct Source {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc < 3) die("usage: harness IN.bin OUT.bin [ready_prob valid_prob seed]");
+    if (argc < 3) die("usage: harness IN.bin OUT.bin [ready_prob valid_prob seed [COVERAGE.dat]]");
     double ready_p = argc > 3 ? std::atof(argv[3]) : 1.0;
     double valid_p = argc > 4 ? std::atof(argv[4]) : 1.0;
     uint64_t seed = argc > 5 ? std::strtoull(argv[5], nullptr, 10) : 0;
@@ -268,6 +274,9 @@ int main(int argc, char** argv) {
                               + std::to_string(cycle) + ", pass " + std::to_string(dj));
     }
     top->final();
+#if VM_COVERAGE
+    if (argc > 6) ctx->coveragep()->write(argv[6]);
+#endif
 
     FILE* out = std::fopen(argv[2], "wb");
     if (!out) die(std::string("cannot write ") + argv[2]);
