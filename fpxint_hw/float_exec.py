@@ -29,7 +29,7 @@ from .errors import InputError
 from .graph import (Add, AvgPool, BatchNorm, Clip, Concat, Conv2d, Flatten, Gelu,
                     GlobalAvgPool, Graph, HardSigmoid, HardSwish, Input, LayerNorm, LeakyRelu,
                     Linear, MatMul, MaxPool, Mul, Node, Pad, PRelu, Relu, Scale, Sigmoid,
-                    Softmax, Upsample, ZeroInsert)
+                    Slice, Softmax, Upsample, ZeroInsert)
 
 __all__ = ["FloatExecutor", "run_float", "float_activations", "to_nchw", "to_nhwc"]
 
@@ -38,6 +38,14 @@ def to_nchw(x: np.ndarray) -> np.ndarray:
     """An internal channels-last tensor as a contiguous batch-first NCHW array ((N, F) and
     (N, T, F) pass through: they are the same inside and out)."""
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x
+
+
+def _slice(node: Slice, x: np.ndarray) -> np.ndarray:
+    """Channels (last axis of an internal NHWC map) or tokens (axis 1 of (N, T, F))."""
+    if x.ndim == 4:
+        return np.ascontiguousarray(x[..., node.start:node.stop])
+    y = x[:, node.start] if node.squeeze else x[:, node.start:node.stop]
+    return np.ascontiguousarray(y)
 
 
 def to_nhwc(x: np.ndarray) -> np.ndarray:
@@ -340,6 +348,8 @@ class FloatExecutor:
             y = np.zeros((a.shape[0], ho, wo, a.shape[3]), dtype=a.dtype)
             y[:, ::sh, ::sw] = a
             return y
+        if isinstance(node, Slice):
+            return _slice(node, args[0])
         if isinstance(node, Upsample):
             sh, sw = node.scale
             return np.repeat(np.repeat(args[0], sh, axis=1), sw, axis=2)

@@ -530,6 +530,8 @@ _RUN = {
     P.Pad: lambda q, a, t, lanes: pad2d(a[0], q.padding, q.value),
     P.ZeroInsert: lambda q, a, t, lanes: zero_insert2d(a[0], q.stride, q.out.zero_point),
     P.Upsample: lambda q, a, t, lanes: upsample2d(a[0], q.scale),
+    P.Slice: lambda q, a, t, lanes: np.ascontiguousarray(
+        a[0][:, q.start] if q.squeeze else a[0][:, q.start:q.stop]),
     P.MatMul: _matmul,
     P.Softmax: lambda q, a, t, lanes: softmax_int(a[0], q.groups, q.exp_table, q.out.hi,
                                                   q.mode),

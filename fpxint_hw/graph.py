@@ -39,7 +39,7 @@ __all__ = [
     "OPS", "Node", "Input", "Conv2d", "BatchNorm", "Relu", "Clip", "MaxPool", "AvgPool",
     "GlobalAvgPool", "Add", "Linear", "Flatten", "HardSigmoid", "HardSwish", "Sigmoid",
     "LeakyRelu", "PRelu", "Scale", "Mul", "Concat", "Pad", "ZeroInsert", "Upsample",
-    "LayerNorm", "Gelu", "Softmax", "MatMul", "Graph", "fold_batchnorm", "folded_batchnorms",
+    "Slice", "LayerNorm", "Gelu", "Softmax", "MatMul", "Graph", "fold_batchnorm", "folded_batchnorms",
     "graphs_equal", "channels", "MAX_TENSOR_ELEMENTS",
 ]
 
@@ -656,6 +656,45 @@ class Upsample(Node):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Slice(Node):
+    """The entries ``start <= i < stop`` (step 1) of the first per-sample axis: channels of a
+    ``(C, H, W)`` map (``x[:, start:stop]`` in NCHW) or tokens of a ``(T, F)`` sequence
+    (``x[:, start:stop]``). ``squeeze`` (one token, ``stop = start + 1``, of a sequence)
+    drops the token axis: ``(T, F) -> (F,)``, the CLS token ``x[:, 0]``. A slice of integers
+    keeps their grid (scale and zero point)."""
+
+    start: int = 0
+    stop: int = 1
+    squeeze: bool = False
+
+    op: ClassVar[str] = "slice"
+
+    def _check(self, owner):
+        object.__setattr__(self, "start", _int_tuple(owner, "start", (self.start,), 1, 0)[0])
+        object.__setattr__(self, "stop", _int_tuple(owner, "stop", (self.stop,), 1, 1)[0])
+        if not isinstance(self.squeeze, (bool, np.bool_)):
+            raise InputError(f"{owner}.squeeze must be true or false, got {self.squeeze!r}")
+        object.__setattr__(self, "squeeze", bool(self.squeeze))
+        if self.stop <= self.start:
+            raise InputError(f"{owner}: stop {self.stop} must exceed start {self.start}")
+        if self.squeeze and self.stop != self.start + 1:
+            raise InputError(f"{owner}: squeeze needs one entry, got {self.start}:{self.stop}")
+
+    def infer_shape(self, in_shapes, params):
+        shp = in_shapes[0]
+        self._need_rank(shp, 2, 3)
+        if self.stop > shp[0]:
+            raise self._fail(f"slice {self.start}:{self.stop} exceeds axis size {shp[0]} of "
+                             f"input {self.inputs[0]!r} {shp}")
+        if self.squeeze:
+            if len(shp) != 2:
+                raise self._fail(f"squeeze drops a token axis; input {self.inputs[0]!r} has "
+                                 f"shape {shp}")
+            return shp[1:]
+        return (self.stop - self.start, *shp[1:])
+
+
+@dataclass(frozen=True, kw_only=True)
 class LayerNorm(Node):
     """``(x - mean) / sqrt(var + eps) * weight + bias`` over the last axis: per token of a
     ``(T, F)`` sequence (or over an ``(F,)`` vector), mean and biased variance of its F values.
@@ -786,7 +825,7 @@ class MatMul(Node):
 OPS: dict[str, type[Node]] = {c.op: c for c in (
     Input, Conv2d, BatchNorm, Relu, Clip, MaxPool, AvgPool, GlobalAvgPool, Add, Linear,
     Flatten, HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu, Scale, Mul, Concat, Pad,
-    ZeroInsert, Upsample, LayerNorm, Gelu, Softmax, MatMul)}
+    ZeroInsert, Upsample, Slice, LayerNorm, Gelu, Softmax, MatMul)}
 
 
 def _as_param(graph_name: str, name: str, value) -> np.ndarray:

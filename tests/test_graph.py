@@ -65,7 +65,7 @@ def test_nodes_expose_op_inputs_attrs_and_params():
     assert set(OPS) == {"input", "conv", "batchnorm", "relu", "clip", "maxpool", "avgpool",
                         "global_avgpool", "add", "linear", "flatten", "hardsigmoid",
                         "hardswish", "sigmoid", "leakyrelu", "prelu", "scale", "mul", "concat",
-                        "pad", "zero_insert", "upsample", "layernorm", "gelu", "softmax", "matmul"}
+                        "pad", "zero_insert", "upsample", "slice", "layernorm", "gelu", "softmax", "matmul"}
     for n in g.nodes:
         assert all(p in g.params for p in n.params)
 

@@ -666,6 +666,13 @@ def _upsample(sim, q, args):
     return args[0].repeat(sh, axis=1).repeat(sw, axis=2)
 
 
+def _slice(sim, q, args):
+    x = args[0]
+    if x.ndim == 4:                                   # NHWC: channels are the last axis
+        return np.ascontiguousarray(x[..., q.start:q.stop])
+    return np.ascontiguousarray(x[:, q.start] if q.squeeze else x[:, q.start:q.stop])
+
+
 def _pad(sim, q, args):
     x = args[0]
     top, left, bottom, right = q.padding
@@ -768,6 +775,7 @@ _RUN = {
     P.Pad: _pad,
     P.ZeroInsert: _zero_insert,
     P.Upsample: _upsample,
+    P.Slice: _slice,
     P.MatMul: _matmul,
     P.Softmax: _softmax,
     P.LayerNorm: _layernorm,

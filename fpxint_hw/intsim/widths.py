@@ -285,7 +285,7 @@ _ROWS = {P.Quantize: _no_rows, P.Conv: _gemm_rows, P.Linear: _gemm_rows, P.Add: 
          P.MaxPool: _no_rows, P.AvgPool: _pool_rows, P.GlobalAvgPool: _pool_rows,
          P.Clamp: _no_rows, P.Flatten: _no_rows, P.Lookup: _no_rows, P.Mul: _mul_rows,
          P.Concat: _concat_rows, P.Scale: _scale_rows, P.Pad: _no_rows,
-         P.ZeroInsert: _no_rows, P.Upsample: _no_rows,
+         P.ZeroInsert: _no_rows, P.Upsample: _no_rows, P.Slice: _no_rows,
          P.MatMul: _matmul_rows, P.Softmax: _softmax_rows, P.LayerNorm: _layernorm_rows}
 P.check_handlers(_ROWS, "intsim.widths")
 

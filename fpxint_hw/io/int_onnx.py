@@ -557,6 +557,16 @@ class _Writer:
         flat = self.b.const(f"{q.name}/out_shape", [0, 0, h * sh, w * sw], np.int64)
         self.b.node("Reshape", [x, flat], q.name)
 
+    def slice_op(self, q) -> None:
+        """Axis 1 ``start:stop`` (channels or tokens); a squeezed token reshaped to (N, F)."""
+        name = f"{q.name}/token" if q.squeeze else q.name
+        self.b.node("Slice", [q.inputs[0], self.b.const(f"{q.name}/starts", [q.start], np.int64),
+                              self.b.const(f"{q.name}/ends", [q.stop], np.int64),
+                              self.b.const(f"{q.name}/axes", [1], np.int64)], name)
+        if q.squeeze:
+            self.b.node("Reshape", [name, self.b.const(f"{q.name}/shape", [0, -1], np.int64)],
+                        q.name)
+
     def pad_op(self, q) -> None:
         x = self.pad(q.inputs[0], q.padding, q.value, np.int64, q.name)
         if x != q.name:
@@ -570,6 +580,7 @@ _WRITERS = {"quantize": _Writer.quantize, "conv": _Writer.gemm, "linear": _Write
             "flatten": _Writer.flatten, "lookup": _Writer.lookup, "mul": _Writer.mul_op,
             "concat": _Writer.concat, "scale": _Writer.scale, "pad": _Writer.pad_op,
             "zero_insert": _Writer.zero_insert, "upsample": _Writer.upsample,
+            "slice": _Writer.slice_op,
             "matmul": _Writer.unsupported, "softmax": _Writer.unsupported,
             "layernorm": _Writer.unsupported}
 #: Op kinds the writer handles.

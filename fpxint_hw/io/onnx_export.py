@@ -24,7 +24,7 @@ from ..errors import InputError, missing_tool
 from ..graph import (Add, AvgPool, BatchNorm, Clip, Concat, Conv2d, Flatten, Gelu,
                      GlobalAvgPool, Graph, HardSigmoid, HardSwish, Input, LayerNorm, LeakyRelu,
                      Linear, MatMul, MaxPool, Mul, Pad, PRelu, Relu, Scale, Sigmoid, Softmax,
-                     Upsample, ZeroInsert)
+                     Slice, Upsample, ZeroInsert)
 
 __all__ = ["graph_to_onnx", "save_onnx", "ONNX_OPSET"]
 
@@ -209,6 +209,17 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
             ins += ["", scales]
             kw = dict(mode="nearest", coordinate_transformation_mode="asymmetric",
                       nearest_mode="floor")
+        elif isinstance(n, Slice) and n.squeeze:
+            op, idx = "Gather", extra(f"{n.name}.index")       # x[:, start]
+            inits.append(numpy_helper.from_array(np.array(n.start, np.int64), idx))
+            ins += [idx]
+            kw = dict(axis=1)
+        elif isinstance(n, Slice):
+            op = "Slice"
+            names = [extra(f"{n.name}.{k}") for k in ("starts", "ends", "axes")]
+            inits += [numpy_helper.from_array(np.array([v], np.int64), k)
+                      for v, k in zip((n.start, n.stop, 1), names)]
+            ins += names
         elif isinstance(n, LayerNorm):
             op, ins = "LayerNormalization", ins + [n.weight, n.bias]
             kw = dict(axis=-1, epsilon=n.eps)

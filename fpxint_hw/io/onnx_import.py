@@ -9,6 +9,9 @@ Add (of two tensors of one shape; of a constant: the bias of the MatMul or Scale
 before it, else a :class:`~fpxint_hw.graph.Scale`), Sub of a constant, Mul (of two tensors:
 equal shapes or a ``(C, 1, 1)`` gate; of a constant: a Scale), Div by a constant (a Scale
 by its reciprocal), Concat along the channel axis and Pad in constant mode over H and W.
+A step-1 Slice of an activation along axis 1 (channels of ``(N, C, H, W)``, tokens of
+``(N, T, F)``) and a Gather of one constant index on the token axis (``x[:, 0]``) are a
+:class:`~fpxint_hw.graph.Slice`.
 A constant of Mul/Add/Sub/Div/PRelu must hold one value or one per channel.
 Identity and Dropout are skipped. Weights must be initializers or Constant nodes.
 
@@ -42,7 +45,7 @@ import numpy as np
 from ..errors import InputError, missing_tool
 from ..graph import (MAX_TENSOR_ELEMENTS, Add, AvgPool, BatchNorm, Clip, Concat, Conv2d,
                      Flatten, GlobalAvgPool, Graph, HardSigmoid, HardSwish, Input, LeakyRelu,
-                     Linear, MaxPool, Mul, Node, Pad, PRelu, Relu, Scale, Sigmoid, Upsample,
+                     Linear, MaxPool, Mul, Node, Pad, PRelu, Relu, Scale, Sigmoid, Slice, Upsample,
                      ZeroInsert, channels, fold_batchnorm)
 from .onnx_patterns import constant_node_value, fuse_decomposed
 from .onnx_sequence import SequenceOps
@@ -253,6 +256,12 @@ class _Importer:
                 self.transposed[onode.output[0]] = ins[0]     # a MatMul keeps its name
             return
         if self.seq.convert(onode, a):
+            return
+        if op == "Slice" and onode.input[0] not in self.consts:
+            self.emit(onode, self.slice(onode, self.tensor(onode, onode.input[0])))
+            return
+        if op == "Gather" and onode.input[0] not in self.consts and ins[1] in self.consts:
+            self.emit(onode, self.gather_token(onode, a, self.tensor(onode, onode.input[0])))
             return
         if op in _CONST_ONLY_OPS:
             act = next(i for i in ins if i not in self.consts)
@@ -606,6 +615,59 @@ class _Importer:
         self.nodes[-1] = dataclasses.replace(last, bias=self.param(onode, bname, "bias", b))
         self.alias[onode.output[0]] = last.name
         return True
+
+    def slice(self, onode, x: str) -> Slice:
+        """A step-1 Slice of an activation along axis 1 (channels of (N, C, H, W), tokens of
+        (N, T, F)); other axes may only be sliced whole."""
+        ins = list(onode.input) + [""] * 5
+        shp = (1,) + self.shapes[x]
+        rank = len(shp)
+
+        def ints(i, what):
+            return [int(v) for v in np.asarray(self.const(onode, ins[i], what)).reshape(-1)]
+
+        starts, ends = ints(1, "starts"), ints(2, "ends")
+        axes = ints(3, "axes") if ins[3] else list(range(len(starts)))
+        steps = ints(4, "steps") if ins[4] else [1] * len(starts)
+        if not len(starts) == len(ends) == len(axes) == len(steps):
+            raise self.fail(onode, f"starts {starts}, ends {ends}, axes {axes} and steps "
+                                   f"{steps} differ in length")
+        start, stop = 0, shp[1]
+        for b, e, ax, st in zip(starts, ends, axes, steps):
+            if not -rank <= ax < rank:
+                raise self.fail(onode, f"axis {ax} is out of range for {('N',) + shp[1:]}")
+            ax %= rank
+            if st != 1:
+                raise self.fail(onode, f"step {st} on axis {ax}: only step-1 slices of "
+                                       f"activations are supported")
+            size = shp[ax]
+            b = min(max(b + size if b < 0 else b, 0), size)
+            e = min(max(e + size if e < 0 else e, 0), size)
+            if ax == 1 and len(shp) in (3, 4):
+                start, stop = b, e
+            elif (b, e) != (0, size):
+                raise self.fail(onode, f"slice {b}:{e} of axis {ax} of {('N',) + shp[1:]}: "
+                                       f"only the channel axis of (N, C, H, W) or the token "
+                                       f"axis of (N, T, F) may be sliced")
+        if stop <= start:
+            raise self.fail(onode, f"slice {start}:{stop} of axis 1 is empty")
+        return Slice(name=self.node_name(onode), inputs=(x,), start=start, stop=stop)
+
+    def gather_token(self, onode, a: dict, x: str) -> Slice:
+        """``x[:, i]`` of an (N, T, F) sequence: a Gather of one constant index on axis 1."""
+        idx = np.asarray(self.consts[onode.input[1]])
+        shp = self.shapes[x]
+        axis = int(a.get("axis", 0))
+        if len(shp) != 2 or axis % 3 != 1 or idx.ndim != 0 or not np.issubdtype(
+                idx.dtype, np.integer):
+            raise self.fail(onode, f"only a Gather of one scalar index on the token axis 1 of "
+                                   f"(N, T, F) is supported on an activation, got indices "
+                                   f"{idx.tolist()} on axis {axis} of {('N',) + shp}")
+        i = int(idx)
+        i = i + shp[0] if i < 0 else i
+        if not 0 <= i < shp[0]:
+            raise self.fail(onode, f"index {int(idx)} is out of range for {shp[0]} tokens")
+        return Slice(name=self.node_name(onode), inputs=(x,), start=i, stop=i + 1, squeeze=True)
 
     def pad(self, onode, a: dict, name: str, x: str) -> Pad:
         """A constant-mode Pad over H and W of an (N, C, H, W) activation."""

@@ -158,7 +158,8 @@ _WRITERS = {"quantize": _QdqWriter.quantize, "conv": _QdqWriter.gemm,
             "lookup": _QdqWriter.unsupported, "mul": _QdqWriter.unsupported,
             "concat": _QdqWriter.unsupported, "scale": _QdqWriter.unsupported,
             "pad": _QdqWriter.unsupported, "zero_insert": _QdqWriter.unsupported,
-            "upsample": _QdqWriter.unsupported, "matmul": _QdqWriter.unsupported,
+            "upsample": _QdqWriter.unsupported, "slice": _QdqWriter.unsupported,
+            "matmul": _QdqWriter.unsupported,
             "softmax": _QdqWriter.unsupported, "layernorm": _QdqWriter.unsupported}
 #: Op kinds the QDQ writer handles.
 KINDS = tuple(_WRITERS)

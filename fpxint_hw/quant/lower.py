@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import FormatError, InputError, WidthError
 from ..graph import (Add, AvgPool, Clip, Concat, Conv2d, Flatten, Gelu, GlobalAvgPool, Graph,
                      HardSigmoid, HardSwish, Input, LayerNorm, LeakyRelu, Linear, MatMul, MaxPool,
-                     Mul, Pad, PRelu, Relu, Scale, Sigmoid, Softmax, Upsample, ZeroInsert,
+                     Mul, Pad, PRelu, Relu, Scale, Sigmoid, Slice, Softmax, Upsample, ZeroInsert,
                      channels, fold_batchnorm, folded_batchnorms)
 from ..intops import ROUNDING_MODES
 from ..series import expand, split_integer
@@ -73,7 +73,7 @@ __all__ = ["LayerFormats", "TensorExpansion", "expand_graph", "matmul_requant",
 #: insertion, upsampling: their readers must take it too).
 _TAKES_ZERO_POINT = (Conv2d, Linear, Add, HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu,
                      Mul, Scale, Gelu, LayerNorm, Softmax, MatMul)
-_KEEPS_ZERO_POINT = (GlobalAvgPool, Flatten, Pad, ZeroInsert, Upsample)
+_KEEPS_ZERO_POINT = (GlobalAvgPool, Flatten, Pad, ZeroInsert, Upsample, Slice)
 
 
 @dataclass(frozen=True)
@@ -576,6 +576,9 @@ class _Lowering:
             return self.clamp(n, ins)
         if isinstance(n, Flatten):
             return P.Flatten(name=n.name, inputs=ins, out=self.tensors[ins[0]], node=n.name)
+        if isinstance(n, Slice):                # a copy of some integers: the same grid
+            return P.Slice(name=n.name, inputs=ins, out=self.tensors[ins[0]], node=n.name,
+                           start=n.start, stop=n.stop, squeeze=n.squeeze)
         if isinstance(n, (HardSigmoid, HardSwish, Sigmoid, LeakyRelu, PRelu, Gelu)):
             return self.lookup(n, ins)
         if isinstance(n, MatMul):

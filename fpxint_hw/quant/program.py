@@ -22,6 +22,7 @@ integer tensor (:class:`QTensor`: ``real ~ unit * (value - zero_point)``, ``valu
 :class:`Pad`            constant padding with ``value``, an integer of the input's grid
 :class:`ZeroInsert`     ``stride - 1`` zero points (real 0) between pixels (a deconvolution)
 :class:`Upsample`       each pixel repeated ``scale`` times (nearest)
+:class:`Slice`          channels ``start:stop`` of a map or tokens of a sequence, same grid
 :class:`MatMul`         per head, the exact ``sum (a - za)(b - zb)`` of two activations, one
                         requantization (attention scores and context)
 :class:`Softmax`        per head block of a token: ``round(exp_table[max - x] H / sum)``
@@ -53,7 +54,7 @@ from ..tile import Requant
 
 __all__ = ["QTensor", "QOp", "Quantize", "GemmOp", "Conv", "Linear", "Add", "WindowOp",
            "MaxPool", "AvgPool", "GlobalAvgPool", "Clamp", "Flatten", "Lookup", "Mul", "Concat",
-           "Scale", "Pad", "ZeroInsert", "Upsample", "MatMul", "Softmax", "LayerNorm", "OPS", "QProgram",
+           "Scale", "Pad", "ZeroInsert", "Upsample", "Slice", "MatMul", "Softmax", "LayerNorm", "OPS", "QProgram",
            "ArrayTarget", "window_out", "check_handlers", "LEVELS"]
 
 #: Expansion granularities: ``tensor`` (float activations), ``layer`` and ``model`` (integers).
@@ -473,6 +474,19 @@ class Upsample(QOp):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
+class Slice(QOp):
+    """Entries ``start:stop`` of axis 1 (NCHW channels or the tokens of ``(N, T, F)``); with
+    ``squeeze`` one token, axis dropped. The integers are copied: ``out`` is the input's
+    grid (unit and zero point)."""
+
+    kind: ClassVar[str] = "slice"
+
+    start: int
+    stop: int
+    squeeze: bool = False
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class MatMul(QOp):
     """Per-head product of two activation sequences ``(N, T, F)`` (no weights), one rounding:
 
@@ -545,16 +559,16 @@ class LayerNorm(QOp):
 #: Every operation class a program may hold.
 OPS: tuple[type[QOp], ...] = (Quantize, Conv, Linear, Add, MaxPool, AvgPool, GlobalAvgPool,
                               Clamp, Flatten, Lookup, Mul, Concat, Scale, Pad, ZeroInsert,
-                              Upsample, MatMul, Softmax, LayerNorm)
+                              Upsample, Slice, MatMul, Softmax, LayerNorm)
 
 #: The integer ops that read a zero-point input (``real ~ unit (value - z)``): the arithmetic
 #: ones subtract ``z`` (a conv pads with it and carries ``-z sum w`` in its bias, a lookup's
 #: table is indexed by the stored value), the global pool, flatten, a same-grid concat, the
-#: pad, the zero insertion and the upsampling keep it in their output; a matmul subtracts
+#: pad, the zero insertion, the upsampling and the slice keep it in their output; a matmul subtracts
 #: it, a softmax's and a layernorm's differences cancel it. Every other op is refused one.
 ZERO_POINT_READERS: tuple[type[QOp], ...] = (Conv, Linear, Add, GlobalAvgPool, Flatten,
                                              Lookup, Mul, Concat, Scale, Pad, ZeroInsert,
-                                             Upsample, MatMul, Softmax, LayerNorm)
+                                             Upsample, Slice, MatMul, Softmax, LayerNorm)
 
 
 def check_handlers(handlers: Mapping[type, object], engine: str) -> None:

@@ -46,7 +46,7 @@ from ..errors import FormatError, InputError
 from ..spec import SeriesFormat
 from ..graph import (Add, BatchNorm, Clip, Concat, Conv2d, Flatten, Gelu, Graph, HardSigmoid,
                      HardSwish, Input, LayerNorm, LeakyRelu, Linear, MatMul, Mul, PRelu, Relu,
-                     Scale, Sigmoid, Softmax, channels)
+                     Scale, Sigmoid, Slice, Softmax, channels)
 
 __all__ = ["RANGE_RULES", "StatisticalRanges", "FixedRanges", "activation_ranges",
            "calibrated_ranges", "laplace_mse_clip", "WIDE_TAILS", "WIDE_TAILS_ABOVE"]
@@ -152,6 +152,8 @@ def _moments(graph: Graph, input_std: float, correlated_joins: bool) -> dict[str
             # independent factors: Var(XY) = s1^2 s2^2 + s1^2 m2^2 + s2^2 m1^2
             st[n.name] = (m1 * m2, np.sqrt(s1 * s1 * s2 * s2 + s1 * s1 * m2 * m2
                                            + s2 * s2 * m1 * m1), None)
+        elif isinstance(n, Slice) and len(graph.node(n.inputs[0]).shape) == 3:
+            st[n.name] = (mu[n.start:n.stop], sd[n.start:n.stop], None)    # channels
         elif isinstance(n, Concat):
             st[n.name] = (np.concatenate([st[i][0] for i in n.inputs]),
                           np.concatenate([st[i][1] for i in n.inputs]), None)
