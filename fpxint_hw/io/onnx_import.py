@@ -861,6 +861,13 @@ def onnx_to_graph(model, *, source: str = "<onnx model>", fold_bn: bool = True,
     imp = _Importer(model, source)
     g = model.graph
     inputs = [i for i in g.input if i.name not in imp.consts]
+    ids = [i.name for i in inputs if i.type.tensor_type.elem_type in (6, 7)]  # INT32, INT64
+    gathered = [n.name or n.output[0] for n in imp.onnx_nodes
+                if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] in ids]
+    if gathered:
+        raise InputError(f"{source}: integer input(s) {ids} index the embedding Gather "
+                         f"{gathered[0]!r}: token-id inputs are not imported; export the "
+                         f"model from the embeddings' output (an (N, T, F) float input)")
     if len(inputs) != 1:
         raise InputError(f"{source}: expected one graph input, got "
                          f"{[i.name for i in inputs]}")

@@ -156,3 +156,18 @@ def test_a_gather_of_an_activation_other_than_one_token_is_refused():
     with pytest.raises(InputError, match=r"^m\.onnx: node 'pick' \(Gather\): only a Gather"):
         onnx_to_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
                       source="m.onnx")
+
+
+def test_a_token_id_input_read_by_an_embedding_gather_is_refused_naming_it():
+    table = numpy_helper.from_array(np.zeros((10, 4), np.float32), "words")
+    nodes = [helper.make_node("Gather", ["words", "ids"], ["e"], name="embed", axis=0),
+             helper.make_node("Relu", ["e"], ["y"], name="act")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64,
+                                                                     [1, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [table])
+    with pytest.raises(InputError, match=r"^m\.onnx: integer input\(s\) \['ids'\] index the "
+                                         r"embedding Gather 'embed': token-id inputs are not "
+                                         r"imported"):
+        onnx_to_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
+                      source="m.onnx")
