@@ -87,11 +87,13 @@ def test_torch_slices_import_agree_with_onnxruntime_and_round_trip(exported):
     assert _rel(run_float(back, x), _ort(graph_to_onnx(g), x)) <= 1e-4
 
 
-def test_sliced_programs_agree_bit_exactly_in_golden_and_the_simulator(exported):
+@pytest.mark.parametrize("zero_points", [False, True], ids=["signed", "zero-points"])
+def test_sliced_programs_agree_bit_exactly_in_golden_and_the_simulator(exported, zero_points):
     model, x = exported
     g = onnx_to_graph(model)
     xs = np.concatenate([x, -x, 0.5 * x])
-    prog = expand_graph(g, SeriesFormat(8, 2, per_channel=True), SeriesFormat(8, 2))
+    prog = expand_graph(g, SeriesFormat(8, 2, per_channel=True), SeriesFormat(8, 2),
+                        zero_points=zero_points)
     gold, acts = golden.run_program(prog, xs, capture=True)
     assert np.array_equal(Simulator(prog)(xs), gold)
     # a slice copies its input's integers: same grid, the selected entries
