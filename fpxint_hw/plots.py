@@ -42,6 +42,8 @@ _COMPONENT_COLORS = {"multipliers": "#4C72B0", "adders": "#DD8452", "requant": "
 BASELINE_MARKER, BASELINE_HATCH = "*", "///"
 BASELINE_LEGEND = "conventional baseline (one term, one lane per PE)"
 _BASELINE_GREYS = ("0.35", "0.6", "0.15", "0.5")
+#: A baseline's star on the scatter plots (matplotlib ``scatter`` keywords).
+_BASELINE_STAR = {"marker": BASELINE_MARKER, "s": 150, "edgecolors": "k", "linewidths": 0.6}
 
 _COMPONENT_NAMES = {"multipliers": "digit multipliers", "adders": "adder trees + accumulators",
                     "requant": "requantization units", "control": "control + I/O (constant)"}
@@ -60,6 +62,13 @@ def _group_colors(cmap, groups, records, group_of) -> dict:
     for i, g in enumerate(g for g in groups if g not in colors):
         colors[g] = _BASELINE_GREYS[i % len(_BASELINE_GREYS)]
     return colors
+
+
+def _baseline_handle():
+    """The legend entry of the baselines' stars."""
+    from matplotlib.lines import Line2D
+    return Line2D([], [], ls="", marker=BASELINE_MARKER, ms=11, color="0.3",
+                  markeredgecolor="k", markeredgewidth=0.6, label=BASELINE_LEGEND)
 
 
 def _hatch_baselines(bars, recs) -> None:
@@ -200,10 +209,7 @@ def plot_accuracy_area(records, out: Path) -> list[str] | str:
     base = [r for r in recs if _is_baseline(r)]
     if base:
         ax1.scatter([r["point"]["terms"] for r in base], [_acc_value(r)[0] for r in base],
-                    marker=BASELINE_MARKER, s=150, c=[colors[r["point"]["bits"]] for r in base],
-                    edgecolors="k", linewidths=0.6, zorder=4)
-        ax1.plot([], [], ls="", marker=BASELINE_MARKER, ms=11, color="0.3",
-                 markeredgecolor="k", markeredgewidth=0.6, label=BASELINE_LEGEND)
+                    c=[colors[r["point"]["bits"]] for r in base], zorder=4, **_BASELINE_STAR)
     fl = [(r.get("accuracy") or {}).get("float_accuracy") for r in recs]
     fl = [v for v in fl if v is not None]
     if fl and "accuracy" in ylab:
@@ -215,15 +221,15 @@ def plot_accuracy_area(records, out: Path) -> list[str] | str:
     ax1.set_title(f"{model}: accuracy vs terms")
     ax1.set_xticks(sorted({r["point"]["terms"] for r in recs}))
     ax1.grid(alpha=0.3)
-    ax1.legend(fontsize=8)
+    handles, _ = ax1.get_legend_handles_labels()
+    ax1.legend(handles=handles + ([_baseline_handle()] if base else []), fontsize=8)
     xs = [r["synth"]["logic"] for r in recs]
     ys = [_acc_value(r)[0] for r in recs]
     markers = {1: "o", 2: "s", 3: "^", 4: "D"}
     for r, x, y in zip(recs, xs, ys):
         c = colors[r["point"]["bits"]]
         if _is_baseline(r):
-            ax2.scatter(x, y, c=[c], edgecolors="k", linewidths=0.6, marker=BASELINE_MARKER,
-                        s=150, zorder=3)
+            ax2.scatter(x, y, c=[c], zorder=3, **_BASELINE_STAR)
             continue
         hollow = r["point"]["combine"] == "column"
         ax2.scatter(x, y, facecolors="white" if hollow else c, edgecolors=c, linewidths=1.3,
@@ -242,8 +248,7 @@ def plot_accuracy_area(records, out: Path) -> list[str] | str:
                        label=f"T = {t}") for t in sorted({r["point"]["terms"] for r in recs
                                                           if not _is_baseline(r)})]
     if base:
-        handles.append(Line2D([], [], ls="", marker=BASELINE_MARKER, ms=11, color="0.3",
-                              markeredgecolor="k", markeredgewidth=0.6, label=BASELINE_LEGEND))
+        handles.append(_baseline_handle())
     if any(r["point"]["combine"] == "column" for r in recs):
         handles += [Line2D([], [], ls="", marker="o", color="0.3", label="lanes combined in PE"),
                     Line2D([], [], ls="", marker="o", markerfacecolor="white", color="0.3",
