@@ -183,7 +183,24 @@ def _label(r, combine: bool = True, baseline: bool = True) -> str:
     extra = (" free" if p["scale"] == "free" else "") + \
         (" col" if combine and p["combine"] == "column" else "") + \
         (" baseline" if baseline and _is_baseline(r) else "")
-    return f"{p['bits']}b×{p['terms']} {p['rows']}x{p['cols']}{extra}"
+    from .dse.baselines import area_is_modelled
+    tilde = "~" if area_is_modelled(r) else ""      # area predicted, not synthesized
+    return f"{tilde}{p['bits']}b×{p['terms']} {p['rows']}x{p['cols']}{extra}"
+
+
+def _area_axis_label(recs) -> str:
+    """The area axis' label; says which areas the sweep's area model predicted, with its
+    leave-one-out error on the points it was fitted on."""
+    from .dse.baselines import area_is_modelled
+    text = "area (LUT-equivalents: LUT4 + 2 x CCU2C, ECP5)"
+    modelled = [r["synth"] for r in recs if area_is_modelled(r)]
+    if modelled:
+        loo = modelled[0].get("model_logic_loo_mape")
+        err = "" if loo is None else f", {100 * loo:.1f} % leave-one-out error"
+        which = "all areas" if len(modelled) == len(recs) else "areas labelled ~"
+        text += f"\n{which} from the area model ({modelled[0]['model_points']} " \
+                f"synthesized points{err})"
+    return text
 
 
 def plot_accuracy_area(records, out: Path) -> list[str] | str:
@@ -239,7 +256,7 @@ def plot_accuracy_area(records, out: Path) -> list[str] | str:
     ax2.step(fx, fy, where="post", color="crimson", lw=1.5, zorder=2, label="Pareto front")
     ax2.scatter(fx, fy, s=140, facecolors="none", edgecolors="crimson", lw=1.5, zorder=4)
     ax2.set_xscale("log")
-    ax2.set_xlabel("area (LUT-equivalents: LUT4 + 2 x CCU2C, ECP5)")
+    ax2.set_xlabel(_area_axis_label(recs))
     ax2.set_ylabel(ylab)
     ax2.grid(alpha=0.3, which="both")
     from matplotlib.lines import Line2D
@@ -424,7 +441,10 @@ def plot_throughput_per_lut(records, out: Path) -> list[str] | str:
     ax.set_xticks(x)
     ax.set_xticklabels([_label(r) for r in recs], rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("ResNet-50 images/s per 1,000 LUT-equivalents")
-    ax.set_title("throughput per area (cycle model at each point's Fmax, batch "
+    clocks = {r["throughput"].get("clock_source") for r in recs}
+    clock = "each point's Fmax" if clocks == {"fmax"} else \
+        "the sweep's clock_mhz" if clocks == {"clock_mhz"} else "each point's clock"
+    ax.set_title(f"throughput per area (cycle model at {clock}, batch "
                  f"{recs[0]['throughput']['batch']})")
     ax.set_ylim(0, max(eff) * 1.25)
     ax.grid(axis="y", alpha=0.3)
@@ -436,7 +456,9 @@ def fit_model(records, target: str = "ecp5"):
     """The area model fitted on the records' synthesis results (None if too few)."""
     from .costmodel.area import LOGIC_FEATURES, fit_area_model
     from .spec import ArraySpec
-    recs = [r for r in _unique_hw(records) if r["synth"].get("target", target) == target]
+    from .dse.baselines import area_is_modelled
+    recs = [r for r in _unique_hw(records) if r["synth"].get("target", target) == target
+            and not area_is_modelled(r)]
     if len(recs) < len(LOGIC_FEATURES) + 1:
         return None
     lmb = recs[0]["synth"].get("lut_mult_below", 10)

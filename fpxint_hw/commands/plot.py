@@ -30,12 +30,17 @@ def register(subparsers) -> None:
         formatter_class=DefaultsHelp)
     p.add_argument("dir", metavar="DIR", help="sweep output folder (holds results.jsonl)")
     p.add_argument("--out", default=None, help="folder for the figures (default: DIR)")
+    p.add_argument("--metric", choices=("auto", "accuracy", "top1_agreement", "logit_sqnr_db"),
+                   default="auto",
+                   help="what 'equal or better' means in the baseline comparison: top-1 "
+                        "accuracy, top-1 agreement with float, or logit SQNR (auto: "
+                        "accuracy when the inputs have labels, else agreement)")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
-    from ..dse.baselines import baselines_markdown, compare_baselines
+    from ..dse.baselines import METRICS, baselines_markdown, compare_baselines, metric_text
     from ..dse.results import ResultsFile
     from ..plots import write_plots
     folder = Path(args.dir)
@@ -70,27 +75,26 @@ def main(args: argparse.Namespace) -> int:
               + f"; flip-flops {100 * err['ffs_mape']:.1f} %; coefficients "
               + ", ".join(f"{k} {v:.3g}" for k, v in model.logic_coef.items()))
         print(f"wrote {out / 'area_model.json'}")
-    table = compare_baselines(records)
+    table = compare_baselines(records, None if args.metric == "auto" else args.metric)
+    metric = table["metric"]
     write_text(out / "baselines.json", json.dumps(json_ready(table), indent=1) + "\n")
     write_text(out / "baselines.md", baselines_markdown(table))
     rows = []
     for r in table["comparisons"]:
         c, b = r["point"], r["baseline"]
-        rows.append((f"{c['name']} {c['array']}", _pct(c["accuracy"]),
+        rows.append((f"{c['name']} {c['array']}", metric_text(c["accuracy"], metric),
                      r["reason"] if b is None else b["name"],
-                     "" if b is None else _pct(b["accuracy"]), _x(r["area_ratio"]),
+                     "" if b is None else metric_text(b["accuracy"], metric),
+                     _x(r["area_ratio"]),
                      _x(r["images_per_s_ratio"]), _x(r["images_per_s_per_area_ratio"])))
     if rows:
-        print(format_table(("series point", "acc", "cheapest baseline >= acc", "acc",
+        what = METRICS[metric]
+        print(format_table(("series point", what, "cheapest baseline at least as good", what,
                             "area", "img/s", "img/s per area"), rows))
     else:
         print("baselines: no series point (terms >= 2) to compare")
     print(f"wrote {out / 'baselines.md'}, {out / 'baselines.json'}")
     return 0
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
 
 
 def _x(v) -> str:

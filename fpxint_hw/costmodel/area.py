@@ -258,9 +258,24 @@ class AreaModel:
         write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
-    def load(cls, path) -> "AreaModel":
-        """Read a model written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    def load(cls, path, where: str = "area model") -> "AreaModel":
+        """Read a model written by :meth:`save` (or ``fpxint plot``'s ``area_model.json``).
+
+        Raises InputError naming ``where`` and the file when it cannot be read or is not a
+        model."""
+        try:
+            data = json.loads(Path(path).read_text())
+            model = cls.from_dict(data)
+            if not all(k in model.logic_coef for k in (*LOGIC_FEATURES, "control")) or \
+                    not all(k in model.ff_coef for k in ("registers", "control")):
+                raise KeyError("coefficients")
+            return model
+        except OSError as e:
+            raise InputError(f"{where}: cannot read {path} ({e.strerror}); write one with "
+                             f"'fpxint plot SWEEP_DIR'") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise InputError(f"{where}: {path} is not an area model written by "
+                             f"'fpxint plot' ({type(e).__name__}: {e})") from None
 
 
 def _fit_logic(samples: list[dict]) -> dict:

@@ -21,22 +21,32 @@ as plain data:
 A baseline is a record whose ``point.baseline`` is true (the sweep file's ``baselines``,
 :func:`fpxint_hw.dse.point.grid_points`). Accuracy is ``accuracy.accuracy`` (top-1 against
 the labels) when any record has it, else ``accuracy.top1_agreement`` (inputs without
-labels); the comparison uses that one metric for every point.
+labels); ``metric="logit_sqnr_db"`` compares by the logit SQNR instead (finer than top-1
+agreement on a handful of photos). The comparison uses that one metric for every point.
 :func:`baselines_markdown` renders the result as two markdown tables.
 """
 
 from __future__ import annotations
 
-__all__ = ["is_baseline", "is_series", "accuracy_metric", "point_costs", "cheapest_baseline",
-           "compare_baselines", "baselines_markdown", "point_name"]
+__all__ = ["is_baseline", "is_series", "area_is_modelled", "accuracy_metric", "point_costs",
+           "cheapest_baseline", "compare_baselines", "baselines_markdown", "point_name",
+           "metric_text", "METRICS"]
 
-#: Accuracy fields in order of preference.
-METRICS = ("accuracy", "top1_agreement")
+#: Fields of a record's ``accuracy`` a comparison can use (higher is better) and their
+#: names in the tables; the first two are chosen automatically, in this order.
+METRICS = {"accuracy": "top-1 accuracy", "top1_agreement": "top-1 agreement with float",
+           "logit_sqnr_db": "logit SQNR (dB)"}
 
 
 def is_baseline(rec: dict) -> bool:
     """True for a record the sweep marked as a conventional baseline."""
     return bool((rec.get("point") or {}).get("baseline"))
+
+
+def area_is_modelled(rec: dict) -> bool:
+    """True for a record whose area the sweep's ``synthesis.area_model`` predicted rather
+    than synthesis measured."""
+    return (rec.get("synth") or {}).get("source") == "area model"
 
 
 def is_series(rec: dict) -> bool:
@@ -47,7 +57,7 @@ def is_series(rec: dict) -> bool:
 def accuracy_metric(records) -> str | None:
     """``"accuracy"`` if any record has a top-1 accuracy, else ``"top1_agreement"`` if any
     has that, else None."""
-    for m in METRICS:
+    for m in ("accuracy", "top1_agreement"):
         if any((r.get("accuracy") or {}).get(m) is not None for r in records):
             return m
     return None
@@ -85,6 +95,7 @@ def point_costs(rec: dict, metric: str | None) -> dict:
             "rows": p["rows"], "cols": p["cols"], "bits": p["bits"], "terms": p["terms"],
             "scale": p.get("scale"), "combine": p.get("combine"), "lanes": lanes,
             "baseline": is_baseline(rec), "series": is_series(rec), "area": area,
+            "area_modelled": area_is_modelled(rec),
             "fmax_mhz": syn.get("fmax_mhz"), "images_per_s": ips,
             "clock_mhz": thr.get("clock_mhz"), "clock_source": thr.get("clock_source"),
             "accuracy": acc,
@@ -110,11 +121,14 @@ def _order(c: dict):
             c["key"])
 
 
-def compare_baselines(records) -> dict:
+def compare_baselines(records, metric: str | None = None) -> dict:
     """Every point's costs and each series point against its cheapest baseline of equal or
-    better accuracy (see the module docstring). ``records``: dicts of ``results.jsonl``."""
+    better accuracy (see the module docstring). ``records``: dicts of ``results.jsonl``;
+    ``metric``: a key of :data:`METRICS` (None: :func:`accuracy_metric`)."""
     records = [r for r in records if isinstance(r.get("point"), dict)]
-    metric = accuracy_metric(records)
+    if metric is not None and metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    metric = metric or accuracy_metric(records)
     points = sorted((point_costs(r, metric) for r in records), key=_order)
     base = [c for c in points if c["baseline"]]
     rows = []
@@ -145,8 +159,16 @@ def _f(v, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
-def _acc(v) -> str:
-    return "-" if v is None else f"{100 * v:.1f} %"
+def _area(c: dict) -> str:
+    """The area, ``~`` in front when the area model predicted it."""
+    return ("~" if c["area_modelled"] and c["area"] is not None else "") + _f(c["area"], ".0f")
+
+
+def metric_text(v, metric: str | None) -> str:
+    """A metric's value as the tables print it: percent, or dB for the SQNR."""
+    if v is None:
+        return "-"
+    return f"{v:.1f} dB" if metric == "logit_sqnr_db" else f"{100 * v:.1f} %"
 
 
 def _md_table(headers, rows) -> list[str]:
@@ -160,23 +182,28 @@ def baselines_markdown(result: dict, title: str = "Series arrays against convent
     """The two tables of :func:`compare_baselines` as markdown (area in LUT-equivalents,
     Fmax in MHz, ResNet-50 images/s, accuracy in %)."""
     metric = result["metric"] or "accuracy"
-    what = "top-1 accuracy" if metric == "accuracy" else "top-1 agreement with float"
+    what = METRICS[metric]
     lines = [f"# {title}", "",
              f"Each series point (more than one term) next to the cheapest conventional "
              f"one-term baseline of the same array size with equal or better {what}. "
              f"Area: LUT-equivalents (LUT4 + 2 x CCU2C); img/s: ResNet-50 images per second "
              f"from the cycle model at the point's clock; ratios are series / baseline "
              f"(img/s per area > 1: the series point gives more throughput per LUT).", ""]
+    modelled = [c for c in result["points"] if c["area_modelled"]]
+    if modelled:
+        lines[-1:-1] = [f"Areas marked ~ ({len(modelled)} of {len(result['points'])} "
+                        f"points) are the sweep's area model's predictions, not synthesis "
+                        f"results (docs/dse.md gives the model's error).", ""]
     rows = []
     for r in result["comparisons"]:
         c, b = r["point"], r["baseline"]
-        left = [c["array"], c["name"], _f(c["area"], ".0f"), _f(c["fmax_mhz"], ".1f"),
-                _f(c["images_per_s"], ".3f"), _acc(c["accuracy"])]
+        left = [c["array"], c["name"], _area(c), _f(c["fmax_mhz"], ".1f"),
+                _f(c["images_per_s"], ".3f"), metric_text(c["accuracy"], metric)]
         if b is None:
             right = [r["reason"]] + [""] * 4
         else:
-            right = [b["name"], _f(b["area"], ".0f"), _f(b["fmax_mhz"], ".1f"),
-                     _f(b["images_per_s"], ".3f"), _acc(b["accuracy"])]
+            right = [b["name"], _area(b), _f(b["fmax_mhz"], ".1f"),
+                     _f(b["images_per_s"], ".3f"), metric_text(b["accuracy"], metric)]
         rows.append(left + right + [_f(r["area_ratio"], ".2f"),
                                     _f(r["images_per_s_ratio"], ".2f"),
                                     _f(r["images_per_s_per_area_ratio"], ".2f")])
@@ -186,9 +213,9 @@ def baselines_markdown(result: dict, title: str = "Series arrays against convent
     lines += ["", "Every point: area per lane-MAC (area / (rows x cols x lanes), lanes = "
                   "weight terms x activation terms per PE) and area per ResNet-50 image/s.", ""]
     rows = [[c["array"], c["name"] + (" (baseline)" if c["baseline"] else ""), c["lanes"],
-             _f(c["area"], ".0f"), _f(c["area_per_lane_mac"], ".1f"), _f(c["fmax_mhz"], ".1f"),
+             _area(c), _f(c["area_per_lane_mac"], ".1f"), _f(c["fmax_mhz"], ".1f"),
              _f(c["images_per_s"], ".3f"), _f(c["area_per_image_s"], ".0f"),
-             _acc(c["accuracy"])] for c in result["points"]]
+             metric_text(c["accuracy"], metric)] for c in result["points"]]
     lines += _md_table(("array", "point", "lanes", "area", "area per lane-MAC", "Fmax",
                         "img/s", "area per img/s", what), rows)
     return "\n".join(lines) + "\n"

@@ -22,6 +22,10 @@ Example (close to the shipped ``fpxint_hw/data/sweeps/mnist-4x4.yaml``)::
       target: ecp5
       pnr: true
       freq_mhz: 200
+      # area_model: ecp5.json  # instead of synthesis: the area this calibrated model
+                               # predicts (an area_model.json of 'fpxint plot'; a path
+                               # relative to this file or the working folder; needs
+                               # pnr: false, the clock is throughput.clock_mhz)
     throughput:
       network: resnet50
       batch: 1
@@ -70,7 +74,8 @@ _TOP_KEYS = ("name", "base", "grid", "baselines", "accuracy", "synthesis", "thro
              "workers")
 _ACC_KEYS = ("evaluator", "model", "weights", "images", "threads", "level", "per_channel",
              "overrides", "range_rule", "options")
-_SYN_KEYS = ("target", "pnr", "freq_mhz", "device", "seed", "lut_mult_below", "timeout")
+_SYN_KEYS = ("target", "pnr", "freq_mhz", "device", "seed", "lut_mult_below", "timeout",
+             "area_model")
 _THR_KEYS = ("network", "batch", "clock_mhz", "m_tile")
 _LEVELS = ("tensor", "layer", "model")
 _DEFAULT_GRID = {"array": ["8x8"], "scale": ["pow2"], "combine": ["pe"]}
@@ -272,6 +277,8 @@ def config_from_dict(data: Any, source: str = "<config>",
     syn = _mapping(source, "synthesis", data.get("synthesis", {}), _SYN_KEYS)
     if syn is not None:
         syn.setdefault("target", "ecp5")
+        if syn.get("area_model") is not None:
+            _check_area_model(source, syn)
         syn.setdefault("pnr", syn["target"] in ("ecp5", "ice40"))
         if syn["target"] not in ("ecp5", "xilinx", "ice40"):
             raise _fail(source, "synthesis.target",
@@ -315,6 +322,34 @@ def config_from_dict(data: Any, source: str = "<config>",
     return SweepConfig(grid=grid, name=str(name), base=base, accuracy=acc, synthesis=syn,
                        throughput=thr, workers=workers, baselines=baselines,
                        source=source)
+
+
+def resolve_relative(source: str, name: str) -> Path:
+    """A path named in the sweep file ``source``: relative to the file's folder when it
+    exists there, else as given (relative to the working folder)."""
+    rel = Path(source).parent / name
+    if source != "<config>" and not Path(name).is_absolute() and rel.exists():
+        return rel
+    return Path(name)
+
+
+def _check_area_model(source: str, syn: dict) -> None:
+    """``synthesis.area_model``: a model JSON of ``fpxint plot`` for the same target, and no
+    place and route (a modelled point has no Fmax)."""
+    from ..costmodel.area import AreaModel
+    name = syn["area_model"]
+    if not isinstance(name, str):
+        raise _fail(source, "synthesis.area_model",
+                    f"expected the path of an area_model.json, got {name!r}")
+    if syn.get("pnr"):
+        raise _fail(source, "synthesis.pnr", "a modelled area has no Fmax; with area_model "
+                                             "set pnr: false (throughput.clock_mhz is used)")
+    syn["pnr"] = False
+    model = AreaModel.load(resolve_relative(source, name), f"{source}: synthesis.area_model")
+    if model.target != syn["target"]:
+        raise _fail(source, "synthesis.area_model",
+                    f"{name} is fitted for {model.target}, not synthesis.target "
+                    f"{syn['target']}")
 
 
 def load_sweep_config(path, allow_code: bool = False) -> SweepConfig:

@@ -9,7 +9,9 @@ configuration enables and returns one JSON-ready record:
    formats, rounding, ``m0_bits``) and the evaluator's options, so points that differ only in
    the array shape or the combine placement share one evaluation;
 2. **synthesis**: LUTs, flip-flops, carries, DSPs of the point's accelerator and, with
-   ``pnr``, its Fmax (:mod:`fpxint_hw.flow`);
+   ``pnr``, its Fmax (:mod:`fpxint_hw.flow`); with ``synthesis.area_model`` instead the
+   LUT-equivalents and flip-flops that calibrated model predicts (``synth.source: "area
+   model"``, with the model's errors; for arrays too large to synthesize every point);
 3. **throughput**: ResNet-50 cycles, utilisation and images per second from the cycle model
    (:mod:`fpxint_hw.costmodel.cycles`) at the Fmax (or ``throughput.clock_mhz`` without one).
 
@@ -186,9 +188,27 @@ def _accuracy(spec: ArraySpec, config: SweepConfig, cache_dir: Path | None) -> d
     return {**res, "cached": False}
 
 
+def _modelled_area(spec: ArraySpec, config: SweepConfig) -> dict:
+    """The area the sweep's ``synthesis.area_model`` predicts for ``spec`` (no synthesis run;
+    no Fmax), with the model's own errors on the points it was fitted on."""
+    from ..costmodel.area import AreaModel
+    from .config import resolve_relative
+    name = config.synthesis["area_model"]
+    model = AreaModel.load(resolve_relative(config.source, name),
+                           f"{config.source}: synthesis.area_model")
+    pred, err = model.predict(spec), model.errors()
+    return {"target": model.target, "source": "area model", "area_model": str(name),
+            "logic": int(round(pred["logic"])), "ffs": int(round(pred["ffs"])),
+            "lut_mult_below": model.lut_mult_below, "fmax_mhz": None,
+            "model_points": len(model.samples), "model_logic_mape": err["logic_mape"],
+            "model_logic_loo_mape": err["logic_loo_mape"], "model_ffs_mape": err["ffs_mape"]}
+
+
 def _synthesis(spec: ArraySpec, config: SweepConfig, build_dir) -> dict:
     from ..workflows.synth import synth_record
     s = dict(config.synthesis)
+    if s.get("area_model") is not None:
+        return _modelled_area(spec, config)
     rec = synth_record(spec, s.get("target", "ecp5"), pnr=bool(s.get("pnr")),
                        device=s.get("device"), freq=float(s.get("freq_mhz", 200.0)),
                        seed=int(s.get("seed", 1)),

@@ -112,7 +112,8 @@ def format_progress(done: int, total: int, rec: dict, elapsed: float, remaining:
         parts.append(f"agree {100 * acc['top1_agreement']:5.1f}%")
     syn = rec.get("synth") or {}
     if "logic" in syn:
-        parts.append(f"logic {syn['logic']:>6}")
+        modelled = "~" if syn.get("source") == "area model" else " "
+        parts.append(f"logic {modelled}{syn['logic']:>6}")
     if syn.get("fmax_mhz") is not None:
         parts.append(f"fmax {syn['fmax_mhz']:6.1f} MHz")
     thr = rec.get("throughput") or {}

@@ -34,7 +34,8 @@ def test_plot_writes_and_prints_the_baseline_table(tmp_path, capsys):
     assert main(["plot", str(sweep), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     line = next(ln for ln in text.splitlines() if ln.startswith("W3x2/A3x2 2x2"))
-    assert line.split()[2:] == ["99.0%", "W8x1/A8x1", "99.0%", "0.90x", "1.10x", "1.22x"]
+    assert line.split()[2:] == ["99.0", "%", "W8x1/A8x1", "99.0", "%", "0.90x", "1.10x",
+                                "1.22x"]
     assert "none reaches it" in text and str(out / "baselines.md") in text
     md = (out / "baselines.md").read_text()
     assert "| 2x2 | W3x2/A3x2 | 1800 | 200.0 | 0.220 | 99.0 % | W8x1/A8x1 | 2000 |" in md
@@ -43,3 +44,25 @@ def test_plot_writes_and_prints_the_baseline_table(tmp_path, capsys):
     assert rows["b3-t2-2x2-pow2-pe"]["baseline"]["key"] == "b8-t1-2x2-pow2-pe"
     assert rows["b4-t3-2x2-pow2-pe"]["reason"] == "none reaches it"
     assert (out / "accuracy_area.png").exists()
+
+
+def test_plot_compares_by_the_logit_sqnr_when_asked(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    rf = ResultsFile(sweep / "results.jsonl")
+    # The stand-in SQNR is 10 dB per unit of accuracy: W3x2 at 9.85 dB is beaten by W8x1
+    # (9.9 dB) but not by the cheaper W4x1 (9.7 dB); W4x3 (9.95 dB) beats every baseline.
+    for r in (record(8, 1, 2000, 0.20, 0.99, baseline=True),
+              record(4, 1, 1500, 0.25, 0.97, baseline=True),
+              record(3, 2, 1800, 0.22, 0.985), record(4, 3, 3000, 0.15, 0.995)):
+        rf.append(r)
+    out = tmp_path / "img"
+    assert main(["plot", str(sweep), "--out", str(out), "--metric", "logit_sqnr_db"]) == 0
+    text = capsys.readouterr().out
+    assert "logit SQNR (dB)" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("W3x2/A3x2 2x2"))
+    assert line.split()[2:6] == ["9.8", "dB", "W8x1/A8x1", "9.9"]
+    data = json.loads((out / "baselines.json").read_text())
+    assert data["metric"] == "logit_sqnr_db"
+    rows = {r["point"]["key"]: r for r in data["comparisons"]}
+    assert rows["b4-t3-2x2-pow2-pe"]["reason"] == "none reaches it"
+    assert "| 2x2 | W3x2/A3x2 | 1800 | 200.0 | 0.220 | 9.8 dB |" in (out / "baselines.md").read_text()

@@ -124,3 +124,23 @@ def test_markdown_and_json():
                      "2000", "200.0", "0.200", "99.0 %", "1.20", "0.90", "0.75"]
     assert "| 2x2 | W4x3/A4x3 | 3000 |" in md and "none reaches it" in md
     assert "| 2x2 | W8x1/A8x1 (baseline) | 1 | 2000 | 500.0 |" in md
+
+
+def test_logit_sqnr_as_the_metric():
+    """With ``metric="logit_sqnr_db"`` the baseline must reach the point's SQNR, whatever
+    the top-1 agreement says (both baselines agree on every photo here)."""
+    recs = [rec(4, 1, A2, 1500, 0.25, None, baseline=True, agreement=1.0),
+            rec(8, 1, A2, 2000, 0.20, None, baseline=True, agreement=1.0),
+            rec(4, 2, A2, 1800, 0.22, None, agreement=1.0)]
+    for r, db in zip(recs, (14.0, 30.0, 22.5)):
+        r["accuracy"]["logit_sqnr_db"] = db
+    by_agreement = by_key(compare_baselines(recs))[("b4-t2-2x2-pow2-pe", "2x2")]
+    assert by_agreement["baseline"]["key"] == "b4-t1-2x2-pow2-pe"
+    res = compare_baselines(recs, "logit_sqnr_db")
+    row = by_key(res)[("b4-t2-2x2-pow2-pe", "2x2")]
+    assert res["metric"] == "logit_sqnr_db" and row["baseline"]["key"] == "b8-t1-2x2-pow2-pe"
+    assert row["area_ratio"] == pytest.approx(1800 / 2000)
+    md = baselines_markdown(res)
+    assert "equal or better logit SQNR (dB)" in md and "| 22.5 dB | W8x1/A8x1 |" in md
+    with pytest.raises(ValueError, match="metric must be one of"):
+        compare_baselines(recs, "loss")
