@@ -24,6 +24,11 @@ ImageNet models; ``images`` limits them) and returns:
 ``array_layers``, ``host_layers``
     how many conv/linear layers the array computes as compiled, and the others with the
     reason (they still run, with the same integers, in the simulator);
+``m0_bits_min``, ``m0_bits_median``
+    significant bits of the requantization multipliers (each layer's largest ``M0``), the
+    narrowest layer and the median: below the sweep's ``m0_bits`` where ``acc x M0`` has to
+    fit int64 (docs/numerics.md), so a wide format's requantization, not its series, may
+    set its error;
 ``images``, ``model``, ``weights``
     what was run.
 
@@ -100,9 +105,13 @@ def simulate(spec: ArraySpec, options: dict) -> dict:
     float_acc = None if labels is None else float(np.mean(ref.argmax(1) == labels))
     misfits = dict(prog.target.misfits)
     w_fmt = dataclasses.replace(spec.w_fmt, per_channel=per_channel)
+    m0_bits = [int(np.max(q.requant.multiplier)).bit_length()
+               for q in prog.gemm_layers() if q.requant is not None]
     return {"accuracy": row["accuracy"], "top1_agreement": row["top1_agreement"],
             "logit_sqnr_db": row["logit_sqnr_db"],
             "weight_sqnr_db": weight_sqnr_db(graph, w_fmt), "float_accuracy": float_acc,
             "array_layers": len(prog.gemm_layers()) - len(misfits), "host_layers": misfits,
+            "m0_bits_min": min(m0_bits, default=None),
+            "m0_bits_median": None if not m0_bits else int(np.median(m0_bits)),
             "images": int(len(x)), "model": model,
             "weights": options.get("weights") or (info.weights if info else "")}

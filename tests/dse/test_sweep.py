@@ -343,6 +343,20 @@ def test_simulate_evaluator_on_mnist():
     assert hi["top1_agreement"] >= 0.9
     assert hi["weight_sqnr_db"] > lo["weight_sqnr_db"] + 20
     assert hi["logit_sqnr_db"] > lo["logit_sqnr_db"]
+    # an 8-bit-class accumulator leaves the full 31-bit multipliers (the default m0_bits)
+    assert hi["m0_bits_median"] == 31 and hi["m0_bits_min"] <= 31
+
+
+def test_simulate_evaluator_reports_multipliers_starved_by_wide_accumulators():
+    """W8x3/A8x3: 24-bit signed weights times 24-bit unsigned activations make at least
+    47-bit accumulators (plus the sign), so ``acc x M0`` in int64 leaves every multiplier at
+    most 63 - 48 = 15 significant bits."""
+    from fpxint_hw.dse.accuracy import simulate
+    base = load_array_spec("default")
+    wide = simulate(dataclasses.replace(base, w_bits=8, w_terms=3, a_bits=8, a_terms=3,
+                                        out_bits=8, out_terms=3),
+                    {"model": "mnist-resnet", "images": 20})
+    assert 2 <= wide["m0_bits_min"] <= wide["m0_bits_median"] <= 15
 
 
 def test_sweep_accuracy_uses_each_points_m0_bits_and_rounding(tmp_path):
