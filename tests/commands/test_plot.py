@@ -23,15 +23,22 @@ def record(bits, terms, area, ips, acc, baseline=False):
                            "batch": 1}}
 
 
-def test_plot_writes_and_prints_the_baseline_table(tmp_path, capsys):
+def plot(tmp_path, w3x2_accuracy, *flags):
+    """``fpxint plot`` on two baselines, W3x2 (at ``w3x2_accuracy``) and W4x3; returns the
+    figure folder."""
     sweep = tmp_path / "sweep"
     rf = ResultsFile(sweep / "results.jsonl")
     for r in (record(8, 1, 2000, 0.20, 0.99, baseline=True),
               record(4, 1, 1500, 0.25, 0.97, baseline=True),
-              record(3, 2, 1800, 0.22, 0.99), record(4, 3, 3000, 0.15, 0.995)):
+              record(3, 2, 1800, 0.22, w3x2_accuracy), record(4, 3, 3000, 0.15, 0.995)):
         rf.append(r)
     out = tmp_path / "img"
-    assert main(["plot", str(sweep), "--out", str(out)]) == 0
+    assert main(["plot", str(sweep), "--out", str(out), *flags]) == 0
+    return out
+
+
+def test_plot_writes_and_prints_the_baseline_table(tmp_path, capsys):
+    out = plot(tmp_path, 0.99)
     text = capsys.readouterr().out
     line = next(ln for ln in text.splitlines() if ln.startswith("W3x2/A3x2 2x2"))
     assert line.split()[2:] == ["99.0", "%", "W8x1/A8x1", "99.0", "%", "0.90x", "1.10x",
@@ -47,16 +54,9 @@ def test_plot_writes_and_prints_the_baseline_table(tmp_path, capsys):
 
 
 def test_plot_compares_by_the_logit_sqnr_when_asked(tmp_path, capsys):
-    sweep = tmp_path / "sweep"
-    rf = ResultsFile(sweep / "results.jsonl")
     # The stand-in SQNR is 10 dB per unit of accuracy: W3x2 at 9.85 dB is beaten by W8x1
     # (9.9 dB) but not by the cheaper W4x1 (9.7 dB); W4x3 (9.95 dB) beats every baseline.
-    for r in (record(8, 1, 2000, 0.20, 0.99, baseline=True),
-              record(4, 1, 1500, 0.25, 0.97, baseline=True),
-              record(3, 2, 1800, 0.22, 0.985), record(4, 3, 3000, 0.15, 0.995)):
-        rf.append(r)
-    out = tmp_path / "img"
-    assert main(["plot", str(sweep), "--out", str(out), "--metric", "logit_sqnr_db"]) == 0
+    out = plot(tmp_path, 0.985, "--metric", "logit_sqnr_db")
     text = capsys.readouterr().out
     assert "logit SQNR (dB)" in text
     line = next(ln for ln in text.splitlines() if ln.startswith("W3x2/A3x2 2x2"))
