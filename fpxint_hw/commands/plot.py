@@ -4,8 +4,9 @@ Reads ``DIR/results.jsonl`` written by ``fpxint sweep`` and writes accuracy vs t
 (Pareto front), SQNR vs terms against theory, area by component and throughput per LUT, plus
 ``area_model.json`` (the model fitted on the sweep's synthesis results and its errors) and
 ``baselines.md`` / ``baselines.json``: each series point next to the cheapest conventional
-baseline of its array with equal or better accuracy, and every point's area per lane-MAC
-and per ResNet-50 image/s (:mod:`fpxint_hw.dse.baselines`).
+baseline of its array with equal or better accuracy (or top-1 agreement, or logit SQNR:
+``--metric``), and every point's area per lane-MAC and per ResNet-50 image/s
+(:mod:`fpxint_hw.dse.baselines`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def register(subparsers) -> None:
         formatter_class=DefaultsHelp)
     p.add_argument("dir", metavar="DIR", help="sweep output folder (holds results.jsonl)")
     p.add_argument("--out", default=None, help="folder for the figures (default: DIR)")
-    p.add_argument("--metric", choices=("auto", "accuracy", "top1_agreement", "logit_sqnr_db"),
-                   default="auto",
+    from ..dse.baselines import METRICS        # plain data: no heavy imports
+    p.add_argument("--metric", choices=("auto", *METRICS), default="auto",
                    help="what 'equal or better' means in the baseline comparison: top-1 "
                         "accuracy, top-1 agreement with float, or logit SQNR (auto: "
                         "accuracy when the inputs have labels, else agreement)")
