@@ -28,6 +28,7 @@ from typing import Callable, TextIO
 
 from ..errors import FormatError, missing_tool
 from ..outputs import write_text
+from .baselines import area_is_modelled
 from .config import SweepConfig
 from .point import SweepPoint, evaluate_point, grid_points
 from .results import ResultsFile
@@ -112,7 +113,7 @@ def format_progress(done: int, total: int, rec: dict, elapsed: float, remaining:
         parts.append(f"agree {100 * acc['top1_agreement']:5.1f}%")
     syn = rec.get("synth") or {}
     if "logic" in syn:
-        modelled = "~" if syn.get("source") == "area model" else " "
+        modelled = "~" if area_is_modelled(rec) else " "
         parts.append(f"logic {modelled}{syn['logic']:>6}")
     if syn.get("fmax_mhz") is not None:
         parts.append(f"fmax {syn['fmax_mhz']:6.1f} MHz")
