@@ -35,15 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def column_block(tile, spec, b: int):
     """Column block ``b`` of ``tile``: its output channels ``b*cols .. (b+1)*cols - 1``."""
-    from fpxint_hw.tile import GemmTile, Requant
+    from fpxint_hw.tile import GemmTile
     c0, c1 = b * spec.cols, min((b + 1) * spec.cols, tile.n)
-    rq = tile.requant
-    pre = np.broadcast_to(np.asarray(rq.pre_shift), (tile.n,))[c0:c1]
     return GemmTile(tile.w_fmt, tile.a_fmt, tile.weights[:, :, c0:c1], tile.acts,
-                    tile.bias[c0:c1],
-                    Requant(rq.multiplier[c0:c1], rq.shift, rq.lo, rq.hi, rq.zero_point,
-                            rq.mode, pre),
-                    tile.out_fmt, tile.lane_mask)
+                    tile.bias[c0:c1], tile.requant.columns(c0, c1), tile.out_fmt,
+                    tile.lane_mask)
 
 
 def estimate(per_block: list[int], population: int) -> tuple[float, float]:

@@ -85,6 +85,11 @@ class Requant:
         if self.mode not in ROUNDING_MODES:
             raise FormatError(f"Requant.mode must be one of {ROUNDING_MODES}, got {self.mode!r}")
 
+    def columns(self, n0: int, n1: int) -> "Requant":
+        """The constants of output columns ``n0 .. n1 - 1`` (a group's or a column block's)."""
+        return Requant(self.multiplier[n0:n1], self.shift, self.lo, self.hi, self.zero_point,
+                       self.mode, self.pre_shift[n0:n1])
+
     @classmethod
     def acc_only(cls, n: int, mode: str = "rne") -> "Requant":
         """Constants for a tile whose exact ``acc`` is the result (a network's last layer):

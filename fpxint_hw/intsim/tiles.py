@@ -95,8 +95,7 @@ def layer_tiles(program, layer: str, xi: np.ndarray, sim: Simulator) -> list[Gem
         cols = cols.reshape(-1, cols.shape[-1])          # a sequence's tokens are rows too
         n0, n1 = g * og, (g + 1) * og
         if rq is not None:
-            req = Requant(rq.multiplier[n0:n1], rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode,
-                          rq.pre_shift[n0:n1])
+            req = rq.columns(n0, n1)
         else:
             req = Requant.acc_only(og, program.mode)
         tiles.append(GemmTile(q.w_fmt, xin.fmt, wd[:, :, n0:n1].astype(np.int8),
@@ -139,9 +138,7 @@ def extract_tiles(program, layer: str, x: np.ndarray, tile_k: int, tile_n: int,
     tiles = []
     for n0 in range(0, whole.n, tile_n):
         n1 = min(whole.n, n0 + tile_n)
-        rq = whole.requant
-        req = Requant(rq.multiplier[n0:n1], rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode,
-                      rq.pre_shift[n0:n1])
+        req = whole.requant.columns(n0, n1)
         for k0 in range(0, whole.k, tile_k):
             k1 = min(whole.k, k0 + tile_k)
             bias = whole.bias[n0:n1] if k0 == 0 else np.zeros(n1 - n0, dtype=np.int64)
