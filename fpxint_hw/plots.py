@@ -377,11 +377,14 @@ def _unique_hw(records):
 
 
 def plot_area_breakdown(records, model, out: Path) -> list[str] | str:
-    """Stacked LUT-equivalents per component (area model) with the synthesized totals."""
+    """Stacked LUT-equivalents per component (area model) with the synthesized totals;
+    ``model`` is :func:`fit_model`'s answer (a reason when there is none)."""
     from .spec import ArraySpec
     recs = _unique_hw(records)
-    if not recs or model is None:
+    if not recs:
         return "no synthesis results to calibrate the area model"
+    if isinstance(model, str):
+        return f"no area model: {model}"
     plt = _mpl()
     fig, ax = plt.subplots(figsize=(max(7, 0.55 * len(recs) + 3), 5.2))
     x = np.arange(len(recs))
@@ -453,14 +456,16 @@ def plot_throughput_per_lut(records, out: Path) -> list[str] | str:
 
 
 def fit_model(records, target: str = "ecp5"):
-    """The area model fitted on the records' synthesis results (None if too few)."""
-    from .costmodel.area import LOGIC_FEATURES, fit_area_model
+    """The area model fitted on the records' synthesis results, or the reason it is not
+    (a str: too few synthesized points)."""
+    from .costmodel.area import MIN_FIT_POINTS, fit_area_model
     from .spec import ArraySpec
     from .dse.baselines import area_is_modelled
     recs = [r for r in _unique_hw(records) if r["synth"].get("target", target) == target
             and not area_is_modelled(r)]
-    if len(recs) < len(LOGIC_FEATURES) + 1:
-        return None
+    if len(recs) < MIN_FIT_POINTS:
+        return (f"{len(recs)} synthesized {target} point(s); a model needs at least "
+                f"{MIN_FIT_POINTS}, so that its leave-one-out error measures it")
     lmb = recs[0]["synth"].get("lut_mult_below", 10)
     return fit_area_model([(r["key"], ArraySpec.from_dict(r["spec"]), r["synth"])
                            for r in recs], target, lmb)
@@ -468,7 +473,7 @@ def fit_model(records, target: str = "ecp5"):
 
 def write_plots(records, out_dir) -> dict:
     """Write every figure (PNG and SVG) into ``out_dir``; returns ``{figure: [paths] or
-    reason skipped, "area_model": AreaModel or None}``."""
+    reason skipped, "area_model": AreaModel or reason not fitted}``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = list(records)

@@ -54,14 +54,12 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else folder
     res = write_plots(records, out)
     for name, v in res.items():
-        if name == "area_model":
-            continue
         if isinstance(v, str):
             print(f"{name}: skipped ({v})")
-        else:
+        elif name != "area_model":
             print(f"{name}: " + ", ".join(v))
     model = res["area_model"]
-    if model is not None:
+    if not isinstance(model, str):
         err = model.errors()
         write_text(out / "area_model.json", json.dumps(json_ready(
             {**model.to_dict(), "errors": err}), indent=1) + "\n")

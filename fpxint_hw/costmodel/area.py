@@ -48,13 +48,18 @@ from ..hw.requant import CONST_HOPS, SHIFT_GROUP, SHIFT_STEPS
 from ..intops import int_range, product_interval, width_for_interval
 from ..spec import ArraySpec
 
-__all__ = ["LOGIC_FEATURES", "FF_FEATURES", "area_features", "logic_cells", "nnls_small",
-           "AreaModel", "fit_area_model"]
+__all__ = ["LOGIC_FEATURES", "FF_FEATURES", "MIN_FIT_POINTS", "area_features", "logic_cells",
+           "nnls_small", "AreaModel", "fit_area_model"]
 
 #: Features of the logic (LUT-equivalent) model, in coefficient order.
 LOGIC_FEATURES = ("multipliers", "adders", "requant")
 #: Features of the flip-flop model.
 FF_FEATURES = ("registers",)
+#: Fewest synthesis points a model is fitted on: with every point left out in turn, the rest
+#: still outnumber the logic model's coefficients (features and the constant), so the
+#: leave-one-out error measures the model; on fewer points it would fit them exactly and
+#: report no error at all.
+MIN_FIT_POINTS = len(LOGIC_FEATURES) + 3
 
 
 def _w(rng) -> int:
@@ -225,7 +230,7 @@ class AreaModel:
             fp = self.ff_coef["registers"] * f["registers"] + self.ff_coef["control"]
             rest = self.samples[:i] + self.samples[i + 1:]
             loo = None
-            if len(rest) > len(LOGIC_FEATURES) + 1:
+            if len(rest) >= MIN_FIT_POINTS - 1:
                 c = _fit_logic(rest)
                 loo = sum(c[k] * f[k] for k in LOGIC_FEATURES) + c["control"]
             pts.append({"name": s["name"], "logic": s["logic"], "logic_pred": lp,
@@ -297,7 +302,7 @@ def fit_area_model(points, target: str = "ecp5", lut_mult_below: int = 10) -> Ar
 
     ``points``: ``(name, spec, synth)`` triples where ``synth`` has ``luts``, ``carries`` and
     ``ffs`` (a :class:`~fpxint_hw.flow.synth.SynthResult` or a dict). At least
-    ``len(LOGIC_FEATURES) + 1`` points with different structure are needed.
+    :data:`MIN_FIT_POINTS` points with different structure are needed.
     """
     samples = []
     for name, spec, syn in points:
@@ -305,7 +310,8 @@ def fit_area_model(points, target: str = "ecp5", lut_mult_below: int = 10) -> Ar
         samples.append({"name": name, "features": area_features(spec, lut_mult_below),
                         "logic": logic_cells(target, get("luts"), get("carries")),
                         "ffs": int(get("ffs"))})
-    if len(samples) < len(LOGIC_FEATURES) + 1:
-        raise InputError(f"fit_area_model: need at least {len(LOGIC_FEATURES) + 1} synthesis "
-                         f"points, got {len(samples)}")
+    if len(samples) < MIN_FIT_POINTS:
+        raise InputError(f"fit_area_model: need at least {MIN_FIT_POINTS} synthesis points "
+                         f"(for {len(LOGIC_FEATURES) + 1} coefficients and a leave-one-out "
+                         f"error), got {len(samples)}")
     return AreaModel(target, _fit_logic(samples), _fit_ffs(samples), lut_mult_below, samples)

@@ -51,6 +51,9 @@ def test_plot_writes_and_prints_the_baseline_table(tmp_path, capsys):
     assert rows["b3-t2-2x2-pow2-pe"]["baseline"]["key"] == "b8-t1-2x2-pow2-pe"
     assert rows["b4-t3-2x2-pow2-pe"]["reason"] == "none reaches it"
     assert (out / "accuracy_area.png").exists()
+    # four synthesized points cannot measure a model of four coefficients: none is written
+    assert "area_model: skipped (4 synthesized ecp5 point(s); a model needs at least 6" in text
+    assert not (out / "area_model.json").exists()
 
 
 def test_plot_compares_by_the_logit_sqnr_when_asked(tmp_path, capsys):

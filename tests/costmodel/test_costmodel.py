@@ -140,7 +140,8 @@ def test_nnls_small():
     assert x[1] == 0.0 and x[0] == pytest.approx(0.5)
 
 
-def test_fit_recovers_known_coefficients():
+def _known_points():
+    """Six synthesis points made from known coefficients."""
     specs = [ArraySpec(rows=r, cols=r, w_bits=b, a_bits=b, out_bits=b, w_terms=t, a_terms=t,
                        out_terms=t, depth=64)
              for r, b, t in [(2, 2, 1), (2, 4, 2), (4, 3, 2), (4, 4, 1), (3, 2, 3), (4, 4, 3)]]
@@ -152,6 +153,11 @@ def test_fit_recovers_known_coefficients():
                                                                 "requant"))
         pts.append((f"s{i}", s, {"luts": round(logic) - 40, "carries": 20,
                                  "ffs": round(0.8 * f["registers"] + 10)}))
+    return specs, pts
+
+
+def test_fit_recovers_known_coefficients():
+    specs, pts = _known_points()
     model = fit_area_model(pts, "ecp5")
     err = model.errors()
     assert err["logic_mape"] < 0.01 and err["ffs_mape"] < 0.01
@@ -165,3 +171,15 @@ def test_fit_recovers_known_coefficients():
 def test_fit_needs_enough_points():
     with pytest.raises(ValueError, match="at least"):
         fit_area_model([("a", ArraySpec(), {"luts": 1, "carries": 0, "ffs": 1})])
+
+
+def test_fit_needs_points_for_a_leave_one_out_error():
+    """4 coefficients: 6 points leave 5 in every leave-one-out fit (one more than the
+    coefficients), so each point gets an out-of-sample prediction; 5 points are refused, as
+    their leave-one-out fits would be exact."""
+    _, pts = _known_points()
+    err = fit_area_model(pts[:6], "ecp5").errors()
+    assert all(p["logic_loo"] is not None for p in err["points"])
+    assert err["logic_loo_mape"] is not None
+    with pytest.raises(ValueError, match="at least 6 synthesis points"):
+        fit_area_model(pts[:5], "ecp5")
