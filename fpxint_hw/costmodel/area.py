@@ -97,7 +97,8 @@ def area_features(spec: ArraySpec, lut_mult_below: int = 10) -> dict[str, int]:
         mult += spec.cols * spec.m0_bits * spec.acc_width
     free = spec.scale == "free"
     adders = 0
-    pe_regs = spec.w_bits * spec.w_terms + spec.a_bits * spec.a_terms
+    act_bits = spec.a_bits * spec.a_terms
+    pe_regs = spec.w_bits * spec.w_terms + act_bits * spec.w_terms   # a copy per weight term
     if spec.combine == "pe":
         # one tree term per lane and activation slice (2-bit slices with tree_reg)
         wrange = spec.w_fmt.digit_range
@@ -127,8 +128,8 @@ def area_features(spec: ArraySpec, lut_mult_below: int = 10) -> dict[str, int]:
             if free else 0
         adders += spec.cols * (tree + consts)
     requant = spec.cols * (spec.acc_width + spec.product_width + spec.out_width)
-    act_bits = spec.a_bits * spec.a_terms
-    skew = act_bits * (spec.rows * (spec.rows - 1) // 2 + spec.rows)
+    # row i: ENTRY_STAGES + i registers, the last one a copy per weight term
+    skew = act_bits * (spec.rows * (spec.rows - 1) // 2 + spec.rows * spec.w_terms)
     psum_in = sum(spec.acc_width * (j + timing.pe_stages(spec)) for j in range(spec.cols))
     deskew = sum(spec.acc_width * (spec.cols - 1 - j) for j in range(spec.cols))
     combine_reg = spec.cols * spec.acc_width if spec.combine == "column" else 0

@@ -12,8 +12,8 @@ full, that
   declared range of its field (:func:`~fpxint_hw.hw.layouts.psum_ranges`: the exact
   accumulator range that every tile with ``K <= depth`` stays in). So the check proves that
   no sum in that range overflows the hardware: the widths are not assumed but checked;
-- ``a_out`` is the previous cycle's ``a_in``, ``w_out`` holds the loaded weights and each
-  of the PE's ``weight_multiples`` registers holds its multiple of them.
+- every copy in ``a_out`` is the previous cycle's activation, ``w_out`` holds the loaded
+  weights and each of the PE's ``weight_multiples`` registers holds its multiple of them.
 
 The same Python function is evaluated on Amaranth values here and on ints in the unit tests.
 SymbiYosys proves the assertions by k-induction (``mode prove``) with z3, so the result holds
@@ -92,9 +92,9 @@ class _Harness(Elaboratable):
             Value.cast(psum).eq(AnySeq(Shape.cast(pl).width)),
             Assume(~ResetSignal()),
             pe.w_load.eq(Initial()), pe.w_in.eq(w), pe.mask.eq(mask),
-            pe.a_in.eq(a), pe.psum_in.eq(psum),
+            pe.psum_in.eq(psum),
+            *[pe.a_in[k].eq(a) for k in range(spec.w_terms)],      # its copies are equal
         ]
-
         # The PE's widths are derived from the formats' digit ranges (narrow signed terms).
         for k in range(spec.w_terms):
             m.d.comb += Assume((w[k] >= spec.w_fmt.qmin) & (w[k] <= spec.w_fmt.qmax))
@@ -113,7 +113,8 @@ class _Harness(Elaboratable):
         mv = [mask[lane] for lane in range(spec.lanes)]
         with m.If(cycles >= 1):
             m.d.comb += [Assert(Value.cast(pe.w_out) == Value.cast(w)),
-                         Assert(Value.cast(pe.a_out) == Value.cast(a_prev))]
+                         *[Assert(Value.cast(pe.a_out[k]) == Value.cast(a_prev))
+                           for k in range(spec.w_terms)]]
         with m.If(cycles >= 2):
             m.d.comb += [Assert(reg == w[k] * o) for (k, o), reg in pe.weight_multiples.items()]
         # activations count from the second cycle after the weight load (the PE's contract)

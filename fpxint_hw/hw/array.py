@@ -11,6 +11,10 @@
 
     vec.psum[j] -[in]-[j + pe_stages - 1 regs]-> top of column j (partial sum of earlier passes)
 
+The last register of row i's chain (the entry register for row 0) is one kept copy per
+weight term (``layouts.act_copies``), as in every PE, so that no register drives a whole
+first-column PE.
+
 Row i is delayed by i cycles so that the activation of vector m reaches PE(i, j) in cycle
 ``c + 1 + i + j`` (c: the cycle ``vec`` is presented) together with the partial sum of the
 same vector from PE(i-1, j). Column j therefore finishes ``j`` cycles after column 0, and the
@@ -27,13 +31,14 @@ from amaranth.lib.wiring import In, Out
 from ..spec import ArraySpec
 from . import layouts
 from .pe import ProcessingElement, pe_stages
-from .pipe import delay
+from .pipe import KEEP, delay
 from .tree import adder_tree, weighted
 
 __all__ = ["ENTRY_STAGES", "COMBINE_STAGES", "combine_stages", "array_latency",
            "SystolicArray"]
 
-#: The register (``in``) that samples ``vec`` on entry to the array.
+#: The register stage that samples ``vec`` on entry to the array (the first register of
+#: every row's skew chain and of every column's partial-sum chain).
 ENTRY_STAGES = 1
 
 #: The registered lane combine at the bottom of each column (``combine: column``).
@@ -92,7 +97,6 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         spec = self.spec
         m = Module()
-        vec = delay(m, self.vec, ENTRY_STAGES, "in")
         # Every PE on an anti-diagonal sees the same mask value at the same time: its
         # registers are kept apart, or synthesis merges them into one that drives PEs
         # across the whole array. Each row has its own chain of 1 + row registers, so the
@@ -105,7 +109,7 @@ class SystolicArray(wiring.Component):
                 m.d.comb += pe.w_load.eq(self.load)
                 m.d.comb += pe.w_in.eq(self.w_row[j] if i == 0 else pes[i - 1][j].w_out)
                 if j == 0:
-                    acts = delay(m, vec.acts[i], i, f"skew_row{i}")
+                    acts = self._row_input(m, spec, self.vec.acts[i], i)
                     row_mask = delay(m, self.mask, 1 + i, f"skew_mask{i}", keep=True)
                     m.d.comb += [pe.a_in.eq(acts), pe.mask.eq(row_mask)]
                 else:
@@ -114,7 +118,8 @@ class SystolicArray(wiring.Component):
                     m.d.comb += pe.psum_in.eq(pes[i - 1][j].psum_out)
 
         for j in range(spec.cols):
-            top = delay(m, vec.psum[j], j + pe_stages(spec) - 1, f"skew_col{j}")
+            top = delay(m, self.vec.psum[j], ENTRY_STAGES + j + pe_stages(spec) - 1,
+                        f"skew_col{j}")
             pe0 = pes[0][j]
             if spec.combine == "pe":
                 m.d.comb += pe0.psum_in.eq(top)
@@ -126,6 +131,15 @@ class SystolicArray(wiring.Component):
                 bottom = self._combine(m, spec, bottom, j)
             m.d.comb += self.acc[j].eq(delay(m, bottom, spec.cols - 1 - j, f"deskew_col{j}"))
         return m
+
+    @staticmethod
+    def _row_input(m: Module, spec: ArraySpec, acts, i: int):
+        """Row ``i``'s activation delayed by ``ENTRY_STAGES + i`` registers, the last one a
+        kept copy per weight term."""
+        last = delay(m, acts, ENTRY_STAGES + i - 1, f"skew_row{i}")
+        copies = Signal(layouts.act_copies(spec), name=f"skew_row{i}_copies", attrs=KEEP)
+        m.d.sync += [copies[k].eq(last) for k in range(spec.w_terms)]
+        return copies
 
     @staticmethod
     def _combine(m: Module, spec: ArraySpec, lanes, j: int):

@@ -16,8 +16,9 @@ from ..intops import width_for_interval
 from ..spec import ArraySpec, SeriesFormat
 
 __all__ = [
-    "shape_for_interval", "digit_shape", "weight_terms", "act_terms", "out_shape",
-    "out_terms", "psum_ranges", "psum_layout", "weight_row", "act_vector", "config", "result",
+    "shape_for_interval", "digit_shape", "weight_terms", "act_terms", "act_copies",
+    "out_shape", "out_terms", "psum_ranges", "psum_layout", "weight_row", "act_vector",
+    "config", "result",
 ]
 
 
@@ -41,6 +42,12 @@ def weight_terms(spec: ArraySpec) -> data.ArrayLayout:
 def act_terms(spec: ArraySpec) -> data.ArrayLayout:
     """The ``a_terms`` digits of one activation (index j = term j+1)."""
     return data.ArrayLayout(digit_shape(spec.a_fmt), spec.a_terms)
+
+
+def act_copies(spec: ArraySpec) -> data.ArrayLayout:
+    """One copy of an activation's digits (:func:`act_terms`) per weight term: copy k is
+    what weight term k+1's products read (index k = term k+1)."""
+    return data.ArrayLayout(act_terms(spec), spec.w_terms)
 
 
 def out_shape(spec: ArraySpec) -> Shape:

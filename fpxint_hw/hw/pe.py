@@ -7,6 +7,11 @@ Dataflow (one cycle per arrow, registers marked ``[]``)::
     a_in x w --> lane products --[mult_reg]--> weighted (shift / constant) --> adder tree
          (tree_reg: a register after every level) --> + psum_in --[psum]--> psum_out
 
+The activation travels as one kept copy per weight term (``act_copies``): copy k feeds only
+weight term k's products and the next PE's copy k, so no register fans out into a whole
+PE's digit-product selects (which made the route from a first-column PE's skew register
+set the clock for some placements).
+
 With ``combine: column`` there is no tree: each lane keeps its own partial sum
 (``psum_out.l<lane> = psum_in.l<lane> + product``) and the column bottom combines them.
 A lane whose ``mask`` bit is 0 contributes 0. Timing: the products of the activation that
@@ -81,10 +86,10 @@ class ProcessingElement(wiring.Component):
         ``l = k * a_terms + j``.
     mask_out : Out(lanes)
         ``mask`` one cycle later (to the right, with ``a_out``).
-    a_in : In(act_terms)
-        Activation digits from the left.
-    a_out : Out(act_terms)
-        ``a_in`` one cycle later (to the right).
+    a_in : In(act_copies)
+        Activation digits from the left, one copy per weight term (all equal).
+    a_out : Out(act_copies)
+        ``a_in`` one cycle later (to the right), each copy in its own kept register.
     psum_in : In(psum_layout)
         Partial sum from above.
     psum_out : Out(psum_layout)
@@ -109,8 +114,8 @@ class ProcessingElement(wiring.Component):
             "w_out": Out(layouts.weight_terms(spec)),
             "mask": In(spec.lanes),
             "mask_out": Out(spec.lanes),
-            "a_in": In(layouts.act_terms(spec)),
-            "a_out": Out(layouts.act_terms(spec)),
+            "a_in": In(layouts.act_copies(spec)),
+            "a_out": Out(layouts.act_copies(spec)),
             "psum_in": In(layouts.psum_layout(spec)),
             "psum_out": Out(layouts.psum_layout(spec)),
         })
@@ -122,7 +127,7 @@ class ProcessingElement(wiring.Component):
         w = Signal(layouts.weight_terms(spec), name="w")
         with m.If(self.w_load):
             m.d.sync += w.eq(self.w_in)
-        a = Signal(layouts.act_terms(spec), name="a")
+        a = Signal(layouts.act_copies(spec), name="a", attrs=KEEP)   # copies kept apart
         mask = Signal(spec.lanes, name="mask_r", attrs=KEEP)     # see SystolicArray
         m.d.sync += [a.eq(self.a_in), mask.eq(self.mask)]
         m.d.comb += [self.w_out.eq(w), self.a_out.eq(a), self.mask_out.eq(mask)]
@@ -132,7 +137,7 @@ class ProcessingElement(wiring.Component):
             for k in range(spec.w_terms):
                 for j in range(spec.a_terms):
                     lane = k * spec.a_terms + j
-                    p = self._product(m, w[k] * self.a_in[j], prange, lane, f"p{k}_{j}")
+                    p = self._product(m, w[k] * self.a_in[k][j], prange, lane, f"p{k}_{j}")
                     key = f"l{lane}"
                     m.d.sync += self.psum_out[key].eq(self.psum_in[key] + p)
             return m
@@ -153,7 +158,7 @@ class ProcessingElement(wiring.Component):
                 lane = k * spec.a_terms + j
                 for i, (lo, width, sgn) in enumerate(slices):
                     prange = product_interval(spec.w_fmt.digit_range, int_range(width, sgn))
-                    piece = self.a_in[j][lo:lo + width]
+                    piece = self.a_in[k][j][lo:lo + width]
                     if width > 2:             # a whole digit (no tree_reg): a multiplier
                         value = w[k] * (piece.as_signed() if sgn else piece)
                     else:

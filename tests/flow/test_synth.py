@@ -171,7 +171,9 @@ def test_copied_registers_are_not_merged(tiny_synth):
       registers, and one per PE;
     - the output units' copies of the rounding shift amounts, one per group of result bits
       and shifter stage;
-    - the lane mask's load strobe, a copy of column 0's constants strobe.
+    - the lane mask's load strobe, a copy of column 0's constants strobe;
+    - the activation, one copy per weight term, in every PE and at the end of every row's
+      skew chain.
     """
     spec = load_array_spec("tiny")
     cells = json.loads((Path(tiny_synth.workdir) / "netlist.json").read_text())[
@@ -186,7 +188,11 @@ def test_copied_registers_are_not_merged(tiny_synth):
     amounts = {n.split("_TRELLIS_FF")[0] for n in kept if "_amount" in n}
     groups = -(-(spec.product_width + 1) // SHIFT_GROUP)       # over 2 * product
     assert len(amounts) == spec.cols * SHIFT_STEPS * groups
-    assert len(strobes) + len(masks) + sum("_amount" in n for n in kept) == len(kept)
+    acts = [n for n in kept if "skew_row" in n or ".a_" in n or ".a[" in n]
+    act_bits = spec.a_bits * spec.a_terms
+    assert len(acts) == spec.rows * (spec.cols + 1) * spec.w_terms * act_bits
+    assert (len(strobes) + len(masks) + sum("_amount" in n for n in kept) + len(acts)
+            == len(kept))
 
 
 @needs_yosys

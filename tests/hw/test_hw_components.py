@@ -261,12 +261,14 @@ def test_pe_matches_reference(spec):
                 else:
                     psum = int(rng.integers(-1000, 1000))
                     ctx.set(dut.psum_in, psum)
-                for j, v in enumerate(a):
-                    ctx.set(dut.a_in[j], v)
+                for k in range(wf.terms):                 # one copy per weight term
+                    for j, v in enumerate(a):
+                        ctx.set(dut.a_in[k][j], v)
                 history.append((a, psum))
                 await ctx.tick()
                 assert [ctx.get(dut.w_out[k]) for k in range(wf.terms)] == w
-                assert [ctx.get(dut.a_out[j]) for j in range(af.terms)] == a
+                assert [[ctx.get(dut.a_out[k][j]) for j in range(af.terms)]
+                        for k in range(wf.terms)] == [a] * wf.terms
                 d = pe_stages(spec)
                 if t + 1 >= d:
                     a_old = history[t + 1 - d][0]       # activation pe_stages cycles ago

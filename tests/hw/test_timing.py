@@ -138,7 +138,8 @@ def test_pe_stages_measured(spec):
         await ctx.tick()
         ctx.set(dut.w_load, 0)
         await ctx.tick().repeat(3)                       # weights and their multiples settle
-        n = await impulse(ctx, [(dut.a_in[j], 1) for j in range(spec.a_terms)], 0,
+        n = await impulse(ctx, [(dut.a_in[k][j], 1) for k in range(spec.w_terms)
+                                for j in range(spec.a_terms)], 0,
                           lambda: ctx.get(Value.cast(dut.psum_out)) != 0)
         assert n == timing.pe_stages(spec)
 
