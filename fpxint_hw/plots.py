@@ -25,6 +25,7 @@ returned dict with the reason.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -484,6 +485,58 @@ def write_plots(records, out_dir) -> dict:
            "throughput_per_lut": plot_throughput_per_lut(records, out),
            "area_model": model}
     return res
+
+
+def _floorplan_kind(instance: str) -> tuple[str, int | None]:
+    """``(kind, column)`` of a placed instance for :func:`plot_floorplan`."""
+    m = re.search(r"\.pe_(\d+)_(\d+)$", instance)
+    if m:
+        return "PE", int(m.group(2))
+    if re.search(r"\.out_\d+$", instance):
+        return "output units", None
+    if "fifo" in instance:
+        return "output FIFO", None
+    if instance.endswith(".array"):
+        return "array skew, entry and de-skew", None
+    return "control and the rest", None
+
+
+def plot_floorplan(placement: dict, critical_path: dict | None, out: Path,
+                   title: str) -> list[str]:
+    """Where each cell was placed (tiles): PEs coloured by column; the output units, the
+    FIFO, the array's own registers and the rest one colour each; the critical path on top
+    (``placement``: :func:`fpxint_hw.flow.floorplan.load`). Writes ``floorplan.png/svg``
+    into the folder ``out``."""
+    plt = _mpl()
+    fig, ax = plt.subplots(figsize=(8, 6.4))
+    # tab20 without its reds, browns and greys, which mark the other kinds
+    pe_colors = [plt.get_cmap("tab20")(i) for i in (0, 1, 2, 3, 4, 5, 8, 9, 12, 13, 16, 17,
+                                                    18, 19)]
+    rest = "control and the rest"                  # drawn first, under the others
+    colors = {"output units": "tab:brown", "output FIFO": "black",
+             "array skew, entry and de-skew": "tab:red", rest: "0.8"}
+    kinds: dict = {}
+    for inst, cells in placement.items():
+        kind, col = _floorplan_kind(inst)
+        kinds.setdefault((kind, col), []).append(cells)
+    rng = np.random.default_rng(0)      # a tile holds many cells: spread them over it
+    for (kind, col), parts in sorted(kinds.items(),
+                                     key=lambda kv: (kv[0][0] != rest, kv[0][0], kv[0][1] or 0)):
+        xy = np.concatenate(parts) + rng.uniform(-0.45, 0.45, (sum(map(len, parts)), 2))
+        color = pe_colors[col % len(pe_colors)] if kind == "PE" else colors[kind]
+        label = f"PE column {col}" if kind == "PE" else kind
+        ax.scatter(xy[:, 0], xy[:, 1], s=3, color=color, label=label, alpha=0.7, lw=0)
+    pts = np.array((critical_path or {}).get("points") or [], dtype=float).reshape(-1, 2)
+    if len(pts):
+        ax.plot(pts[:, 0], pts[:, 1], "-o", color="magenta", ms=2.5, lw=1.5,
+                label=f"critical path ({critical_path['delay_ns']:.2f} ns)")
+    ax.set_xlabel("tile x")
+    ax.set_ylabel("tile y")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=6, markerscale=3, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return _save(fig, Path(out), "floorplan")
 
 
 def plot_allocation(result: dict, out: Path, name: str = "allocation") -> list[str]:

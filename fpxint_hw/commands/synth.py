@@ -2,14 +2,17 @@
 
 Prints LUTs, flip-flops, carry cells, DSP blocks and block RAMs from yosys' JSON statistics;
 with ``--pnr`` also places and routes (nextpnr, out of context) and prints Fmax and the
-critical path. Results are cached by the Verilog, options and tool versions.
+critical path, with how far the cells of each module on it are scattered (``--floorplan DIR``
+draws the whole placement). Results are cached by the Verilog, options and tool versions.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from ..flow import floorplan
 from ..flow.pnr import SPEED_GRADES
 from ..flow.synth import TARGETS
 from ..report import format_table, write_json
@@ -47,6 +50,9 @@ def register(subparsers) -> None:
     p.add_argument("--build-dir", default=None,
                    help="cache folder (default $FPXINT_BUILD_DIR/cache or rtl/build/cache)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per tool run")
+    p.add_argument("--floorplan", metavar="DIR",
+                   help="with --pnr: draw where every cell was placed, PEs by column, with "
+                        "the critical path (floorplan.png, svg) into DIR")
     p.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     p.set_defaults(func=main)
 
@@ -54,7 +60,7 @@ def register(subparsers) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
     only_with(args, [(d, f"--{d}", args.pnr, "--pnr") for d in ("device", "freq", "seed",
-                                                                "speed")],
+                                                                "speed", "floorplan")],
               {"freq": 200.0, "seed": 1, "speed": 6})
     spec = load_array_spec(args.spec)
     print(f"synthesizing {args.spec}: {spec.rows}x{spec.cols} array, W{spec.w_bits}x"
@@ -76,11 +82,25 @@ def main(args: argparse.Namespace) -> int:
                   + (" (cached)" if rec["pnr_cached"] else ""))]
     print(format_table(("figure", "value"), rows))
     cp = rec.get("critical_path")
+    placement = floorplan.load(rec["pnr_workdir"]) if args.pnr else {}
     if cp:
         print(f"critical path: {cp['delay_ns']:.2f} ns ({cp['logic_ns']:.2f} logic, "
               f"{cp['routing_ns']:.2f} routing), {cp['levels']} cells of which "
               f"{cp['carry_cells']} carry, from {cp['start']} to {cp['end']}")
         print("  through: " + " -> ".join(cp["modules"][:12]))
+        rec["critical_path_spread"] = {mod: floorplan.spread(placement[mod])
+                                       for mod in cp["modules"] if mod in placement}
+        for mod, sp in rec["critical_path_spread"].items():
+            print(f"  {mod}: {sp['cells']} cells, the middle half in tiles x "
+                  f"{sp['x']['iqr'][0]}-{sp['x']['iqr'][1]}, y {sp['y']['iqr'][0]}-"
+                  f"{sp['y']['iqr'][1]} (all: x {sp['x']['range'][0]}-{sp['x']['range'][1]}, "
+                  f"y {sp['y']['range'][0]}-{sp['y']['range'][1]})")
+    if args.floorplan:
+        from ..plots import plot_floorplan
+        paths = plot_floorplan(placement, cp, Path(args.floorplan),
+                               f"{args.spec} on {args.target} {rec['device']}, seed "
+                               f"{args.seed}: {rec['fmax_mhz']:.1f} MHz")
+        print("floorplan: " + ", ".join(paths))
     print("tools: " + ", ".join(f"{k} {v}" for k, v in rec["tools"].items()))
     if args.json:
         out = {"spec": spec.to_dict(), **rec}

