@@ -44,6 +44,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..hw import timing
+from ..hw.array import ENTRY_STAGES
 from ..hw.requant import CONST_HOPS, SHIFT_GROUP, SHIFT_STEPS
 from ..intops import int_range, product_interval, width_for_interval
 from ..spec import ArraySpec
@@ -129,7 +130,7 @@ def area_features(spec: ArraySpec, lut_mult_below: int = 10) -> dict[str, int]:
         adders += spec.cols * (tree + consts)
     requant = spec.cols * (spec.acc_width + spec.product_width + spec.out_width)
     # row i: ENTRY_STAGES + i registers, the last one a copy per weight term
-    skew = act_bits * (spec.rows * (spec.rows - 1) // 2 + spec.rows * spec.w_terms)
+    skew = act_bits * sum(ENTRY_STAGES + i - 1 + spec.w_terms for i in range(spec.rows))
     psum_in = sum(spec.acc_width * (j + timing.pe_stages(spec)) for j in range(spec.cols))
     deskew = sum(spec.acc_width * (spec.cols - 1 - j) for j in range(spec.cols))
     combine_reg = spec.cols * spec.acc_width if spec.combine == "column" else 0
