@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["Int8Gemm", "int8_gemm", "cpu_flags", "decide", "self_test", "VNNI_FLAGS",
-           "PAIR_LIMIT"]
+           "PAIR_LIMIT", "VNNI"]
 
 #: /proc/cpuinfo flags of an int8 dot product that sums into 32 bits without saturating.
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -59,6 +59,13 @@ class Int8Gemm:
         """The fields as a JSON-ready dict."""
         return {"pair_saturates": self.pair_saturates, "u8u8": self.u8u8,
                 "reason": self.reason}
+
+
+#: The conditions of the Numba VNNI kernel (:mod:`fpxint_hw.intsim.vnni`), which runs only
+#: where the CPU has the instruction: ``vpdpbusd`` sums four uint8 x int8 products into each
+#: int32 without saturating, and there is no uint8 x uint8 form.
+VNNI = Int8Gemm(pair_saturates=False, u8u8=False,
+                reason="vpdpbusd (AVX512-VNNI): u8 x s8 summed in int32; full int8 range")
 
 
 def cpu_flags(path: str | Path = "/proc/cpuinfo") -> frozenset[str] | None:

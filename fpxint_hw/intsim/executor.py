@@ -42,6 +42,8 @@ from ..intops import round_shift
 from ..quant import program as P
 from . import kernels
 from .gemm import OrtMatMul, gemm_int, plan_layer
+from .planes import INT8_BACKENDS
+from .vnni import ROWS, VnniMatMul
 from .pool import WorkerPool
 from .profile import PhaseTimes, no_tick
 from .widths import WidthConfig, accumulator_bounds, analyze_widths, combine_kernel
@@ -52,7 +54,7 @@ __all__ = ["Simulator", "PATHS", "storage_dtype", "to_nchw", "to_nhwc", "isqrt_i
 #: Lane-grouping paths.
 PATHS = ("combined", "lanes", "model")
 
-_DTYPE = {"ort": np.uint8, "f32": np.float32, "f64": np.float64, "int": np.int32}
+_DTYPE = {"vnni": np.uint8, "ort": np.uint8, "f32": np.float32, "f64": np.float64, "int": np.int32}
 
 _KERNELS = ("im2col_rows", "combine_requant", "combine_requant_i32", "combine_requant_p32",
             "combine_acc")
@@ -64,6 +66,17 @@ _SERIAL = {name: getattr(kernels, name + "_serial") for name in _KERNELS}
 _CHUNK_BYTES = 1 << 19
 
 _STORAGE = (np.uint8, np.int8, np.uint16, np.int16, np.int32)
+
+
+def _chunk_rows(m_rows: int, most: int, threads: int) -> int:
+    """Rows per chunk of an ``m_rows`` layer: at most ``most`` (the cache budget), the
+    chunks a multiple of ``threads`` in number (equal shares), each a multiple of the VNNI
+    kernel's row block where that keeps them within budget."""
+    shares = -(-m_rows // most)
+    shares = -(-shares // threads) * threads
+    step = -(-m_rows // shares)
+    whole = -(-step // ROWS) * ROWS
+    return whole if whole <= most else step
 
 
 def storage_dtype(lo: int, hi: int):
@@ -143,7 +156,9 @@ class _ConvPlan:
                 cols = slice(cgi * self.o_g, (cgi + 1) * self.o_g)
                 m = np.ascontiguousarray(np.concatenate(
                     [plan.weights[wi].values[:, cols] for wi in wis], axis=1))
-                if self.backend == "ort":            # the pool's threads share the rows
+                if self.backend == "vnni":           # one thread per call, like ort's:
+                    per_cg.append(VnniMatMul(m))     # the pool's threads share the rows
+                elif self.backend == "ort":
                     per_cg.append(OrtMatMul(m, 0, 1 if pool else threads,
                                             unsigned=plan.kernel == "u8u8"))
                 else:
@@ -156,7 +171,7 @@ class _ConvPlan:
                 bias += np.int64(self.w_weights[gw] * self.a_weights[ga]) * corr
         self.bias = bias
         self.combine, self.combine_rows = "i64", []
-        if self.backend == "ort" and q.requant is not None:
+        if self.backend in INT8_BACKENDS and q.requant is not None:
             coef = max(abs(p.coef) * self.w_weights[plan.pairs[p.pair][0]]
                        * self.a_weights[plan.pairs[p.pair][1]] for p in plan.products)
             self.combine, self.combine_rows = combine_kernel(
@@ -179,6 +194,7 @@ class _ConvPlan:
                 self.op_mask[ai, pi] = (1 << bits) - 1 if bits else 0xFFFFFFFF
         self.op_fill = np.array([int(a.value(self.pads[a.group])) for a in acts],
                                 dtype=np.int64)
+        self.fill = self.op_fill.astype(self.dtype)        # what im2col writes at a pad
         # one operand that is the group's integers themselves (no offset, no planes)
         self.identity = n == 1 and acts[0].offset == 0 and acts[0].parts == ((0, 0, 1),)
 
@@ -300,23 +316,25 @@ class _ConvPlan:
         q = self.q
         return q.out_hw(x.shape[1], x.shape[2]), q.kernel, q.stride, q.dilation, q.padding[:2]
 
-    def _operand_planes(self, vals: np.ndarray) -> np.ndarray:
-        """The plan's activation operands of the group values ``vals`` ``(G, N, H, W, C)``,
-        padded for the convolution: ``(A, N, Hp, Wp, C)``."""
+    def _operand_planes(self, vals: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The plan's activation operands of the group values ``vals`` ``(G, N, H, W, C)``:
+        ``(A, N, Hp, Wp, C)`` padded for the convolution, and True; or, where the stored
+        integers are the one operand, ``vals`` itself unpadded (the im2col pads), and
+        False."""
         pt, pl, pb, pr = (0, 0, 0, 0) if self.linear else self.q.padding
         _, n, h, w, c = vals.shape
         acts = self.plan.acts
-        if self.identity and vals.dtype == self.dtype and not (pt or pl or pb or pr):
-            return vals                                  # the stored integers are the operand
+        if self.identity and vals.dtype == self.dtype:
+            return vals, not (pt or pl or pb or pr)
         out = np.empty((len(acts), n, h + pt + pb, w + pl + pr, c), dtype=self.dtype)
-        if self.backend == "ort":
+        if self.backend in INT8_BACKENDS:
             kernels.split_planes(vals, self.op_group, self.op_offset, self.op_shift,
                                  self.op_mask, self.op_fill, pt, pl, out)
-            return out
+            return out, True
         for ai, a in enumerate(acts):                       # raw: the values themselves
             out[ai] = self.op_fill[ai]
             out[ai, :, pt:pt + h, pl:pl + w] = vals[a.group]
-        return out
+        return out, True
 
     def __call__(self, x: np.ndarray, order=None, tick=no_tick) -> np.ndarray:
         order = self.pair_keys() if order is None else order
@@ -327,9 +345,11 @@ class _ConvPlan:
         vals = self._group_values(x)
         if self.linear:
             vals = vals.reshape(vals.shape[:2] + (1, 1, vals.shape[-1]))
-        planes = self._operand_planes(vals)
+        planes, padded = self._operand_planes(vals)
         t = tick(name, "split", t)
-        (ho, wo), (kh, kw), (sh, sw), (dh, dw), _ = self._geometry(x)
+        (ho, wo), (kh, kw), (sh, sw), (dh, dw), (top, left) = self._geometry(x)
+        if padded:
+            top = left = 0
         n_ops, n, hp, wp, c = planes.shape
         cg = c // self.groups
         k_len = kh * kw * cg
@@ -339,11 +359,12 @@ class _ConvPlan:
             planes.reshape(n_ops, n, hp, wp * c)
         row_bytes = max(n_ops * k_len * planes.itemsize,
                         sum(len(w) for w in self.calls) * self.o_g * 4)   # operands, results
-        step = max(1, _CHUNK_BYTES // row_bytes)
-        pooled = self.pool is not None and self.backend == "ort"
-        if pooled:                                     # at least one chunk per thread
-            step = min(step, -(-m_rows // self.pool.threads))
+        pooled = self.pool is not None and self.backend in INT8_BACKENDS
+        step = _chunk_rows(m_rows, max(1, _CHUNK_BYTES // row_bytes),
+                           self.pool.threads if pooled else 1)
         t_buf, t_col, t_coef = self._table(order)
+        # im2col rows as wide as the GEMM reads them (the VNNI kernel: whole 4-byte steps)
+        k_row = self.gemms[0][0].width if self.backend == "vnni" else k_len
         rq = q.requant
         out = np.empty((m_rows, self.o),
                        dtype=np.int64 if rq is None else storage_dtype(rq.lo, rq.hi))
@@ -354,21 +375,21 @@ class _ConvPlan:
             sec = {"im2col": 0.0, "gemm": 0.0, "requant": 0.0}
             k = _SERIAL if pooled else _PARALLEL
             t0 = time.perf_counter()
-            buf = None if direct else np.empty((n_ops, step * k_len), dtype=self.dtype)
+            buf = None if direct else np.empty((n_ops, step * k_row), dtype=self.dtype)
             for r0, rows in chunks[first:last]:
                 for cgi in range(self.groups):
                     if direct:
                         ops = flat[:, r0:r0 + rows]
                     else:                            # one buffer for all of this share's chunks
-                        ops = buf[:, :rows * k_len].reshape(n_ops, rows, k_len)
-                        k["im2col_rows"](flat, c, ho, wo, kh, kw, sh, sw, dh, dw, cgi * cg,
-                                         r0, ops)
+                        ops = buf[:, :rows * k_row].reshape(n_ops, rows, k_row)
+                        k["im2col_rows"](flat, c, top, left, self.fill, ho, wo, kh, kw, sh,
+                                         sw, dh, dw, cgi * cg, r0, ops[:, :, :k_len])
                     t1 = time.perf_counter()
+                    cols = slice(cgi * self.o_g, (cgi + 1) * self.o_g)
+                    dst = out[r0:r0 + rows] if self.groups == 1 else out[r0:r0 + rows, cols]
                     bufs = tuple(self._gemm(ops[ai], self.gemms[ai][cgi])
                                  for ai in range(n_ops))
                     t2 = time.perf_counter()
-                    cols = slice(cgi * self.o_g, (cgi + 1) * self.o_g)
-                    dst = out[r0:r0 + rows] if self.groups == 1 else out[r0:r0 + rows, cols]
                     self._combine(k, bufs, t_buf, t_col, t_coef, cols, dst)
                     t3 = time.perf_counter()
                     sec["im2col"] += t1 - t0
@@ -403,7 +424,7 @@ class _ConvPlan:
             k["combine_requant"](*args, rq.pre_shift[cols], *tail)
 
     def _gemm(self, a: np.ndarray, mat):
-        if self.backend == "ort":
+        if self.backend in INT8_BACKENDS:
             return mat(a)
         if self.backend == "int":
             return gemm_int(a, mat)
@@ -424,7 +445,7 @@ class Simulator:
     path : {"combined", "lanes", "model"}
         Lane grouping; ``None`` takes ``"model"`` for a model-level program, else
         ``"combined"``.
-    backend : {"auto", "ort", "f32", "f64", "int"}
+    backend : {"auto", "vnni", "ort", "f32", "f64", "int"}
         GEMM backend; "auto" takes each layer's cheapest plan proved exact
         (:mod:`fpxint_hw.intsim.planes`); a named one must be proved exact for every layer
         (else WidthError, a ValueError).

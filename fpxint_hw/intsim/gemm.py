@@ -1,6 +1,8 @@
 """Exact integer GEMM backends for the fast simulator, each used only where proved exact.
 
-``"ort"``: onnxruntime MatMulInteger, uint8 activation operands x int8 (or uint8) constant
+``"vnni"``: the Numba ``vpdpbusd`` kernel (:mod:`fpxint_hw.intsim.vnni`), uint8 activation
+operands x int8 constant weight operands -> int32, on CPUs with AVX512-VNNI; wider integers are
+cut into planes as for ``"ort"``. ``"ort"``: onnxruntime MatMulInteger, uint8 activation operands x int8 (or uint8) constant
 weight operands -> int32, the int8 dot product of the CPU; wider integers are cut into planes
 (:mod:`fpxint_hw.intsim.planes`) under the conditions this CPU's int8 GEMM keeps exact
 (:mod:`fpxint_hw.intsim.cpu`). ``"f32"`` / ``"f64"``: float BLAS on the raw integers, exact
@@ -14,14 +16,14 @@ from importlib.util import find_spec
 
 import numpy as np
 
-from ..errors import FormatError, WidthError, missing_tool
-from . import kernels
-from .planes import RAW_BACKENDS, GemmPlan, plan_gemm
+from ..errors import FormatError, InputError, WidthError, missing_tool
+from . import kernels, vnni
+from .planes import INT8_BACKENDS, RAW_BACKENDS, GemmPlan, plan_gemm
 
 __all__ = ["BACKENDS", "have_ort", "OrtMatMul", "choose_backend", "plan_layer", "gemm_int"]
 
 #: Backend names; "auto" picks the fastest proved-exact one.
-BACKENDS = ("auto", "ort", "f32", "f64", "int")
+BACKENDS = ("auto",) + INT8_BACKENDS + RAW_BACKENDS
 
 try:  # optional dependency: the fast int8 path
     import onnxruntime as _ort
@@ -96,6 +98,8 @@ def plan_layer(requested: str, a_ranges, w_groups, pairs=None, *, k: int | None 
     ------
     ToolMissingError
         ``requested`` is "ort" and onnxruntime (or onnx) is not installed.
+    InputError
+        ``requested`` is "vnni" and this CPU cannot run it (:func:`vnni.unavailable`).
     WidthError
         The named backend is not proved exact here, or (``"auto"``) no backend is: the
         accumulator bound exceeds int64. A ``ValueError``.
@@ -109,8 +113,12 @@ def plan_layer(requested: str, a_ranges, w_groups, pairs=None, *, k: int | None 
         where = "--backend ort" + (f" ({what})" if what else "")
         raise missing_tool(miss[0], miss[1], what=where,
                            reason=f"the ort backend needs {miss[0]}, which is not installed")
+    if requested == "vnni" and vnni.unavailable():
+        raise InputError(f"--backend vnni cannot run here: {vnni.unavailable()}; "
+                         f"use --backend auto")
     if requested == "auto":
-        backends = (("ort",) if have_ort() else ()) + RAW_BACKENDS
+        backends = ((("vnni",) if vnni.unavailable() is None else ())
+                    + (("ort",) if have_ort() else ()) + RAW_BACKENDS)
     else:
         backends = (requested,)
     if int8 is None and "ort" in backends:

@@ -19,7 +19,7 @@ import numpy as np
 __all__ = ["requant_rows", "add_requant", "maxpool_nhwc", "sumpool_nhwc", "global_sum_nhwc",
            "depthwise_nhwc", "gemm_i64", "split_groups", "round_shift_i64", "split_planes",
            "im2col_rows", "quantize_nhwc", "serial", "combine_requant", "combine_requant_i32",
-           "combine_requant_p32", "combine_acc"]
+           "combine_requant_p32", "combine_acc", "requant_i32"]
 
 
 @numba.njit(inline="always", cache=True)
@@ -46,6 +46,16 @@ def _round_consts(shift, half_up):
     if half_up:
         return half, np.int64(0)
     return half - 1, np.int64(1)
+
+
+@numba.njit(inline="always", cache=True)
+def requant_i32(s, mult, shift, rb, pm, zp, lo, hi):
+    """One int32 sum ``s`` requantized: ``clamp(((p + rb + ((p >> shift) & pm)) >> shift) +
+    zp, lo, hi)`` with ``p = s * mult`` one 32 x 32 -> 64-bit product (``mult < 2^31``) and
+    ``rb``, ``pm`` from :func:`_round_consts`; ``lo``, ``hi``, ``zp`` int64."""
+    p = np.int64(s) * np.int64(np.int32(mult))
+    v = ((p + rb + ((p >> shift) & pm)) >> shift) + zp
+    return min(max(v, lo), hi)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -271,17 +281,21 @@ def split_planes(vals, group, offset, shift, mask, fill, pt, pl, out):
 
 
 @numba.njit(parallel=True, cache=True)
-def im2col_rows(planes, c, ho, wo, kh, kw, sh, sw, dh, dw, c0, row0, out):
-    """im2col of padded NHWC operands: ``out[a, r, (i * kw + j) * Cg + e] = planes[a, n,
-    oy * sh + i * dh, (ox * sw + j * dw) * c + c0 + e]`` for output row ``row0 + r`` =
-    ``(n, oy, ox)`` of an ``ho x wo`` output, ``Cg = out.shape[2] // (kh * kw)``.
+def im2col_rows(planes, c, top, left, fill, ho, wo, kh, kw, sh, sw, dh, dw, c0, row0, out):
+    """im2col of NHWC operands: ``out[a, r, (i * kw + j) * Cg + e] = planes[a, n, y, x * c +
+    c0 + e]`` at ``y = oy * sh + i * dh - top``, ``x = ox * sw + j * dw - left`` for output
+    row ``row0 + r`` = ``(n, oy, ox)`` of an ``ho x wo`` output, ``Cg = out.shape[2] // (kh *
+    kw)``; a tap outside the ``H x W`` operand (the padding) holds ``fill[a]``.
 
-    ``planes`` : ``(A, N, Hp, Wp * c)`` (the padded operands, pixels flattened with their
-    ``c`` channels); ``out`` : ``(A, rows, kh * kw * Cg)``, same dtype. A kernel row of
-    taps is one contiguous copy when ``dw == 1`` and ``Cg == c``.
+    ``planes`` : ``(A, N, H, W * c)`` (pixels flattened with their ``c`` channels; already
+    padded operands pass ``top = left = 0``); ``fill`` : ``(A,)``; ``out`` : ``(A, rows,
+    kh * kw * Cg)``, same dtype. A kernel row of taps inside the operand is one contiguous
+    copy when ``dw == 1`` and ``Cg == c``.
     """
     n_ops, rows, k_len = out.shape
     cg = k_len // (kh * kw)
+    h = planes.shape[2]
+    w = planes.shape[3] // c
     whole_rows = dw == 1 and cg == c
     for r in numba.prange(rows):
         rr = row0 + r
@@ -289,25 +303,35 @@ def im2col_rows(planes, c, ho, wo, kh, kw, sh, sw, dh, dw, c0, row0, out):
         rem = rr - b * ho * wo
         oy = rem // wo
         ox = rem - oy * wo
+        x_first = ox * sw - left
+        inside = x_first >= 0 and x_first + (kw - 1) * dw < w
         for a in range(n_ops):
             o = out[a, r]
+            f = fill[a]
             for i in range(kh):
-                src = planes[a, b, oy * sh + i * dh]
-                x0 = ox * sw * c
+                y = oy * sh + i * dh - top
+                d_row = i * kw * cg
+                if y < 0 or y >= h:
+                    for e in range(kw * cg):
+                        o[d_row + e] = f
+                    continue
+                src = planes[a, b, y]
                 # element loops over views: as fast as a slice copy in a parallel kernel,
                 # 4x faster than one in a one-thread kernel (no overlap check)
-                if whole_rows:
-                    d0 = i * kw * c
-                    dst = o[d0:d0 + kw * c]
-                    seg = src[x0:x0 + kw * c]
+                if whole_rows and inside:
+                    dst = o[d_row:d_row + kw * c]
+                    seg = src[x_first * c:(x_first + kw) * c]
                     for e in range(kw * c):
                         dst[e] = seg[e]
-                else:
-                    for j in range(kw):
-                        d0 = (i * kw + j) * cg
-                        s0 = x0 + j * dw * c + c0
-                        dst = o[d0:d0 + cg]
-                        seg = src[s0:s0 + cg]
+                    continue
+                for j in range(kw):
+                    x = x_first + j * dw
+                    dst = o[d_row + j * cg:d_row + (j + 1) * cg]
+                    if x < 0 or x >= w:
+                        for e in range(cg):
+                            dst[e] = f
+                    else:
+                        seg = src[x * c + c0:x * c + c0 + cg]
                         for e in range(cg):
                             dst[e] = seg[e]
 
@@ -377,9 +401,7 @@ def combine_requant_i32(bufs, t_buf, t_col, t_coef, bias, mult, shift, lo, hi, z
                     acc[c] += cf * src[c]
             o = out[m]
             for c in range(c_cols):
-                p = np.int64(acc[c]) * np.int64(np.int32(mult[c]))
-                v = ((p + rb + ((p >> shift) & pm)) >> shift) + zp
-                o[c] = min(max(v, lo64), hi64)
+                o[c] = requant_i32(acc[c], mult[c], shift, rb, pm, zp, lo64, hi64)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -406,9 +428,7 @@ def combine_requant_p32(bufs, t_buf, t_col, t_coef, bias, mult, shift, lo, hi, z
                     acc[c] += cf * np.int64(src[c])
             o = out[m]
             for c in range(c_cols):
-                p = np.int64(np.int32(acc[c])) * np.int64(np.int32(mult[c]))
-                v = ((p + rb + ((p >> shift) & pm)) >> shift) + zp
-                o[c] = min(max(v, lo64), hi64)
+                o[c] = requant_i32(np.int32(acc[c]), mult[c], shift, rb, pm, zp, lo64, hi64)
 
 
 @numba.njit(parallel=True, cache=True)

@@ -7,19 +7,21 @@ pair products ``v @ W``. A :class:`GemmPlan` writes each pair as a sum of *produ
 operands that one backend computes exactly, each product and their sum proved by width rows
 (:mod:`fpxint_hw.intsim.widths`):
 
-* ``planes`` (onnxruntime ``MatMulInteger``, uint8 x int8): ``u = v - lo >= 0`` is cut into
+* ``planes`` (uint8 x int8: the VNNI kernel of :mod:`fpxint_hw.intsim.vnni`, or onnxruntime
+  ``MatMulInteger``): ``u = v - lo >= 0`` is cut into
   unsigned ``r``-bit planes, ``u = sum_i 2^(r i) u_i``, and ``W`` into balanced ``s``-bit
   planes, ``W = sum_j 2^(s j) W_j`` with ``W_j`` in ``[-2^(s-1), 2^(s-1) - 1]`` (the top plane
   takes what is left), so that
   ``v @ W = sum_ij 2^(r i + s j) (u_i @ W_j) + lo * colsum(W)``: ``P_a x P_w`` int8 GEMMs,
-  one onnxruntime call per activation plane with the weight planes side by side. The plane
-  widths are what the CPU's int8 dot product takes exactly (:mod:`fpxint_hw.intsim.cpu`):
-  with VNNI ``r = s = 8``; without it every pair sum ``a0 w0 + a1 w1`` must fit int16, so
-  8-bit activations take 7-bit weights (``|w| <= 64``), or 7-bit activations 8-bit weights.
+  one GEMM call per activation plane with the weight planes side by side. The plane
+  widths are what the backend's int8 dot product takes exactly (:mod:`fpxint_hw.intsim.cpu`):
+  with VNNI ``r = s = 8`` (the ``vnni`` backend always, ``ort`` where the CPU has it);
+  without it every pair sum ``a0 w0 + a1 w1`` must fit int16, so 8-bit activations take
+  7-bit weights (``|w| <= 64``), or 7-bit activations 8-bit weights.
 * ``karatsuba`` (uint8 x int8), for two planes on each side at a common radix ``R = 2^t``:
   ``u @ W = (1 - R) u0 @ W0 + R (u0 + u1) @ (W0 + W1) + (R^2 - R) u1 @ W1``, three GEMMs
   instead of four when the sums still fit the int8 operands.
-* ``u8u8`` (uint8 x uint8): 8-bit weights stored as ``W + 128`` with zero point 128 where the
+* ``u8u8`` (onnxruntime, uint8 x uint8): 8-bit weights stored as ``W + 128`` with zero point 128 where the
   u8 x s8 pairs saturate: one GEMM at about 0.7x the u8 x s8 speed instead of two.
 * ``raw`` (float32 / float64 BLAS, the Numba int64 kernel): ``v @ W`` directly, exact while
   every sum of product magnitudes stays below 2^24 / 2^53 / 2^63.
@@ -34,21 +36,25 @@ from functools import cached_property
 
 import numpy as np
 
-from .cpu import PAIR_LIMIT, Int8Gemm
+from .cpu import PAIR_LIMIT, VNNI, Int8Gemm
 from .widths import WidthRow, float_gemm_row, int8_product_rows, sum_row
 
 __all__ = ["ActOperand", "WeightOperand", "Product", "GemmPlan", "COST", "unsigned_planes",
-           "balanced_planes", "plan_gemm", "RAW_BACKENDS"]
+           "balanced_planes", "plan_gemm", "RAW_BACKENDS", "INT8_BACKENDS"]
 
 #: Relative cost of one (K x N) GEMM on each kernel, measured against onnxruntime's
-#: u8 x s8 GEMM on the development machines (u8 x u8 runs at 0.55-0.8x its speed, float32
-#: BLAS at about a quarter with four times the bytes, float64 at half of that, the Numba
-#: int64 kernel at about 1/40), and of preparing one more activation operand (the split,
-#: its im2col and one more call).
-COST = {"u8s8": 1.0, "u8u8": 1.4, "f32": 4.0, "f64": 8.0, "int": 40.0, "act_operand": 0.1}
+#: u8 x s8 GEMM on the development machines (the VNNI kernel runs in 0.6-0.7x its time on a
+#: layer's chunks of rows, u8 x u8 at 0.55-0.8x its speed, float32 BLAS at about a quarter
+#: with four times the bytes, float64 at half of that, the Numba int64 kernel at about 1/40),
+#: and of preparing one more activation operand (the split, its im2col and one more call).
+COST = {"vnni": 0.7, "u8s8": 1.0, "u8u8": 1.4, "f32": 4.0, "f64": 8.0, "int": 40.0,
+        "act_operand": 0.1}
 
 #: The backends that multiply the raw integers (no planes).
 RAW_BACKENDS = ("f32", "f64", "int")
+
+#: The backends of uint8 x int8 operand planes, fastest first.
+INT8_BACKENDS = ("vnni", "ort")
 
 #: Common radix bits a Karatsuba plan tries, widest first.
 _KARATSUBA_BITS = (8, 7, 6, 5, 4)
@@ -127,7 +133,7 @@ class GemmPlan:
 
     Members
     -------
-    backend : {"ort", "f32", "f64", "int"}
+    backend : {"vnni", "ort", "f32", "f64", "int"}
     scheme : {"planes", "karatsuba", "u8u8", "raw"}
     pairs : list of (gw, ga)
         The pair products the plan computes, in the order given.
@@ -158,7 +164,7 @@ class GemmPlan:
     @property
     def kernel(self) -> str:
         """The GEMM kernel: "u8s8", "u8u8" or the raw backend's name."""
-        if self.backend != "ort":
+        if self.backend not in INT8_BACKENDS:
             return self.backend
         return "u8u8" if self.scheme == "u8u8" else "u8s8"
 
@@ -173,7 +179,7 @@ class GemmPlan:
         return all(r.ok for r in self.rows)
 
     def describe(self) -> str:
-        """E.g. ``"ort u8s8 planes: 2 activation x 2 weight operands, 4 GEMMs"``."""
+        """E.g. ``"vnni u8s8 planes: 2 activation x 2 weight operands, 4 GEMMs"``."""
         return (f"{self.backend} {self.kernel} {self.scheme}: {len(self.acts)} activation x "
                 f"{len(self.weights)} weight operands, {self.gemms} GEMMs")
 
@@ -282,7 +288,7 @@ def _product_rows(lay, plan, int8) -> list[WidthRow]:
     rows = []
     for n, p in enumerate(plan.products):
         a, w = plan.acts[p.act], plan.weights[p.weight]
-        if plan.backend == "ort":
+        if plan.backend in INT8_BACKENDS:
             rows += int8_product_rows(lay.layer, f"int8 GEMM {n + 1} of {plan.gemms} "
                                       f"(activation operand {p.act + 1} x weight operand "
                                       f"{p.weight + 1})", a.hi, w.lo, w.hi, w.colabs, lay.k,
@@ -290,7 +296,7 @@ def _product_rows(lay, plan, int8) -> list[WidthRow]:
         else:
             rows.append(float_gemm_row(lay.layer, plan.backend,
                                        w.colabs * max(abs(a.lo), abs(a.hi))))
-    if plan.backend == "ort":
+    if plan.backend in INT8_BACKENDS:
         pw = lay.pair_weights
         bound = sum(abs(p.coef) * pw[p.pair] * plan.weights[p.weight].colabs
                     * plan.acts[p.act].hi for p in plan.products)
@@ -320,7 +326,12 @@ def _raw(lay: _Layer, backend: str, int8) -> GemmPlan:
     return _finish(lay, plan, int8, COST[backend])
 
 
-def _planes(lay: _Layer, int8: Int8Gemm, a_bits: int, kernel: str) -> GemmPlan:
+def _gemm_cost(backend: str, kernel: str) -> float:
+    return COST["vnni"] if backend == "vnni" else COST[kernel]
+
+
+def _planes(lay: _Layer, int8: Int8Gemm, a_bits: int, kernel: str,
+            backend: str = "ort") -> GemmPlan:
     gws, gas = lay.groups_used()
     acts, act_of = [], {}
     for ga in gas:
@@ -343,13 +354,14 @@ def _planes(lay: _Layer, int8: Int8Gemm, a_bits: int, kernel: str) -> GemmPlan:
     products = [Product(ai, wi, p, 1 << (ash + wsh))
                 for p, (gw, ga) in enumerate(lay.pairs)
                 for ai, ash in act_of[ga] for wi, wsh in w_of[gw]]
-    plan = GemmPlan("ort", "u8u8" if kernel == "u8u8" else "planes", list(lay.pairs), acts,
+    plan = GemmPlan(backend, "u8u8" if kernel == "u8u8" else "planes", list(lay.pairs), acts,
                     weights, products,
                     _corrections(lay, {ga: lay.a_ranges[ga][0] for ga in gas}))
-    return _finish(lay, plan, int8, COST[kernel])
+    return _finish(lay, plan, int8, _gemm_cost(backend, kernel))
 
 
-def _karatsuba(lay: _Layer, int8: Int8Gemm, t: int) -> GemmPlan | None:
+def _karatsuba(lay: _Layer, int8: Int8Gemm, t: int,
+               backend: str = "ort") -> GemmPlan | None:
     (gw, ga), = lay.pairs
     lo, hi = lay.a_ranges[ga]
     u_hi, radix = hi - lo, 1 << t
@@ -368,36 +380,40 @@ def _karatsuba(lay: _Layer, int8: Int8Gemm, t: int) -> GemmPlan | None:
         return None                                    # one weight plane: no gain
     products = [Product(0, 0, 0, 1 - radix), Product(1, 1, 0, radix * radix - radix),
                 Product(2, 2, 0, radix)]
-    plan = GemmPlan("ort", "karatsuba", list(lay.pairs), acts, weights, products,
+    plan = GemmPlan(backend, "karatsuba", list(lay.pairs), acts, weights, products,
                     _corrections(lay, {ga: lo}))
-    return _finish(lay, plan, int8, COST["u8s8"])
+    return _finish(lay, plan, int8, _gemm_cost(backend, "u8s8"))
 
 
 def _estimates(lay: _Layer, int8: Int8Gemm, backends):
-    """``[(estimated cost, builder)]`` of every candidate plan on ``backends``."""
+    """``[(estimated cost, builder)]`` of every candidate plan on ``backends``; ``int8`` is
+    what onnxruntime's int8 GEMM takes here (the VNNI kernel takes :data:`VNNI` always)."""
     gws, gas = lay.groups_used()
     pairs_of_ga = {ga: sum(1 for _, g in lay.pairs if g == ga) for ga in gas}
     out = []
-    if "ort" in backends and lay.int64_safe:
-        kernels = ["u8s8"] + (["u8u8"] if int8.u8u8 and int8.pair_saturates else [])
+    for backend in (b for b in INT8_BACKENDS if b in backends and lay.int64_safe):
+        cond = VNNI if backend == "vnni" else int8
+        kernels = ["u8s8"] + (["u8u8"] if cond.u8u8 and cond.pair_saturates else [])
         for kernel in kernels:
             for a_bits in ((8,) if kernel == "u8u8" else (8, 7)):
                 n_a = {ga: len(unsigned_planes(lay.a_ranges[ga][1] - lay.a_ranges[ga][0],
                                                a_bits)) for ga in gas}
                 a_hi = min(max(lay.a_ranges[ga][1] - lay.a_ranges[ga][0] for ga in gas),
                            (1 << a_bits) - 1)
-                w_lo, w_hi = _weight_range(a_hi, int8, kernel)
+                w_lo, w_hi = _weight_range(a_hi, cond, kernel)
                 s = _digit_bits(w_lo, w_hi)
                 n_w = {gw: _plane_count(*lay.w_extremes[gw], s, w_lo, w_hi) for gw in gws}
                 if kernel == "u8u8" and max(n_w.values()) > 1:
                     continue
                 gemms = sum(n_a[ga] * n_w[gw] for gw, ga in lay.pairs)
-                cost = COST[kernel] * gemms + COST["act_operand"] * sum(n_a.values())
-                out.append((cost, lambda k=kernel, b=a_bits: _planes(lay, int8, b, k)))
+                cost = (_gemm_cost(backend, kernel) * gemms
+                        + COST["act_operand"] * sum(n_a.values()))
+                out.append((cost, lambda k=kernel, b=a_bits, be=backend, c=cond:
+                            _planes(lay, c, b, k, be)))
         if len(lay.pairs) == 1:
             for t in _KARATSUBA_BITS:
-                out.append((COST["u8s8"] * 3 + COST["act_operand"] * 3,
-                            lambda t=t: _karatsuba(lay, int8, t)))
+                out.append((_gemm_cost(backend, "u8s8") * 3 + COST["act_operand"] * 3,
+                            lambda t=t, be=backend, c=cond: _karatsuba(lay, c, t, be)))
     for name in RAW_BACKENDS:
         if name in backends:
             cost = COST[name] * len(lay.pairs) + COST["act_operand"] * len(pairs_of_ga)
@@ -413,8 +429,8 @@ def plan_gemm(a_ranges, w_groups, pairs=None, *, backends=("ort",) + RAW_BACKEND
 
     ``a_ranges``: ``[(lo, hi)]`` of each activation group; ``w_groups``: each weight group's
     ``(K, O)`` integer matrix; ``pairs``: the ``(gw, ga)`` products needed (default every
-    combination); ``backends``: the backends allowed; ``int8``: what the int8 GEMM takes
-    (:func:`fpxint_hw.intsim.cpu.int8_gemm`); ``k``: the reduction length (default the
+    combination); ``backends``: the backends allowed; ``int8``: what onnxruntime's int8 GEMM
+    takes (:func:`fpxint_hw.intsim.cpu.int8_gemm`); ``k``: the reduction length (default the
     matrices' rows); ``layer``: the name the rows carry; ``pair_weights``: each pair's lane
     weight ``m_k n_j`` in the layer's sum (default 1) and ``bias_max`` the largest bias
     magnitude, for the bound of the int64 recombination.

@@ -123,7 +123,7 @@ def float_gemm_row(layer: str, backend: str, bound: int) -> WidthRow:
 
 def int8_product_rows(layer: str, name: str, a_hi: int, w_lo: int, w_hi: int, colabs: int,
                       k: int, kernel: str, pair_saturates: bool) -> list[WidthRow]:
-    """The conditions under which one onnxruntime int8 GEMM is exact.
+    """The conditions under which one int8 GEMM (the VNNI kernel, onnxruntime's) is exact.
 
     ``a_hi``: the largest uint8 activation operand (its smallest is 0); ``[w_lo, w_hi]``:
     the weight operand's values; ``colabs``: the largest column sum of their magnitudes;

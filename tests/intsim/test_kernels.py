@@ -41,24 +41,33 @@ def test_split_planes_equals_the_operands_and_pads_with_their_fill(lo, hi):
 @pytest.mark.parametrize("geom", [(3, 3, 1, 1, 1, 1), (7, 7, 2, 2, 1, 1), (1, 1, 2, 2, 1, 1),
                                   (3, 3, 1, 2, 2, 1), (3, 2, 2, 1, 1, 2)])
 @pytest.mark.parametrize("groups", [1, 2])
-def test_im2col_rows_equals_numpy_windows(geom, groups):
+@pytest.mark.parametrize("pads", [(0, 0, 0, 0), (1, 2, 3, 1), (3, 3, 3, 3)],
+                         ids=["padded-before", "uneven", "wider-than-a-tap"])
+def test_im2col_rows_equals_numpy_windows_of_the_padded_operand(geom, groups, pads):
+    """The kernel pads as it gathers: equal to numpy's windows of the operand padded with
+    each operand's fill (np.pad), for every geometry, group and padding."""
     kh, kw, sh, sw, dh, dw = geom
+    pt, pl, pb, pr = pads
     rng = np.random.default_rng(kh * 10 + kw)
-    a, n, hp, wp, c = 2, 2, 11, 12, 6
-    planes = rng.integers(0, 256, size=(a, n, hp, wp, c)).astype(np.uint8)
+    a, n, h, w, c = 2, 2, 11, 12, 6
+    planes = rng.integers(0, 256, size=(a, n, h, w, c)).astype(np.uint8)
+    fill = np.array([7, 250], np.uint8)
+    padded = np.stack([np.pad(p, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=f)
+                       for p, f in zip(planes, fill)])
+    hp, wp = h + pt + pb, w + pl + pr
     ho = (hp - dh * (kh - 1) - 1) // sh + 1
     wo = (wp - dw * (kw - 1) - 1) // sw + 1
     cg = c // groups
     for g in range(groups):
-        want = np.stack([planes[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
+        want = np.stack([padded[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
                                 j * dw:j * dw + sw * (wo - 1) + 1:sw, g * cg:(g + 1) * cg]
                          for i in range(kh) for j in range(kw)], axis=4)
         want = want.reshape(a, n * ho * wo, kh * kw * cg)
         for fn in (kernels.im2col_rows, kernels.im2col_rows_serial):
             r0, rows = 3, n * ho * wo - 5                    # a chunk of rows
             out = np.empty((a, rows, kh * kw * cg), np.uint8)
-            fn(planes.reshape(a, n, hp, wp * c), c, ho, wo, kh, kw, sh, sw, dh, dw, g * cg,
-               r0, out)
+            fn(planes.reshape(a, n, h, w * c), c, pt, pl, fill, ho, wo, kh, kw, sh, sw, dh,
+               dw, g * cg, r0, out)
             np.testing.assert_array_equal(out, want[:, r0:r0 + rows])
 
 
