@@ -44,7 +44,8 @@ from . import kernels
 from .gemm import OrtMatMul, gemm_int, plan_layer
 from .planes import INT8_BACKENDS
 from .vnni import ROWS, VnniMatMul
-from .pool import WorkerPool
+from .pool import shared_pool
+from .share import COMBINE_CODES, run_share
 from .profile import PhaseTimes, no_tick
 from .widths import WidthConfig, accumulator_bounds, analyze_widths, combine_kernel
 
@@ -369,6 +370,23 @@ class _ConvPlan:
         out = np.empty((m_rows, self.o),
                        dtype=np.int64 if rq is None else storage_dtype(rq.lo, rq.hi))
         chunks = [(r0, min(step, m_rows - r0)) for r0 in range(0, m_rows, step)]
+        if self.backend == "vnni" and self.groups == 1 and tick is no_tick:
+            # unprofiled: each thread's share in one GIL-free call (same kernels, same order)
+            flat = planes.reshape(n_ops, 1, m_rows, c) if direct else flat
+            share = self._share_args(flat, direct, c, top, left, ho, wo, (kh, kw, sh, sw, dh,
+                                                                         dw), step, m_rows,
+                                     t_buf, t_col, t_coef, out)
+
+            def work(first: int, last: int) -> None:
+                buf = np.empty((0 if direct else n_ops, step, k_row), dtype=np.uint8)
+                sums = tuple(np.empty((step, g[0].cols), dtype=np.int32) for g in self.gemms)
+                run_share(*share(first, last, sums, buf))
+
+            if pooled:
+                self.pool.run(work, len(chunks))
+            else:
+                work(0, len(chunks))
+            return out.reshape((n,) + self._out_hw(x) + (self.o,))
 
         def work(first: int, last: int) -> dict:
             """Chunks ``first .. last - 1``: im2col, GEMMs, sums; returns phase seconds."""
@@ -406,6 +424,24 @@ class _ConvPlan:
         for phase in ("im2col", "gemm", "requant"):
             tick(name, phase, time.perf_counter() - wall * sum(s[phase] for s in shares) / busy)
         return out.reshape((n,) + self._out_hw(x) + (self.o,))
+
+    def _share_args(self, flat, direct, c, top, left, ho, wo, geometry, step, m_rows, t_buf,
+                    t_col, t_coef, out):
+        """``(first, last, sums, buf) -> the arguments of share.run_share``."""
+        rq = self.q.requant
+        if rq is None:
+            combine = (COMBINE_CODES["acc"], self.bias, self.bias, 0, 0, 0, 0, False)
+        else:
+            combine = (COMBINE_CODES[self.combine], self.mult, rq.pre_shift, rq.shift, rq.lo,
+                       rq.hi, rq.zero_point, rq.mode == "half_up")
+        packed = tuple(g[0].packed for g in self.gemms)
+        steps = self.gemms[0][0].steps
+
+        def args(first, last, sums, buf):
+            return (flat, direct, c, top, left, self.fill, ho, wo, *geometry, first, last,
+                    step, m_rows, packed, steps, sums, combine[0], t_buf, t_col, t_coef,
+                    self.bias, *combine[1:], buf, out)
+        return args
 
     def _combine(self, k, bufs, t_buf, t_col, t_coef, cols, dst) -> None:
         """The products of one chunk summed (and requantized) into ``dst`` with the kernels
@@ -484,7 +520,7 @@ class Simulator:
         self.width_rows = analyze_widths(program, widths)
         self.tensors = program.tensors()
         self.plans = {}
-        self.pool = WorkerPool(self.threads) if self.threads > 1 else None
+        self.pool = shared_pool(self.threads) if self.threads > 1 else None
         for q in program.gemm_layers():
             self.plans[q.name] = _ConvPlan(q, self.tensors[q.inputs[0]], path, backend,
                                            self.threads, int8, self.pool)

@@ -151,10 +151,12 @@ class VnniMatMul:
 
     def __init__(self, w: np.ndarray):
         self.k, self.n = w.shape
-        self._packed, self._steps = pack_weights(w)
-        self._cols = max(1, -(-self.n // PANEL)) * PANEL
+        #: The packed weights and their reduction steps (:func:`pack_weights`).
+        self.packed, self.steps = pack_weights(w)
+        #: Columns of the kernel's result rows (``N`` up to whole panels).
+        self.cols = max(1, -(-self.n // PANEL)) * PANEL
         #: Columns the kernel reads per activation row.
-        self.width = self._steps * STEP
+        self.width = self.steps * STEP
 
     def _rows(self, a_u8: np.ndarray) -> np.ndarray:
         """``a_u8`` as the kernel reads it: C-contiguous uint8 rows :attr:`width` wide."""
@@ -170,11 +172,11 @@ class VnniMatMul:
 
     def __call__(self, a_u8: np.ndarray) -> np.ndarray:
         a_u8 = self._rows(a_u8)
-        c = np.empty((a_u8.shape[0], self._cols), dtype=np.int32)
-        _gemm(a_u8, self._packed, self._steps, c)
+        c = np.empty((a_u8.shape[0], self.cols), dtype=np.int32)
+        _gemm(a_u8, self.packed, self.steps, c)
         # C-contiguous like every other backend's result (the combining kernels take a tuple
         # of them, which must be of one array type)
-        return c if self._cols == self.n else np.ascontiguousarray(c[:, :self.n])
+        return c if self.cols == self.n else np.ascontiguousarray(c[:, :self.n])
 
 
 #: Self-test shapes (M, K, N): one element, row/reduction/column tails, several panels.

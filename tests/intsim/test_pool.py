@@ -32,3 +32,83 @@ def test_an_error_in_a_worker_is_raised_by_run():
         WorkerPool(2).run(work, 10)
     with pytest.raises(ValueError, match="threads must be >= 2"):
         WorkerPool(1)
+
+
+def _within(seconds, fn):
+    """``fn()`` on another thread; fails if it has not returned after ``seconds`` (a pool
+    that deadlocks fails the test instead of hanging it) and re-raises its error."""
+    box = []
+
+    def call():
+        try:
+            fn()
+            box.append(None)
+        except BaseException as e:
+            box.append(e)
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert box, f"still running after {seconds} s: the pool is stuck"
+    if box[0] is not None:
+        raise box[0]
+
+
+def test_the_pool_serves_run_after_run_whether_its_workers_watch_or_sleep(monkeypatch):
+    """Back-to-back runs find the workers still watching; after a pause longer than the
+    watch, or with no watching at all, they must be woken: every run gets every share."""
+    _within(60, lambda: _serve_runs(monkeypatch))
+
+
+def _serve_runs(monkeypatch):
+    import time
+    from fpxint_hw.intsim import pool as pool_module
+    pool = WorkerPool(3)
+
+    def check(k, n):
+        def work(first, last):
+            time.sleep(0.0005 * (first % 2))              # shares finish out of order
+            return (k, first, last)
+        bounds = [n * i // min(3, n) for i in range(min(3, n) + 1)]
+        assert pool.run(work, n) == [(k, a, b) for a, b in zip(bounds, bounds[1:])]
+
+    for k in range(200):                                  # watching
+        check(k, 3 + k % 2)
+    time.sleep(0.05)                                      # asleep by now
+    check(200, 2)                                         # and one worker without a share
+    monkeypatch.setattr(pool_module, "SPIN_ROUNDS", 0)
+    for k in range(201, 220):
+        check(k, 3)
+
+
+def test_a_pool_keeps_working_after_an_error_and_callers_take_turns():
+    pool = WorkerPool(2)
+
+    def bad(first, last):
+        if first:
+            raise KeyError("worker")
+        return first
+    with pytest.raises(KeyError):
+        pool.run(bad, 2)
+    assert pool.run(lambda f, l: l - f, 4) == [2, 2]
+
+    results, errors = [], []
+
+    def caller(tag):
+        try:
+            for _ in range(50):
+                results.append(pool.run(lambda f, l: (tag, f, l), 2) == [(tag, 0, 1),
+                                                                         (tag, 1, 2)])
+        except BaseException as e:                        # pragma: no cover
+            errors.append(e)
+    threads = [threading.Thread(target=caller, args=(t,)) for t in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 100 and all(results)
+
+
+def test_simulators_share_one_pool_per_thread_count():
+    from fpxint_hw.intsim.pool import shared_pool
+    assert shared_pool(2) is shared_pool(2)
+    assert shared_pool(3) is not shared_pool(2) and shared_pool(3).threads == 3
