@@ -55,7 +55,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=positive_int, default=8, help="inputs per simulator call")
     p.add_argument("--threads", type=positive_int, default=None, help="simulator threads")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
-                   help="GEMM backend of the simulator (each used only where proved exact)")
+                   help="GEMM backend of the simulator, each used only where proved exact: "
+                   "auto (the fastest), vnni (the AVX512-VNNI kernel), ort (onnxruntime), "
+                   "f32 / f64 (float BLAS), int (int64 kernel)")
     p.add_argument("--no-per-term", action="store_true",
                    help="only the configured term counts, not k = 1..T")
     p.add_argument("--check", choices=("golden",), help="check every layer of the first input "

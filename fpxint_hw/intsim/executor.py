@@ -55,7 +55,8 @@ __all__ = ["Simulator", "PATHS", "storage_dtype", "to_nchw", "to_nhwc", "isqrt_i
 #: Lane-grouping paths.
 PATHS = ("combined", "lanes", "model")
 
-_DTYPE = {"vnni": np.uint8, "ort": np.uint8, "f32": np.float32, "f64": np.float64, "int": np.int32}
+_DTYPE = {"vnni": np.uint8, "ort": np.uint8, "f32": np.float32, "f64": np.float64,
+          "int": np.int32}
 
 _KERNELS = ("im2col_rows", "combine_requant", "combine_requant_i32", "combine_requant_p32",
             "combine_acc")

@@ -1,10 +1,10 @@
 """Exact integer GEMM backends for the fast simulator, each used only where proved exact.
 
 ``"vnni"``: the Numba ``vpdpbusd`` kernel (:mod:`fpxint_hw.intsim.vnni`), uint8 activation
-operands x int8 constant weight operands -> int32, on CPUs with AVX512-VNNI; wider integers are
-cut into planes as for ``"ort"``. ``"ort"``: onnxruntime MatMulInteger, uint8 activation operands x int8 (or uint8) constant
-weight operands -> int32, the int8 dot product of the CPU; wider integers are cut into planes
-(:mod:`fpxint_hw.intsim.planes`) under the conditions this CPU's int8 GEMM keeps exact
+operands x int8 constant weight operands -> int32, on CPUs with AVX512-VNNI. ``"ort"``:
+onnxruntime MatMulInteger, uint8 activation operands x int8 (or uint8) constant weight
+operands -> int32, the int8 dot product of the CPU. For both, wider integers are cut into
+planes (:mod:`fpxint_hw.intsim.planes`) under the conditions the int8 GEMM keeps exact
 (:mod:`fpxint_hw.intsim.cpu`). ``"f32"`` / ``"f64"``: float BLAS on the raw integers, exact
 while every partial sum of magnitudes stays below ``2^24`` / ``2^53`` (proved per layer from
 the weights). ``"int"``: the Numba int64 kernel, exact below ``2^63``.

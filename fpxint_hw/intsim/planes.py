@@ -21,8 +21,9 @@ operands that one backend computes exactly, each product and their sum proved by
 * ``karatsuba`` (uint8 x int8), for two planes on each side at a common radix ``R = 2^t``:
   ``u @ W = (1 - R) u0 @ W0 + R (u0 + u1) @ (W0 + W1) + (R^2 - R) u1 @ W1``, three GEMMs
   instead of four when the sums still fit the int8 operands.
-* ``u8u8`` (onnxruntime, uint8 x uint8): 8-bit weights stored as ``W + 128`` with zero point 128 where the
-  u8 x s8 pairs saturate: one GEMM at about 0.7x the u8 x s8 speed instead of two.
+* ``u8u8`` (onnxruntime, uint8 x uint8): 8-bit weights stored as ``W + 128`` with zero point
+  128 where the u8 x s8 pairs saturate: one GEMM at about 0.7x the u8 x s8 speed instead of
+  two.
 * ``raw`` (float32 / float64 BLAS, the Numba int64 kernel): ``v @ W`` directly, exact while
   every sum of product magnitudes stays below 2^24 / 2^53 / 2^63.
 

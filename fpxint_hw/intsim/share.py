@@ -12,10 +12,9 @@ loop, which can time each phase.
 from __future__ import annotations
 
 import numba
-import numpy as np
 
 from . import kernels
-from .vnni import _gemm
+from .vnni import gemm_packed
 
 __all__ = ["run_share", "COMBINE_CODES"]
 
@@ -46,7 +45,7 @@ def run_share(flat, direct, c, top, left, fill, ho, wo, kh, kw, sh, sw, dh, dw, 
                                        dw, 0, r0, buf[:, :rows, :k_len])
         for a in range(n_ops):
             src = flat[a, 0, r0:r0 + rows] if direct else buf[a, :rows]
-            _gemm(src, packed[a], steps, sums[a][:rows])
+            gemm_packed(src, packed[a], steps, sums[a][:rows])
         dst = out[r0:r0 + rows]                    # the combiners read rows < len(dst)
         if combine == 0:
             kernels.combine_acc_serial(sums, t_buf, t_col, t_coef, bias, dst)

@@ -25,7 +25,8 @@ from llvmlite import ir
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["VnniMatMul", "unavailable", "unsupported_cpu", "PANEL", "ROWS", "STEP"]
+__all__ = ["VnniMatMul", "gemm_packed", "pack_weights", "unavailable", "unsupported_cpu",
+           "PANEL", "ROWS", "STEP"]
 
 #: Output columns per weight panel: four 512-bit registers of 16 int32 sums.
 PANEL = 64
@@ -99,7 +100,7 @@ def _micro_kernel(typingctx, a, a_row, b, b_off, steps, c, c_row, c_col):
 
 
 @numba.njit(nogil=True, cache=True)
-def _gemm(a, packed, steps, c):
+def gemm_packed(a, packed, steps, c):
     """``c = a @ w`` for the packed weights ``packed`` (``steps`` reduction steps per panel):
     ``a`` uint8 ``(M, STEP * steps)``, ``c`` int32 ``(M, PANEL * panels)``, C-contiguous.
     Rows past the last whole block of :data:`ROWS` go through a zero-padded copy."""
@@ -173,7 +174,7 @@ class VnniMatMul:
     def __call__(self, a_u8: np.ndarray) -> np.ndarray:
         a_u8 = self._rows(a_u8)
         c = np.empty((a_u8.shape[0], self.cols), dtype=np.int32)
-        _gemm(a_u8, self.packed, self.steps, c)
+        gemm_packed(a_u8, self.packed, self.steps, c)
         # C-contiguous like every other backend's result (the combining kernels take a tuple
         # of them, which must be of one array type)
         return c if self.cols == self.n else np.ascontiguousarray(c[:, :self.n])
@@ -201,8 +202,9 @@ def unsupported_cpu() -> str | None:
 @functools.lru_cache(maxsize=None)
 def unavailable() -> str | None:
     """Why the VNNI GEMM cannot run here (None when it can): :func:`unsupported_cpu`, or a
-    self-test that is not exact (all-255 activations against all-127 and all-(-128) weights, and random
-    operands, in shapes with row, reduction and column tails). Found once per process."""
+    self-test that is not exact (all-255 activations against all-127 and all-(-128) weights,
+    and random operands, in shapes with row, reduction and column tails). Found once per
+    process."""
     reason = unsupported_cpu()
     if reason:
         return reason
