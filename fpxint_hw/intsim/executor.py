@@ -494,10 +494,11 @@ class Simulator:
     widths : WidthConfig
         Configured widths; the analysis raises WidthError before anything runs.
     int8 : Int8Gemm, optional
-        The int8 GEMM's exactness conditions (default: this machine's,
-        :func:`fpxint_hw.intsim.cpu.int8_gemm`). Only conditions at least as strict as the
+        The exactness conditions of onnxruntime's int8 GEMM (default: this machine's,
+        :func:`fpxint_hw.intsim.cpu.int8_gemm`; the VNNI kernel's are its instruction's,
+        :data:`fpxint_hw.intsim.cpu.VNNI`). Only conditions at least as strict as the
         machine's give exact results (a test may impose the 16-bit pair condition on a VNNI
-        CPU, never the reverse).
+        CPU, with ``backend="ort"``, never the reverse).
     profile : bool
         Record wall seconds per layer and phase in :attr:`profile`
         (:class:`fpxint_hw.intsim.profile.PhaseTimes`; None without).

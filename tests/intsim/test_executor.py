@@ -100,6 +100,32 @@ def test_every_int8_plane_scheme_matches_golden(w_fmt, a_fmt, int8, scheme, sign
         _assert_layers_equal(genv, env, prog)
 
 
+@pytest.mark.skipif(vnni.unsupported_cpu() is not None,
+                    reason=f"this CPU cannot run the VNNI kernel: {vnni.unsupported_cpu()}")
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+@pytest.mark.parametrize("w_fmt,a_fmt,scheme,gemms", [
+    (SeriesFormat(8, 1, per_channel=True), SeriesFormat(8, 1), "planes", 1),   # whole int8
+    (SeriesFormat(4, 3, per_channel=True), SeriesFormat(4, 3), "karatsuba", 3),
+    (SeriesFormat(4, 4, per_channel=True), SeriesFormat(4, 4), "planes", 4),
+])
+def test_every_int8_plane_scheme_on_the_vnni_kernel_matches_golden(w_fmt, a_fmt, scheme,
+                                                                   gemms, signed):
+    """The VNNI kernel under each scheme, driven chunk by chunk from Python (profiled) and
+    a thread's share at a time in Numba (unprofiled), on 1 and 2 threads."""
+    g = tiny_graph(7)
+    prog = expand_graph(g, w_fmt, a_fmt, "layer", signed_activations=signed)
+    x = _inputs(g, 2, 8)
+    _, genv = golden.run_program(prog, x, capture=True)
+    for threads, profile in ((2, False), (2, True), (1, False)):
+        sim = Simulator(prog, backend="vnni", threads=threads, profile=profile)
+        if not signed:
+            plans = [p.plan for p in sim.plans.values() if p.plan is not None]
+            assert any((p.scheme, p.gemms) == (scheme, gemms) for p in plans), \
+                sim.gemm_plans()
+        _, env = sim.run(x, capture=True)
+        _assert_layers_equal(genv, env, prog)
+
+
 def test_model_level_equals_layer_level_and_golden_basis_models():
     g = tiny_graph(4)
     w_fmt, a_fmt = SeriesFormat(4, 3, per_channel=True), SeriesFormat(4, 2)
