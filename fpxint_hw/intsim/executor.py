@@ -172,7 +172,8 @@ class _ConvPlan:
             if corr is not None:
                 bias += np.int64(self.w_weights[gw] * self.a_weights[ga]) * corr
         self.bias = bias
-        self.combine, self.combine_rows = "i64", []
+        # the combining kernel (share.COMBINE_CODES): "acc" keeps the int64 accumulators
+        self.combine, self.combine_rows = ("acc" if q.requant is None else "i64"), []
         if self.backend in INT8_BACKENDS and q.requant is not None:
             coef = max(abs(p.coef) * self.w_weights[plan.pairs[p.pair][0]]
                        * self.a_weights[plan.pairs[p.pair][1]] for p in plan.products)
@@ -357,7 +358,8 @@ class _ConvPlan:
         k_len = kh * kw * cg
         m_rows = n * ho * wo
         direct = (kh, kw, sh, sw, hp, wp) == (1, 1, 1, 1, ho, wo) and self.groups == 1
-        flat = planes.reshape(n_ops, m_rows, c) if direct else \
+        # a 1x1 stride-1 layer's GEMM rows are the operands themselves: (A, 1, M, c)
+        flat = planes.reshape(n_ops, 1, m_rows, c) if direct else \
             planes.reshape(n_ops, n, hp, wp * c)
         row_bytes = max(n_ops * k_len * planes.itemsize,
                         sum(len(w) for w in self.calls) * self.o_g * 4)   # operands, results
@@ -373,7 +375,6 @@ class _ConvPlan:
         chunks = [(r0, min(step, m_rows - r0)) for r0 in range(0, m_rows, step)]
         if self.backend == "vnni" and self.groups == 1 and tick is no_tick:
             # unprofiled: each thread's share in one GIL-free call (same kernels, same order)
-            flat = planes.reshape(n_ops, 1, m_rows, c) if direct else flat
             share = self._share_args(flat, direct, c, top, left, ho, wo, (kh, kw, sh, sw, dh,
                                                                          dw), step, m_rows,
                                      t_buf, t_col, t_coef, out)
@@ -398,7 +399,7 @@ class _ConvPlan:
             for r0, rows in chunks[first:last]:
                 for cgi in range(self.groups):
                     if direct:
-                        ops = flat[:, r0:r0 + rows]
+                        ops = flat[:, 0, r0:r0 + rows]
                     else:                            # one buffer for all of this share's chunks
                         ops = buf[:, :rows * k_row].reshape(n_ops, rows, k_row)
                         k["im2col_rows"](flat, c, top, left, self.fill, ho, wo, kh, kw, sh,
@@ -429,36 +430,37 @@ class _ConvPlan:
     def _share_args(self, flat, direct, c, top, left, ho, wo, geometry, step, m_rows, t_buf,
                     t_col, t_coef, out):
         """``(first, last, sums, buf) -> the arguments of share.run_share``."""
-        rq = self.q.requant
-        if rq is None:
-            combine = (COMBINE_CODES["acc"], self.bias, self.bias, 0, 0, 0, 0, False)
-        else:
-            combine = (COMBINE_CODES[self.combine], self.mult, rq.pre_shift, rq.shift, rq.lo,
-                       rq.hi, rq.zero_point, rq.mode == "half_up")
+        mult, pre, tail = self._requant_args()
         packed = tuple(g[0].packed for g in self.gemms)
         steps = self.gemms[0][0].steps
 
         def args(first, last, sums, buf):
             return (flat, direct, c, top, left, self.fill, ho, wo, *geometry, first, last,
-                    step, m_rows, packed, steps, sums, combine[0], t_buf, t_col, t_coef,
-                    self.bias, *combine[1:], buf, out)
+                    step, m_rows, packed, steps, sums, COMBINE_CODES[self.combine], t_buf,
+                    t_col, t_coef, self.bias, mult, pre, *tail, buf, out)
         return args
+
+    def _requant_args(self):
+        """``(mult, pre-shifts, (shift, lo, hi, zero point, half_up))`` of the layer's
+        requantization (placeholders for the accumulators of ``combine == "acc"``)."""
+        rq = self.q.requant
+        if rq is None:
+            return self.bias, self.bias, (0, 0, 0, 0, False)
+        return self.mult, rq.pre_shift, (rq.shift, rq.lo, rq.hi, rq.zero_point,
+                                         rq.mode == "half_up")
 
     def _combine(self, k, bufs, t_buf, t_col, t_coef, cols, dst) -> None:
         """The products of one chunk summed (and requantized) into ``dst`` with the kernels
         ``k`` (parallel or one-thread)."""
-        rq = self.q.requant
-        if rq is None:
-            k["combine_acc"](bufs, t_buf, t_col, t_coef, self.bias[cols], dst)
+        head = (bufs, t_buf, t_col, t_coef, self.bias[cols])
+        if self.combine == "acc":
+            k["combine_acc"](*head, dst)
             return
-        args = (bufs, t_buf, t_col, t_coef, self.bias[cols], self.mult[cols])
-        tail = (rq.shift, rq.lo, rq.hi, rq.zero_point, rq.mode == "half_up", dst)
-        if self.combine == "i32":
-            k["combine_requant_i32"](*args, *tail)
-        elif self.combine == "p32":
-            k["combine_requant_p32"](*args, *tail)
+        mult, pre, tail = self._requant_args()
+        if self.combine == "i64":
+            k["combine_requant"](*head, mult[cols], pre[cols], *tail, dst)
         else:
-            k["combine_requant"](*args, rq.pre_shift[cols], *tail)
+            k[f"combine_requant_{self.combine}"](*head, mult[cols], *tail, dst)
 
     def _gemm(self, a: np.ndarray, mat):
         if self.backend in INT8_BACKENDS:

@@ -49,13 +49,19 @@ def _round_consts(shift, half_up):
 
 
 @numba.njit(inline="always", cache=True)
-def requant_i32(s, mult, shift, rb, pm, zp, lo, hi):
-    """One int32 sum ``s`` requantized: ``clamp(((p + rb + ((p >> shift) & pm)) >> shift) +
-    zp, lo, hi)`` with ``p = s * mult`` one 32 x 32 -> 64-bit product (``mult < 2^31``) and
-    ``rb``, ``pm`` from :func:`_round_consts`; ``lo``, ``hi``, ``zp`` int64."""
-    p = np.int64(s) * np.int64(np.int32(mult))
+def _round_clamp(p, shift, rb, pm, zp, lo, hi):
+    """``clamp(((p + rb + ((p >> shift) & pm)) >> shift) + zp, lo, hi)``: the int64 ``p``
+    shifted with the rounding of ``rb``, ``pm`` (:func:`_round_consts`), plus the zero point,
+    clamped (``zp``, ``lo``, ``hi`` int64)."""
     v = ((p + rb + ((p >> shift) & pm)) >> shift) + zp
     return min(max(v, lo), hi)
+
+
+@numba.njit(inline="always", cache=True)
+def requant_i32(s, mult, shift, rb, pm, zp, lo, hi):
+    """One int32 sum ``s`` requantized (:func:`_round_clamp`) with ``s * mult`` one
+    32 x 32 -> 64-bit product (``mult < 2^31``)."""
+    return _round_clamp(np.int64(s) * np.int64(np.int32(mult)), shift, rb, pm, zp, lo, hi)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -79,9 +85,7 @@ def requant_rows(acc, bias, mult, shift, lo, hi, zp, half_up, out, pre):
             s = np.int64(acc[m, c]) + bias[c]
             if pre[c] > 0:
                 s = round_shift_i64(s, pre[c], half_up)
-            p = s * mult[c]
-            v = ((p + rb + ((p >> shift) & pm)) >> shift) + zp
-            out[m, c] = min(max(v, lo64), hi64)
+            out[m, c] = _round_clamp(s * mult[c], shift, rb, pm, zp, lo64, hi64)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -95,9 +99,8 @@ def add_requant(a, b, ma, mb, offset, shift, lo, hi, zp, half_up, out):
     hi64 = np.int64(hi)
     off = np.int64(offset)
     for i in numba.prange(a.shape[0]):
-        p = np.int64(a[i]) * ma + np.int64(b[i]) * mb + off
-        v = ((p + rb + ((p >> shift) & pm)) >> shift) + zp
-        out[i] = min(max(v, lo64), hi64)
+        out[i] = _round_clamp(np.int64(a[i]) * ma + np.int64(b[i]) * mb + off, shift, rb, pm,
+                              zp, lo64, hi64)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -372,9 +375,7 @@ def combine_requant(bufs, t_buf, t_col, t_coef, bias, mult, pre, shift, lo, hi, 
                 s = acc[c]
                 if pre[c] > 0:
                     s = round_shift_i64(s, pre[c], half_up)
-                p = s * mult[c]
-                v = ((p + rb + ((p >> shift) & pm)) >> shift) + zp
-                out[m, c] = min(max(v, lo64), hi64)
+                out[m, c] = _round_clamp(s * mult[c], shift, rb, pm, zp, lo64, hi64)
 
 
 @numba.njit(parallel=True, cache=True)

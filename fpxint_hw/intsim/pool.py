@@ -74,13 +74,18 @@ class WorkerPool:
             threading.Thread(target=self._serve, args=(i,), daemon=True,
                              name=f"fpxint-intsim-{i}").start()
 
+    def _await(self, flags: np.ndarray, i: int, value: int) -> None:
+        """Until ``flags[i] == value``: watched for :data:`SPIN_ROUNDS` rounds, then asleep
+        until the lock's notification (the writer sets the flag holding the lock)."""
+        if not _watch(flags, i, value, SPIN_ROUNDS):
+            with self._lock:
+                while flags[i] != value:
+                    self._lock.wait()
+
     def _serve(self, i: int) -> None:
         seen = 0
         while True:
-            if not _watch(self._asked, i, seen + 1, SPIN_ROUNDS):
-                with self._lock:
-                    while self._asked[i] != seen + 1:
-                        self._lock.wait()
+            self._await(self._asked, i, seen + 1)
             seen += 1
             fn, first, last = self._task[i]
             try:
@@ -115,10 +120,7 @@ class WorkerPool:
             error, first = exc, None
         out = [first]
         for i in range(1, self.threads):
-            if not _watch(self._done, i, gen, SPIN_ROUNDS):
-                with self._lock:
-                    while self._done[i] != gen:
-                        self._lock.wait()
+            self._await(self._done, i, gen)
             ok, value = self._results[i]
             if not ok and error is None:
                 error = value

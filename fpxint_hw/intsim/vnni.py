@@ -155,7 +155,7 @@ class VnniMatMul:
         #: The packed weights and their reduction steps (:func:`pack_weights`).
         self.packed, self.steps = pack_weights(w)
         #: Columns of the kernel's result rows (``N`` up to whole panels).
-        self.cols = max(1, -(-self.n // PANEL)) * PANEL
+        self.cols = self.packed.size // (self.steps * STEP)
         #: Columns the kernel reads per activation row.
         self.width = self.steps * STEP
 
