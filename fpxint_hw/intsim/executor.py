@@ -67,6 +67,9 @@ _SERIAL = {name: getattr(kernels, name + "_serial") for name in _KERNELS}
 #: chunk by chunk (im2col, GEMMs, requantization) so that its working set stays in the caches.
 _CHUNK_BYTES = 1 << 19
 
+#: ``run_share``'s flags when it starts no other thread.
+_NO_WAKE = np.zeros(1, dtype=np.int64)
+
 _STORAGE = (np.uint8, np.int8, np.uint16, np.int16, np.int32)
 
 
@@ -339,7 +342,16 @@ class _ConvPlan:
             out[ai, :, pt:pt + h, pl:pl + w] = vals[a.group]
         return out, True
 
-    def __call__(self, x: np.ndarray, order=None, tick=no_tick) -> np.ndarray:
+    @property
+    def fuses_add(self) -> bool:
+        """Whether a residual Add after the layer can run in its shares
+        (:func:`~fpxint_hw.intsim.share.run_share`; the unprofiled VNNI path)."""
+        return self.backend == "vnni" and self.groups == 1
+
+    def __call__(self, x: np.ndarray, order=None, tick=no_tick, add=None) -> np.ndarray:
+        """The layer on ``x`` (channels-last integers), with the pair order ``order``; with
+        ``add = (Add layer, its other input, True if the layer is the Add's first input)``
+        (:attr:`fuses_add`, unprofiled) the Add's output instead."""
         order = self.pair_keys() if order is None else order
         if self.depthwise:
             return self._depthwise(x, order, tick)
@@ -373,22 +385,29 @@ class _ConvPlan:
         out = np.empty((m_rows, self.o),
                        dtype=np.int64 if rq is None else storage_dtype(rq.lo, rq.hi))
         chunks = [(r0, min(step, m_rows - r0)) for r0 in range(0, m_rows, step)]
-        if self.backend == "vnni" and self.groups == 1 and tick is no_tick:
+        out_shape = (n,) + self._out_hw(x) + (self.o,)
+        if self.fuses_add and tick is no_tick:
             # unprofiled: each thread's share in one GIL-free call (same kernels, same order)
+            res, final, add_args = self._residual(add, out)
             share = self._share_args(flat, direct, c, top, left, ho, wo, (kh, kw, sh, sw, dh,
                                                                          dw), step, m_rows,
-                                     t_buf, t_col, t_coef, out)
+                                     t_buf, t_col, t_coef, final)
 
-            def work(first: int, last: int) -> None:
+            def work(first: int, last: int, wake=None) -> None:
                 buf = np.empty((0 if direct else n_ops, step, k_row), dtype=np.uint8)
                 sums = tuple(np.empty((step, g[0].cols), dtype=np.int32) for g in self.gemms)
-                run_share(*share(first, last, sums, buf))
+                scratch = np.empty((step if len(res) else 0, self.o), dtype=out.dtype)
+                run_share(*share(first, last, sums, buf), res, scratch, add_args,
+                          *(wake or (_NO_WAKE, 0)))
 
             if pooled:
-                self.pool.run(work, len(chunks))
+                self.pool.run(work, len(chunks), wake=True)
             else:
                 work(0, len(chunks))
-            return out.reshape((n,) + self._out_hw(x) + (self.o,))
+            return final.reshape(out_shape)
+        if add is not None:
+            raise ValueError(f"{name}: a residual Add runs in the layer only on its "
+                             f"unprofiled VNNI path")
 
         def work(first: int, last: int) -> dict:
             """Chunks ``first .. last - 1``: im2col, GEMMs, sums; returns phase seconds."""
@@ -425,7 +444,24 @@ class _ConvPlan:
         busy = sum(sum(sec.values()) for sec in shares) or 1.0
         for phase in ("im2col", "gemm", "requant"):
             tick(name, phase, time.perf_counter() - wall * sum(s[phase] for s in shares) / busy)
-        return out.reshape((n,) + self._out_hw(x) + (self.o,))
+        return out.reshape(out_shape)
+
+    def _residual(self, add, out: np.ndarray):
+        """``(residual rows, output, Add arguments)`` of :func:`share.run_share` for ``add``
+        (see :meth:`__call__`) after a layer whose own output would be ``out`` ``(M, O)``;
+        without one: no rows, ``out`` itself, zeros."""
+        m_rows = out.shape[0]
+        if add is None:
+            return np.zeros((0, self.o), dtype=np.uint8), out, np.zeros(8, dtype=np.int64)
+        q, other, layer_first = add
+        if other.size != m_rows * self.o:
+            raise ValueError(f"{q.name}: residual of {other.size} values for a layer output "
+                             f"of {m_rows} x {self.o}")
+        m_layer, m_res = (q.ma, q.mb) if layer_first else (q.mb, q.ma)
+        args = np.array([m_layer, m_res, q.offset, q.shift, q.out.lo, q.out.hi,
+                         q.out.zero_point, q.mode == "half_up"], dtype=np.int64)
+        return (np.ascontiguousarray(other).reshape(m_rows, self.o),
+                np.empty((m_rows, self.o), dtype=storage_dtype(q.out.lo, q.out.hi)), args)
 
     def _share_args(self, flat, direct, c, top, left, ho, wo, geometry, step, m_rows, t_buf,
                     t_col, t_coef, out):
@@ -545,10 +581,22 @@ class Simulator:
                                  f"seed, got {lane_order!r}")
             self.orders[name] = keys
         last_use = {}
+        readers: dict[str, int] = {}
         for k, q in enumerate(program.layers):
             for i in q.inputs:
                 last_use[i] = k
+                readers[i] = readers.get(i, 0) + 1
         self._last_use = last_use
+        # A residual Add right after a GEMM layer that only it reads runs in that layer's
+        # shares (unprofiled VNNI path, docs/simulator.md): the GEMM layer's name -> the Add.
+        self.fused_adds = {}
+        layers = program.layers
+        for p, q in zip(layers, layers[1:]):
+            if (not profile and isinstance(q, P.Add) and p.name in q.inputs
+                    and len(set(q.inputs)) == 2 and readers[p.name] == 1
+                    and p.name != program.output and p.name in self.plans
+                    and self.plans[p.name].fuses_add):
+                self.fused_adds[p.name] = q
 
     def backends(self) -> dict[str, str]:
         """The GEMM backend chosen per conv/linear layer."""
@@ -559,18 +607,19 @@ class Simulator:
         return {n: ("int depthwise kernel" if p.plan is None else p.plan.describe())
                 for n, p in self.plans.items()}
 
-    def run_layer(self, q, args: list[np.ndarray]) -> np.ndarray:
+    def run_layer(self, q, args: list[np.ndarray], add=None) -> np.ndarray:
         """One layer on channels-last integer inputs (any integer dtype holding their values);
         returns its (NHWC / (N, F)) output in the narrowest dtype holding its range
-        (:func:`storage_dtype`; int64 for an accumulator)."""
+        (:func:`storage_dtype`; int64 for an accumulator). ``add``: a GEMM layer's fused
+        residual Add (:meth:`_ConvPlan.__call__`), whose output it returns instead."""
         if isinstance(q, P.GemmOp):
             x = args[0]
             if isinstance(q, P.Linear) and x.ndim == 3:      # per token: (N*T, F) rows
                 n, t, f = x.shape
                 out = self.plans[q.name](np.ascontiguousarray(x).reshape(n * t, f),
-                                         self.orders[q.name], self._tick)
+                                         self.orders[q.name], self._tick, add)
                 return out.reshape(n, t, -1)
-            return self.plans[q.name](x, self.orders[q.name], self._tick)
+            return self.plans[q.name](x, self.orders[q.name], self._tick, add)
         t = time.perf_counter()
         out = _RUN[type(q)](self, q, args)
         self._tick(q.name, q.kind, t)
@@ -592,18 +641,22 @@ class Simulator:
         env: dict[str, np.ndarray] = {}
         captured = {}
         for k, q in enumerate(prog.layers):
+            add = None if capture else self.fused_adds.get(q.name)
             if isinstance(q, P.Quantize):
                 t = time.perf_counter()
-                val = self._quantize(np.asarray(x), q.out)
+                env[q.name] = self._quantize(np.asarray(x), q.out)
                 self._tick(q.name, "quantize", t)
-            else:
-                val = self.run_layer(q, [env[i] for i in q.inputs])
-            env[q.name] = val
+            elif add is not None:                       # the Add's output, in one pass
+                other = add.inputs[1] if add.inputs[0] == q.name else add.inputs[0]
+                env[add.name] = self.run_layer(q, [env[i] for i in q.inputs],
+                                               (add, env[other], add.inputs[0] == q.name))
+            elif q.name not in env:                     # (not an Add already run)
+                env[q.name] = self.run_layer(q, [env[i] for i in q.inputs])
             if capture:
-                captured[q.name] = _wide(to_nchw(val))
+                captured[q.name] = _wide(to_nchw(env[q.name]))
             for i in set(q.inputs):
                 if self._last_use.get(i) == k and i != prog.output:
-                    del env[i]
+                    env.pop(i, None)                    # (a fused layer's output never was)
         return _wide(to_nchw(env[prog.output])), captured
 
     def _quantize(self, x: np.ndarray, t) -> np.ndarray:

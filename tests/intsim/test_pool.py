@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import numba
+import numpy as np
 import pytest
 
 from fpxint_hw.intsim.pool import WorkerPool
@@ -112,3 +114,60 @@ def test_simulators_share_one_pool_per_thread_count():
     from fpxint_hw.intsim.pool import shared_pool
     assert shared_pool(2) is shared_pool(2)
     assert shared_pool(3) is not shared_pool(2) and shared_pool(3).threads == 3
+
+
+@numba.njit(nogil=True)
+def _started_share(wake, value, out, first, last):
+    """A share as the simulator's kernels run it: start the workers (``wake[1:] = value``,
+    the GIL released), then the work."""
+    wake[1:] = value
+    for i in range(first, last):
+        out[i] = 3 * i
+
+
+def test_a_share_that_wakes_the_workers_itself_runs_run_after_run(monkeypatch):
+    """``run(..., wake=True)``: while the workers watch, the caller's share gets the flags
+    and starts them from its kernel; after a pause (asleep) or with no watching at all the
+    pool wakes them itself; a share that fails before it could start them still lets the
+    run end, with its error, as does one that ignores the flags."""
+    _within(60, lambda: _wake_runs(monkeypatch))
+
+
+def _wake_runs(monkeypatch):
+    import time
+    from fpxint_hw.intsim import pool as pool_module
+    pool = WorkerPool(2)
+    got = []
+
+    def check(n):
+        out = np.zeros(n, dtype=np.int64)
+
+        def work(first, last, wake):
+            if first == 0:
+                got.append(wake is not None)
+            flags, value = wake or (np.zeros(1, dtype=np.int64), 0)
+            _started_share(flags, value, out, first, last)
+            return last - first
+        assert sum(pool.run(work, n, wake=True)) == n
+        assert np.array_equal(out, 3 * np.arange(n))
+
+    for k in range(100):                                  # watching: the share starts them
+        check(2 + k % 5)
+    assert any(got)
+    time.sleep(0.05)                                      # asleep: the pool wakes them
+    got.clear()
+    check(6)
+    assert got == [False]
+
+    def fails_first(first, last, wake):
+        if first == 0:
+            raise RuntimeError("before the kernel")
+        return last - first
+    for _ in range(3):
+        check(4)
+        with pytest.raises(RuntimeError, match="before the kernel"):
+            pool.run(fails_first, 4, wake=True)
+        assert pool.run(lambda first, last, wake: last - first, 4, wake=True) == [2, 2]
+    monkeypatch.setattr(pool_module, "SPIN_ROUNDS", 0)
+    for k in range(20):
+        check(3 + k % 2)
