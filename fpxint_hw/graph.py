@@ -177,18 +177,38 @@ def channels(shape: tuple[int, ...]) -> int:
 @dataclass(frozen=True, kw_only=True)
 class Input(Node):
     """The graph input; ``shape`` is required, e.g. ``(3, 224, 224)`` or ``(T, F)`` for a
-    sequence (batch axis implied)."""
+    sequence (batch axis implied).
+
+    A model that takes token ids (an ONNX export with ``input_ids``) keeps its embedding
+    step on the host: ``embedding`` names its ``(V, F)`` table and ``addend`` the ``(T, F)``
+    rows added to every sequence (position and segment embeddings), and the input is their
+    sum ``embedding[ids] + addend`` (:meth:`Graph.embed`)."""
 
     op: ClassVar[str] = "input"
     arity: ClassVar[int] = 0
+    param_fields: ClassVar[tuple[str, ...]] = ("embedding", "addend")
+
+    embedding: str | None = None
+    addend: str | None = None
 
     def _check(self, owner):
         if self.shape is None or len(self.shape) not in (1, 2, 3):
             raise InputError(f"{owner}.shape must be (C, H, W), (T, F) or (F,), "
                              f"got {self.shape!r}")
         _check_size(self, "its shape", self.shape)
+        if (self.embedding or self.addend) and len(self.shape) != 2:
+            raise InputError(f"{owner}: a token embedding needs a (T, F) input, got shape "
+                             f"{self.shape}")
 
     def infer_shape(self, in_shapes, params):
+        t, f = self.shape if len(self.shape) == 2 else (None, None)
+        for field, want in (("embedding", (None, f)), ("addend", (t, f))):
+            name = getattr(self, field)
+            if name is not None:
+                got = params[name].shape
+                if len(got) != 2 or got[1] != f or want[0] not in (None, got[0]):
+                    raise self._fail(f"{field} {name!r} has shape {got}, expected "
+                                     f"({'V' if want[0] is None else want[0]}, {f})")
         return self.shape
 
 
@@ -925,6 +945,31 @@ class Graph:
     def output_shape(self) -> tuple[int, ...]:
         """Output shape per sample, e.g. ``(1000,)``."""
         return self._by_name[self.output].shape
+
+    def embed(self, ids) -> np.ndarray:
+        """The input of token ids ``ids`` (``(N, T)`` or ``(T,)`` integers) of a graph whose
+        Input has an ``embedding``: ``embedding[ids] + addend`` as float32 ``(N, T, F)``.
+        InputError for another graph, another length or an id outside the vocabulary."""
+        inp = self.input
+        if inp.embedding is None:
+            raise InputError(f"graph {self.name!r} takes {self.input_shape} values, not token "
+                             f"ids")
+        ids = np.asarray(ids)
+        if ids.ndim == 1:
+            ids = ids[None]
+        t = self.input_shape[0]
+        if ids.ndim != 2 or ids.shape[1] != t or not np.issubdtype(ids.dtype, np.integer):
+            raise InputError(f"graph {self.name!r}: token ids must be (N, {t}) integers, got "
+                             f"{ids.dtype} of shape {ids.shape}")
+        table = self.params[inp.embedding]
+        bad = (ids < 0) | (ids >= table.shape[0])
+        if bad.any():
+            raise InputError(f"graph {self.name!r}: token id {int(ids[bad][0])} is outside "
+                             f"the vocabulary 0..{table.shape[0] - 1}")
+        x = table[ids]
+        if inp.addend is not None:
+            x = x + self.params[inp.addend]
+        return x.astype(np.float32)
 
     def node(self, name: str) -> Node:
         """The node called ``name``; raises InputError naming it when there is none."""

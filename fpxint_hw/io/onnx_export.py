@@ -17,6 +17,8 @@ parameters bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
+
 
 import numpy as np
 
@@ -51,6 +53,9 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
         raise InputError(f"export of {graph.name!r}: batch must be a positive int or None, "
                          f"got {batch!r}")
     nb = batch if batch is not None else "N"
+    ids = graph.input if graph.input.embedding is not None else None
+    if ids is not None:                  # the body reads the embedded tokens under a new name
+        graph = _renamed_input(graph, f"{ids.name}.embedded")
     arrays = {k: np.asarray(v, np.float32) for k, v in graph.params.items()}
     inits = []
     nodes = []
@@ -254,9 +259,20 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
             raise InputError(f"export of {graph.name!r}: node {n.name!r} has op {n.op!r}, "
                              f"which has no ONNX form")
         nodes.append(helper.make_node(op, ins, [n.name], name=n.name, **kw))
+    if ids is not None:        # token ids -> embedding[ids] (+ addend) -> the body's input
+        word = graph.input.name if ids.addend is None else extra(f"{ids.name}.word")
+        embed = [helper.make_node("Gather", [ids.embedding, ids.name], [word],
+                                  name=extra(f"{ids.name}.gather"), axis=0)]
+        if ids.addend is not None:
+            embed.append(helper.make_node("Add", [word, ids.addend], [graph.input.name],
+                                          name=extra(f"{ids.name}.add")))
+        nodes[:0] = embed
+        x = helper.make_tensor_value_info(ids.name, TensorProto.INT64,
+                                          [nb, graph.input_shape[0]])
+    else:
+        x = helper.make_tensor_value_info(graph.input.name, TensorProto.FLOAT,
+                                          [nb, *graph.input_shape])
     inits = [numpy_helper.from_array(v, k) for k, v in arrays.items()] + inits
-    x = helper.make_tensor_value_info(graph.input.name, TensorProto.FLOAT,
-                                      [nb, *graph.input_shape])
     y = helper.make_tensor_value_info(graph.output, TensorProto.FLOAT,
                                       [nb, *graph.output_shape])
     g = helper.make_graph(nodes, graph.name, [x], [y], initializer=inits)
@@ -264,6 +280,17 @@ def graph_to_onnx(graph: Graph, *, batch: int | None = None, opset: int = ONNX_O
                               opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     return model
+
+
+def _renamed_input(graph: Graph, name: str) -> Graph:
+    """``graph`` with its Input called ``name`` (its readers follow)."""
+    old = graph.input.name
+    if name in graph:
+        raise InputError(f"export of {graph.name!r}: the name {name!r} is taken")
+    nodes = [dataclasses.replace(graph.input, name=name)]
+    nodes += [dataclasses.replace(n, inputs=tuple(name if i == old else i for i in n.inputs))
+              for n in graph.nodes[1:]]
+    return graph.replace(nodes=nodes, output=name if graph.output == old else graph.output)
 
 
 def save_onnx(graph: Graph, path, *, batch: int | None = None, opset: int = ONNX_OPSET) -> None:

@@ -26,7 +26,10 @@ Concat, Cast, Slice, Reshape, Transpose, ConstantOfShape, Constant and integer A
 Div whose inputs are all constants.
 
 The model needs one float input of shape ``(N, C, H, W)`` or ``(N, F)`` whose batch axis is
-symbolic or 1, and one output. Symbolic spatial (or feature) axes need ``input_shape``
+symbolic or 1, or token ids ``(N, T)`` that index an embedding table (the embedding step
+then stays on the host: :class:`~fpxint_hw.graph.Input` ``embedding`` and ``addend``; any
+other integer input is fixed, segment ids to 0 and a mask to 1), and one output. Other ops
+whose inputs are all constants are evaluated by ``onnx.reference``. Symbolic spatial (or feature) axes need ``input_shape``
 (``--input-shape 1x3xHxW`` on the command line); fixed axes must agree with it.
 
 Nodes keep the ONNX node name (or, when a node has none, its output tensor's name);
@@ -52,6 +55,13 @@ from .onnx_sequence import SequenceOps
 
 __all__ = ["load_onnx", "onnx_to_graph", "read_onnx", "SUPPORTED_ONNX_OPS"]
 
+#: Ops evaluated by ``onnx.reference`` at import time, on constant inputs only (the
+#: attention-mask and position-id computations around token ids).
+REFERENCE_FOLDED_OPS = ("Range", "Where", "Equal", "Less", "LessOrEqual", "Greater",
+                        "GreaterOrEqual", "And", "Or", "Not", "IsNaN", "IsInf", "Expand",
+                        "GatherElements", "Neg", "ReduceSum", "ReduceMax", "ReduceMin",
+                        "CumSum", "Tile", "Min", "Max", "Abs")
+
 #: ONNX op types the importer understands.
 SUPPORTED_ONNX_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "MaxPool", "AveragePool",
                       "GlobalAveragePool", "ReduceMean", "Add", "Sub", "Mul", "Div", "Gemm",
@@ -59,7 +69,7 @@ SUPPORTED_ONNX_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "MaxPool", "
                       "Constant", "HardSigmoid", "HardSwish", "Sigmoid", "LeakyRelu", "PRelu",
                       "Concat", "Pad", "ConvTranspose", "Resize", "Shape", "Gather",
                       "Unsqueeze", "Cast", "Slice", "Transpose", "ConstantOfShape",
-                      "Softmax", "LayerNormalization", "Gelu")
+                      "Softmax", "LayerNormalization", "Gelu") + REFERENCE_FOLDED_OPS
 
 #: Ops evaluated at import time when every input is a constant (shape computations).
 FOLDABLE_OPS = ("Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Reshape",
@@ -138,6 +148,10 @@ class _Importer:
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.params: dict[str, np.ndarray] = {}
         self.names: set[str] = set()
+        self.done: set[int] = set()              # ONNX nodes already taken in (by id)
+        self.nan_tests: dict[str, str] = {}      # IsNaN(x) of an activation -> x
+        self.embedded: str | None = None         # the Input of token ids, if any
+        self.addend: np.ndarray | None = None    # ... and the (T, F) rows added to it
         self.uses: dict[str, int] = {}
         for n in self.onnx_nodes:
             for i in n.input:
@@ -249,7 +263,22 @@ class _Importer:
             self.consts[onode.output[0]] = self.shape_value(onode, a)
             return
         ins = [i for i in onode.input if i]
-        if op in FOLDABLE_OPS and ins and all(i in self.consts for i in ins):
+        constant = bool(ins) and all(i in self.consts for i in ins)
+        if op == "IsNaN" and not constant:              # the guard of Where(IsNaN(x), 0, x)
+            self.nan_tests[onode.output[0]] = onode.input[0]
+            return
+        if op == "Where" and not constant and onode.input[0] in self.nan_tests:
+            self.nan_guard(onode)
+            return
+        if op in REFERENCE_FOLDED_OPS and not constant:
+            act = next(i for i in ins if i not in self.consts)
+            raise self.fail(onode, f"input {act!r} is an activation; {op} is only supported "
+                                   f"in computations on constants")
+        if constant and op not in FOLDABLE_OPS:        # any other op on constants alone
+            for name, value in zip(onode.output, self.reference_fold(onode)):
+                self.consts[name] = value
+            return
+        if op in FOLDABLE_OPS and constant:
             out = self.fold(onode, op, a, [self.consts[i] if i else None for i in onode.input])
             self.consts[onode.output[0]] = out
             if op == "Transpose" and out.ndim == 2 and ins[0] in self.consts:
@@ -472,6 +501,31 @@ class _Importer:
         start, end = a.get("start", 0), a.get("end")
         return full[start:end]
 
+    def reference_fold(self, onode) -> list[np.ndarray]:
+        """The outputs of ``onode`` on its constant inputs, computed by ``onnx.reference``
+        (the mask and position computations exporters write around token ids)."""
+        from onnx import TensorProto, helper
+        from onnx.reference import ReferenceEvaluator
+        feeds = {i: np.asarray(self.consts[i]) for i in onode.input if i}
+        graph = helper.make_graph(
+            [onode], "fold",
+            [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(v.dtype),
+                                           v.shape) for i, v in feeds.items()],
+            [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None)
+             for o in onode.output])
+        opset = next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")),
+                     MIN_OPSET)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        try:
+            out = ReferenceEvaluator(model).run(None, feeds)
+        except Exception as exc:                      # onnx.reference's own errors
+            raise self.fail(onode, f"cannot evaluate it on its constant inputs: "
+                                   f"{_first_line(exc)}") from None
+        for v in out:
+            if np.size(v) > MAX_TENSOR_ELEMENTS:
+                raise self.fail(onode, f"a constant of shape {np.shape(v)} is too large")
+        return [np.asarray(v) for v in out]
+
     def fold(self, onode, op: str, a: dict, vals: list) -> np.ndarray:
         """``op`` evaluated on constant inputs ``vals`` (None for an omitted optional one)."""
         def ints(v):
@@ -565,6 +619,10 @@ class _Importer:
         t, c = (i1, i0) if const_first else (i0, i1)
         x = self.tensor(onode, t)
         raw = self.consts[c]
+        if op == "Add" and x == self.embedded and self.uses.get(t, 0) == 1 and \
+                self.add_to_embedding(np.asarray(raw)):
+            self.alias[onode.output[0]] = x            # the host adds it (Input.addend)
+            return
         if not np.issubdtype(np.asarray(raw).dtype, np.floating):
             raise self.fail(onode, f"constant {c!r} has dtype {np.asarray(raw).dtype}, "
                                    f"expected float")
@@ -578,6 +636,31 @@ class _Importer:
             if self.merge_bias(onode, t, x, c if op == "Add" else f"{name}.bias", bias):
                 return
         self.emit(onode, self.const_scale(onode, x, c, vals, const_first))
+
+    def nan_guard(self, onode) -> None:
+        """``Where(IsNaN(x), 0, x)`` (attention probabilities of a row that masks every
+        key): ``x`` itself, as no row is masked here and the softmax of finite scores holds
+        no NaN."""
+        cond, zero, x = onode.input
+        if self.nan_tests[cond] != x or zero not in self.consts or np.any(self.consts[zero]):
+            raise self.fail(onode, "only Where(IsNaN(x), 0, x) is supported on activations")
+        if self.seq.is_view(x):                         # per-head probabilities
+            self.seq.views[onode.output[0]] = self.seq.views[x]
+        else:
+            self.alias[onode.output[0]] = self.tensor(onode, x)
+
+    def add_to_embedding(self, value: np.ndarray) -> bool:
+        """Add the float constant ``value`` to the token Input's addend if it broadcasts to
+        its ``(1, T, F)`` values (True), else leave it (False)."""
+        t, f = self.shapes[self.embedded]
+        if not np.issubdtype(value.dtype, np.floating) or value.ndim > 3:
+            return False
+        try:
+            rows = np.broadcast_to(value, (1, t, f)).reshape(t, f).astype(np.float64)
+        except ValueError:
+            return False
+        self.addend = rows if self.addend is None else self.addend + rows
+        return True
 
     def const_scale(self, onode, x: str, c: str, vals: np.ndarray,
                     const_first: bool) -> Scale:
@@ -814,10 +897,11 @@ def _nearest_indices(size: int, s: int, coord: str, rounding: str):
     return np.clip(idx, 0, size - 1).astype(np.int64)
 
 
-def _input_dims(source: str, inp, dims, input_shape) -> tuple[int, ...]:
-    """Per-sample input shape: the model's fixed axes, symbolic ones from ``input_shape``."""
+def _input_dims(source: str, inp, dims, input_shape, layout=None) -> tuple[int, ...]:
+    """Per-sample input shape: the model's fixed axes, symbolic ones from ``input_shape``
+    (``layout`` names the axes, by default by their number)."""
     per = dims[1:]
-    layout = {3: "CHW", 2: "TF"}.get(len(per), "F")
+    layout = layout or {3: "CHW", 2: "TF"}.get(len(per), "F")
     given = None
     if input_shape is not None:
         try:
@@ -861,13 +945,105 @@ def onnx_to_graph(model, *, source: str = "<onnx model>", fold_bn: bool = True,
     imp = _Importer(model, source)
     g = model.graph
     inputs = [i for i in g.input if i.name not in imp.consts]
-    ids = [i.name for i in inputs if i.type.tensor_type.elem_type in (6, 7)]  # INT32, INT64
-    gathered = [n.name or n.output[0] for n in imp.onnx_nodes
-                if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] in ids]
-    if gathered:
-        raise InputError(f"{source}: integer input(s) {ids} index the embedding Gather "
-                         f"{gathered[0]!r}: token-id inputs are not imported; export the "
-                         f"model from the embeddings' output (an (N, T, F) float input)")
+    if any(i.type.tensor_type.elem_type in _INT_TYPES for i in inputs):
+        first = _token_input(imp, inputs, input_shape)
+    else:
+        first = _float_input(imp, inputs, input_shape)
+    imp.nodes.append(first)
+    imp.names.add(first.name)
+    imp.shapes[first.name] = first.shape
+    imp.alias.setdefault(first.name, first.name)
+    for onode in imp.onnx_nodes:
+        if id(onode) in imp.done:
+            continue
+        try:
+            imp.convert(onode)
+        except InputError as exc:
+            msg = str(exc)
+            if msg.startswith(source):
+                raise
+            if msg.startswith("node "):
+                raise InputError(f"{source}: {msg}") from None
+            raise imp.fail(onode, msg) from None
+    if imp.addend is not None:           # the position and segment rows the host adds
+        name = imp.fresh(f"{first.name}.addend")
+        imp.params[name] = imp.addend.astype(np.float32)
+        imp.nodes[0] = dataclasses.replace(first, addend=name)
+    if len(g.output) != 1:
+        raise InputError(f"{source}: expected one graph output, got "
+                         f"{[o.name for o in g.output]}")
+    out = g.output[0].name
+    if imp.seq.is_view(out):
+        raise InputError(f"{source}: output {out!r} is a per-head view; merge the heads "
+                         f"back to (N, T, F) before the output")
+    if out not in imp.alias:
+        raise InputError(f"{source}: output {out!r} is not computed by a supported node")
+    try:
+        graph = Graph(tuple(imp.nodes), imp.params, imp.alias[out], g.name or "onnx")
+    except InputError as exc:
+        raise InputError(f"{source}: {exc}") from None
+    return fold_batchnorm(graph) if fold_bn else graph
+
+
+#: ONNX element types of token-id and mask inputs (INT32, INT64).
+_INT_TYPES = (6, 7)
+
+
+def _token_input(imp, inputs, input_shape) -> Input:
+    """The Input of a model that takes token ids: the first integer input that indexes a
+    constant table (the word embedding) is the ids; the Gather becomes the Input's
+    ``embedding`` and the importer adds the rows of constant Adds that follow into its
+    addend. Any other integer input is fixed: one indexing a table (segment ids,
+    ``token_type_ids``) to 0, any other (``attention_mask``) to 1 -- one sentence at its
+    own length, no padding. The length T comes from the ids' fixed axis or ``input_shape``
+    ``(T,)``."""
+    source = imp.source
+
+    def table_gathers(name):
+        return [n for n in imp.onnx_nodes if n.op_type == "Gather" and len(n.input) > 1
+                and n.input[1] == name and n.input[0] in imp.consts
+                and np.ndim(imp.consts[n.input[0]]) == 2
+                and int(imp.attrs(n).get("axis", 0)) == 0]
+
+    ints = [i for i in inputs if i.type.tensor_type.elem_type in _INT_TYPES]
+    ids = next((i for i in ints if table_gathers(i.name)), None)
+    floats = [i.name for i in inputs if i.type.tensor_type.elem_type not in _INT_TYPES]
+    if ids is None or floats:
+        raise InputError(f"{source}: integer input(s) {[i.name for i in ints]} with "
+                         f"{'float input(s) ' + str(floats) if floats else 'no embedding'}: "
+                         f"a model takes either one float input or token ids that index an "
+                         f"embedding table (Gather of a constant (V, F) table)")
+    dims = list(ids.type.tensor_type.shape.dim)
+    if len(dims) != 2:
+        raise InputError(f"{source}: token ids {ids.name!r} have rank {len(dims)}, expected "
+                         f"(N, T)")
+    (t,) = _input_dims(source, ids, dims, input_shape, layout="T")
+    gathers = table_gathers(ids.name)
+    if len(gathers) != 1 or imp.uses.get(ids.name, 0) != 1 + sum(
+            1 for n in imp.onnx_nodes if n.op_type == "Shape" and n.input[0] == ids.name):
+        raise InputError(f"{source}: token ids {ids.name!r} must feed one embedding Gather "
+                         f"(and shape computations) only")
+    gather = gathers[0]
+    table = imp.consts[gather.input[0]]
+    imp.consts[ids.name] = np.zeros((1, t), np.int64)   # its shape, for Shape; never values
+    for i in ints:
+        if i is not ids:
+            dtype = imp.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
+            fill = 0 if table_gathers(i.name) else 1
+            imp.consts[i.name] = np.full((1, t), fill, dtype)
+    imp.done.add(id(gather))
+    embedding = imp.param(gather, gather.input[0], "embedding table")
+    imp.alias[gather.output[0]] = ids.name
+    imp.embedded = ids.name
+    try:
+        return Input(name=ids.name, shape=(t, int(table.shape[1])), embedding=embedding)
+    except InputError as exc:
+        raise InputError(f"{source}: {exc}") from None
+
+
+def _float_input(imp, inputs, input_shape) -> Input:
+    """The Input of a model with one float input ``(N, C, H, W)``, ``(N, T, F)`` or ``(N, F)``."""
+    source = imp.source
     if len(inputs) != 1:
         raise InputError(f"{source}: expected one graph input, got "
                          f"{[i.name for i in inputs]}")
@@ -885,34 +1061,6 @@ def onnx_to_graph(model, *, source: str = "<onnx model>", fold_bn: bool = True,
                          f"{dims[0].dim_value}; only batch 1 or a symbolic batch is supported")
     shape = _input_dims(source, inp, dims, input_shape)
     try:
-        first = Input(name=inp.name, shape=tuple(shape))
+        return Input(name=inp.name, shape=tuple(shape))
     except InputError as exc:
         raise InputError(f"{source}: {exc}") from None
-    imp.nodes.append(first)
-    imp.names.add(inp.name)
-    imp.shapes[inp.name] = first.shape
-    imp.alias[inp.name] = inp.name
-    for onode in imp.onnx_nodes:
-        try:
-            imp.convert(onode)
-        except InputError as exc:
-            msg = str(exc)
-            if msg.startswith(source):
-                raise
-            if msg.startswith("node "):
-                raise InputError(f"{source}: {msg}") from None
-            raise imp.fail(onode, msg) from None
-    if len(g.output) != 1:
-        raise InputError(f"{source}: expected one graph output, got "
-                         f"{[o.name for o in g.output]}")
-    out = g.output[0].name
-    if imp.seq.is_view(out):
-        raise InputError(f"{source}: output {out!r} is a per-head view; merge the heads "
-                         f"back to (N, T, F) before the output")
-    if out not in imp.alias:
-        raise InputError(f"{source}: output {out!r} is not computed by a supported node")
-    try:
-        graph = Graph(tuple(imp.nodes), imp.params, imp.alias[out], g.name or "onnx")
-    except InputError as exc:
-        raise InputError(f"{source}: {exc}") from None
-    return fold_batchnorm(graph) if fold_bn else graph

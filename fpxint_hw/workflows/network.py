@@ -6,7 +6,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["load_network", "input_range", "load_inputs", "parse_input_shape"]
+__all__ = ["load_network", "input_range", "load_inputs", "parse_input_shape",
+           "token_inputs"]
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
@@ -87,9 +88,23 @@ def load_inputs(graph, info, images: int | None, files):
                 xs.append(preprocess_rgb(load_image(f), size=h,
                                          resize=int(round(h * 256 / 224)), **kw))
         return np.stack(xs).astype(np.float32), None, tuple(str(f) for f in files)
+    if graph.input.embedding is not None and info is None:
+        return token_inputs(graph, images)
     from ..models import sample_inputs
     kw = {}
     if info is not None:
         kw = dict(task=info.task, mean=info.mean, std=info.std)
     s = sample_inputs(graph.input_shape, limit=images, **kw)
     return s.x, s.labels, s.names
+
+
+def token_inputs(graph, count: int | None = None, seed: int = 0):
+    """``(x, None, names)`` for a graph that takes token ids (an imported ``input_ids``
+    model): ``count`` (default 4) sequences of seeded random ids from its whole vocabulary,
+    embedded as the graph's input (:meth:`~fpxint_hw.graph.Graph.embed`)."""
+    if count is not None and (isinstance(count, bool) or int(count) != count or count < 1):
+        raise InputError(f"{count!r} sample inputs asked for; give at least 1")
+    n = count or 4
+    vocab = graph.params[graph.input.embedding].shape[0]
+    ids = np.random.default_rng(seed).integers(0, vocab, (n, graph.input_shape[0]))
+    return graph.embed(ids), None, tuple(f"token-ids-{i}" for i in range(n))

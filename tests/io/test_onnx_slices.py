@@ -160,16 +160,28 @@ def test_a_gather_of_an_activation_other_than_one_token_is_refused():
                       source="m.onnx")
 
 
-def test_a_token_id_input_read_by_an_embedding_gather_is_refused_naming_it():
-    table = numpy_helper.from_array(np.zeros((10, 4), np.float32), "words")
+def test_a_token_id_input_read_by_an_embedding_gather_becomes_the_hosts_embedding():
+    """The Gather of a constant table by integer ids is the Input's host-side embedding
+    (tests/io/test_onnx_tokens.py has whole BERT exports); an integer input that indexes
+    no table is refused naming it."""
+    words = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
     nodes = [helper.make_node("Gather", ["words", "ids"], ["e"], name="embed", axis=0),
              helper.make_node("Relu", ["e"], ["y"], name="act")]
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64,
                                                                      [1, 5])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                          [table])
-    with pytest.raises(InputError, match=r"^m\.onnx: integer input\(s\) \['ids'\] index the "
-                                         r"embedding Gather 'embed': token-id inputs are not "
-                                         r"imported"):
+                          [numpy_helper.from_array(words, "words")])
+    graph = onnx_to_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
+                          source="m.onnx")
+    assert graph.input.embedding == "words" and graph.input_shape == (5, 4)
+    ids = np.array([[0, 9, 3, 3, 1]])
+    np.testing.assert_array_equal(run_float(graph, graph.embed(ids)),
+                                  np.maximum(words[ids], 0))
+    nodes = [helper.make_node("Cast", ["mask"], ["y"], name="cast", to=TensorProto.FLOAT)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("mask", TensorProto.INT64,
+                                                                     [1, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    with pytest.raises(InputError, match=r"^m\.onnx: integer input\(s\) \['mask'\] with no "
+                                         r"embedding"):
         onnx_to_graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
                       source="m.onnx")

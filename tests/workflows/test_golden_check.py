@@ -24,8 +24,8 @@ def _perturb(monkeypatch, layer=LAYER):
     """Make the simulator add 1 to the first element of ``layer``'s output (NHWC)."""
     real = SimulatorClass.run_layer
 
-    def run_layer(self, q, args):
-        out = real(self, q, args)
+    def run_layer(self, q, args, add=None):
+        out = real(self, q, args, add)
         if q.name == layer:
             out = out.copy()
             out.flat[0] += 1
