@@ -142,6 +142,50 @@ def test_sentence_embeddings_agree_with_transformers(model, bert):
     assert [int(cos[k].argmax()) for k in range(6)] == [1, 0, 3, 2, 5, 4]
 
 
+def test_the_real_minilm_exported_from_its_token_ids_imports_as_the_zoo_graph(model, bert,
+                                                                              tmp_path):
+    """transformers' BertModel exported by torch.onnx from input_ids, attention_mask and
+    token_type_ids: imported with the embedding on the host, its hidden states are the zoo
+    graph's and onnxruntime's, and its integer program agrees with golden."""
+    import torch
+    ort = pytest.importorskip("onnxruntime")
+    from fpxint_hw import golden
+    from fpxint_hw.float_exec import run_float
+    from fpxint_hw.intsim import Simulator
+    from fpxint_hw.io.onnx_import import load_onnx
+    from fpxint_hw.quant import expand_graph
+    from fpxint_hw.spec import SeriesFormat
+
+    class Ids(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids, mask, types):
+            return self.bert(input_ids=ids, attention_mask=mask,
+                             token_type_ids=types).last_hidden_state
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    path = tmp_path / "minilm_ids.onnx"
+    example = (torch.ones(1, 9, dtype=torch.long), torch.ones(1, 9, dtype=torch.long),
+               torch.zeros(1, 9, dtype=torch.long))
+    torch.onnx.export(Ids(), example, str(path), dynamo=False, opset_version=17,
+                      input_names=names, output_names=["hidden"],
+                      dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names})
+    (ids,) = minilm.tokenize([SENTENCES[0]])
+    g = load_onnx(path, input_shape=(len(ids),), fold_bn=False)
+    hidden = run_float(g, g.embed(ids))[0]
+    np.testing.assert_allclose(hidden, model.hidden_states(ids), atol=1e-4)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {"input_ids": ids[None].astype(np.int64),
+            "attention_mask": np.ones((1, len(ids)), np.int64),
+            "token_type_ids": np.zeros((1, len(ids)), np.int64)}
+    np.testing.assert_allclose(hidden, sess.run(None, feed)[0][0], atol=1e-4)
+    prog = expand_graph(g, SeriesFormat(8, 2, per_channel=True), SeriesFormat(8, 2))
+    x = g.embed(ids)
+    assert np.array_equal(Simulator(prog)(x), golden.run_program(prog, x)[0])
+
+
 def test_the_longest_text_runs_and_one_token_more_is_refused(model, bert):
     fits = "word " * (minilm.MAX_POSITIONS - 2)           # + [CLS] and [SEP]: 512 tokens
     (ids,) = minilm.tokenize([fits])
