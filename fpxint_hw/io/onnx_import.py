@@ -29,8 +29,9 @@ The model needs one float input of shape ``(N, C, H, W)`` or ``(N, F)`` whose ba
 symbolic or 1, or token ids ``(N, T)`` that index an embedding table (the embedding step
 then stays on the host: :class:`~fpxint_hw.graph.Input` ``embedding`` and ``addend``; any
 other integer input is fixed, segment ids to 0 and a mask to 1), and one output. Other ops
-whose inputs are all constants are evaluated by ``onnx.reference``. Symbolic spatial (or feature) axes need ``input_shape``
-(``--input-shape 1x3xHxW`` on the command line); fixed axes must agree with it.
+whose inputs are all constants are evaluated by ``onnx.reference``. Symbolic spatial (or
+feature, or token) axes need ``input_shape`` (``--input-shape 1x3xHxW`` on the command
+line); fixed axes must agree with it.
 
 Nodes keep the ONNX node name (or, when a node has none, its output tensor's name);
 parameters keep their initializer names. Any other op raises InputError naming the file,
@@ -1017,6 +1018,7 @@ def _token_input(imp, inputs, input_shape) -> Input:
     if len(dims) != 2:
         raise InputError(f"{source}: token ids {ids.name!r} have rank {len(dims)}, expected "
                          f"(N, T)")
+    _check_batch(source, ids, dims)
     (t,) = _input_dims(source, ids, dims, input_shape, layout="T")
     gathers = table_gathers(ids.name)
     if len(gathers) != 1 or imp.uses.get(ids.name, 0) != 1 + sum(
@@ -1056,11 +1058,16 @@ def _float_input(imp, inputs, input_shape) -> Input:
     if len(dims) not in (2, 3, 4):
         raise InputError(f"{source}: input {inp.name!r} has rank {len(dims)}, expected "
                          f"(N, C, H, W), (N, T, F) or (N, F)")
-    if dims[0].HasField("dim_value") and dims[0].dim_value not in (0, 1):
-        raise InputError(f"{source}: input {inp.name!r} has a fixed batch of "
-                         f"{dims[0].dim_value}; only batch 1 or a symbolic batch is supported")
+    _check_batch(source, inp, dims)
     shape = _input_dims(source, inp, dims, input_shape)
     try:
         return Input(name=inp.name, shape=tuple(shape))
     except InputError as exc:
         raise InputError(f"{source}: {exc}") from None
+
+
+def _check_batch(source: str, inp, dims) -> None:
+    """Refuse a fixed batch axis other than 1 (a graph is per sample)."""
+    if dims[0].HasField("dim_value") and dims[0].dim_value not in (0, 1):
+        raise InputError(f"{source}: input {inp.name!r} has a fixed batch of "
+                         f"{dims[0].dim_value}; only batch 1 or a symbolic batch is supported")
