@@ -142,13 +142,18 @@ def test_sentence_embeddings_agree_with_transformers(model, bert):
     assert [int(cos[k].argmax()) for k in range(6)] == [1, 0, 3, 2, 5, 4]
 
 
-def test_the_real_minilm_exported_from_its_token_ids_imports_as_the_zoo_graph(model, bert,
+def test_the_real_minilm_exported_from_its_token_ids_imports_as_the_zoo_graph(model,
                                                                               tmp_path):
     """transformers' BertModel exported by torch.onnx from input_ids, attention_mask and
     token_type_ids: imported with the embedding on the host, its hidden states are the zoo
-    graph's and onnxruntime's, and its integer program agrees with golden."""
-    import torch
+    graph's and onnxruntime's, and its integer program agrees with golden. (The export
+    traces a model of its own: tracing leaves the module-wide reference changed.)"""
+    torch = pytest.importorskip("torch", reason="torch absent: the export needs it")
+    transformers = pytest.importorskip("transformers", reason="transformers absent: "
+                                       "pip install transformers torch==2.13.0")
     ort = pytest.importorskip("onnxruntime")
+    bert = transformers.BertModel.from_pretrained(str(minilm.minilm_dir()),
+                                                  local_files_only=True).eval()
     from fpxint_hw import golden
     from fpxint_hw.float_exec import run_float
     from fpxint_hw.intsim import Simulator
