@@ -520,8 +520,12 @@ class _Importer:
         try:
             out = ReferenceEvaluator(model).run(None, feeds)
         except Exception as exc:                      # onnx.reference's own errors
+            hint = ""
+            if self.embedded is not None:             # e.g. a table shorter than the ids
+                t = self.shapes[self.embedded][0]
+                hint = f"; does the model take {t} tokens? (--input-shape 1xT)"
             raise self.fail(onode, f"cannot evaluate it on its constant inputs: "
-                                   f"{_first_line(exc)}") from None
+                                   f"{_first_line(exc)}{hint}") from None
         for v in out:
             if np.size(v) > MAX_TENSOR_ELEMENTS:
                 raise self.fail(onode, f"a constant of shape {np.shape(v)} is too large")
@@ -659,6 +663,11 @@ class _Importer:
         try:
             rows = np.broadcast_to(value, (1, t, f)).reshape(t, f).astype(np.float64)
         except ValueError:
+            if value.ndim >= 2 and value.shape[-1] == f and value.shape[-2] not in (1, t):
+                raise InputError(f"node {self.embedded!r}: the model adds "
+                                 f"{value.shape[-2]} rows (positions) to {t} tokens; give "
+                                 f"at most {value.shape[-2]} tokens (--input-shape "
+                                 f"1x{value.shape[-2]})") from None
             return False
         self.addend = rows if self.addend is None else self.addend + rows
         return True

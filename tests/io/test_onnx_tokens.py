@@ -86,6 +86,12 @@ def test_token_ids_import_with_the_embedding_on_the_host_and_agree(exported):
         g.embed(np.full((1, T), VOCAB))
     with pytest.raises(InputError, match=r"must be \(N, 7\) integers"):
         g.embed(np.zeros((1, T + 1), np.int64))
+    # max_position_embeddings = 16: the positions' Add or the segment buffer's Expand says so
+    with pytest.raises(InputError, match=r"adds 16 rows \(positions\) to 17 tokens; give at "
+                                         r"most 16 tokens \(--input-shape 1x16\)|Expand.*"
+                                         r"does the model take 17 tokens\?"):
+        load_onnx(path, input_shape=(17,))
+    assert load_onnx(path, input_shape=(16,)).input_shape == (16, 32)
 
 
 def test_a_token_model_round_trips_and_runs_in_onnxruntime(exported):
