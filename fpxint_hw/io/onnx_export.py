@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 
-
 import numpy as np
 
 from ..errors import InputError, missing_tool
