@@ -67,8 +67,11 @@ _SERIAL = {name: getattr(kernels, name + "_serial") for name in _KERNELS}
 #: chunk by chunk (im2col, GEMMs, requantization) so that its working set stays in the caches.
 _CHUNK_BYTES = 1 << 19
 
-#: ``run_share``'s flags when it starts no other thread.
+#: ``run_share``'s flags when it starts no other thread, and its residual rows and Add
+#: arguments when it runs no Add.
 _NO_WAKE = np.zeros(1, dtype=np.int64)
+_NO_RESIDUAL = np.zeros((0, 1), dtype=np.uint8)
+_NO_ADD = np.zeros(8, dtype=np.int64)
 
 _STORAGE = (np.uint8, np.int8, np.uint16, np.int16, np.int32)
 
@@ -452,7 +455,7 @@ class _ConvPlan:
         without one: no rows, ``out`` itself, zeros."""
         m_rows = out.shape[0]
         if add is None:
-            return np.zeros((0, self.o), dtype=np.uint8), out, np.zeros(8, dtype=np.int64)
+            return _NO_RESIDUAL, out, _NO_ADD
         q, other, layer_first = add
         if other.size != m_rows * self.o:
             raise ValueError(f"{q.name}: residual of {other.size} values for a layer output "
